@@ -1,0 +1,30 @@
+#![doc = include_str!("../README.md")]
+
+mod clock;
+#[cfg(feature = "cluster")]
+mod cluster;
+mod codec;
+mod config;
+mod error;
+mod handle;
+mod keyspace;
+mod script;
+#[cfg(feature = "sentinel")]
+mod sentinel;
+mod subscribe;
+#[cfg(feature = "tls")]
+mod tls;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use codec::{Codec, JsonCodec};
+pub use config::{RedisConfig, RedisConfigBuilder, Secret, Topology};
+pub use error::{Error, Result};
+pub use handle::{Connection, Dedicated, MIN_SERVER_VERSION, Redis, ServerInfo};
+pub use keyspace::{CLUSTER_SLOTS, Key, Keyspace, MAX_KEY_LEN, key_slot, same_slot};
+pub use script::{Invocation, Pipeline, Script};
+pub use subscribe::{Event, Message, Subscriber, Subscription};
+
+/// The redis-rs version redkit is built on, re-exported so applications never mix two.
+pub use redis;
+/// The deadpool-redis version behind the dedicated connection pool.
+pub use deadpool_redis;

@@ -1,0 +1,256 @@
+//! Embedded Lua scripts: `EVALSHA` first, `EVAL` when the server lost its script cache
+//! (restart, failover, `SCRIPT FLUSH`), alone or inside a [`Pipeline`].
+//!
+//! ```
+//! use std::sync::LazyLock;
+//! use redkit_core::Script;
+//!
+//! static INCR_BY: LazyLock<Script> = LazyLock::new(|| {
+//!     Script::new("incr_by", "-- KEYS[1] counter; ARGV[1] step\nreturn redis.call('INCRBY', KEYS[1], ARGV[1])")
+//! });
+//! assert_eq!(INCR_BY.name(), "incr_by");
+//! assert_eq!(INCR_BY.hash().len(), 40);
+//! ```
+
+use std::fmt;
+
+use redis::{Cmd, ErrorKind, FromRedisValue, ServerErrorKind, ToRedisArgs, Value};
+use tracing::Instrument;
+
+use crate::error::{Error, Result};
+use crate::handle::Redis;
+
+/// A Lua script with a name (used in errors and traces) and its SHA1.
+pub struct Script {
+    name: &'static str,
+    inner: redis::Script,
+    code: String,
+}
+
+impl fmt::Debug for Script {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Script")
+            .field("name", &self.name)
+            .field("sha1", &self.inner.get_hash())
+            .finish()
+    }
+}
+
+impl Script {
+    /// A script from its source (usually `include_str!("../lua/<name>.lua")`).
+    pub fn new(name: &'static str, code: &str) -> Self {
+        Script {
+            name,
+            inner: redis::Script::new(code),
+            code: code.to_string(),
+        }
+    }
+
+    /// The script's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The SHA1 the server knows the script by.
+    pub fn hash(&self) -> &str {
+        self.inner.get_hash()
+    }
+
+    /// The Lua source.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    /// Starts a call: add keys first, then arguments.
+    pub fn call(&self) -> Invocation<'_> {
+        Invocation {
+            script: self,
+            keys: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+}
+
+/// One call of a [`Script`] with its keys and arguments.
+pub struct Invocation<'s> {
+    script: &'s Script,
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+}
+
+impl fmt::Debug for Invocation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Invocation")
+            .field("script", &self.script.name)
+            .field("keys", &self.keys.len())
+            .field("args", &self.args.len())
+            .finish()
+    }
+}
+
+fn is_noscript(e: &redis::RedisError) -> bool {
+    e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+}
+
+impl<'s> Invocation<'s> {
+    /// Adds a key (`KEYS[n]`).
+    pub fn key(mut self, key: impl ToRedisArgs) -> Self {
+        self.keys.extend(key.to_redis_args());
+        self
+    }
+
+    /// Adds an argument (`ARGV[n]`).
+    pub fn arg(mut self, arg: impl ToRedisArgs) -> Self {
+        self.args.extend(arg.to_redis_args());
+        self
+    }
+
+    /// The keys added so far, to check that they share one cluster slot.
+    pub fn keys(&self) -> &[Vec<u8>] {
+        &self.keys
+    }
+
+    fn command(&self, by_hash: bool) -> Cmd {
+        let mut cmd = if by_hash {
+            let mut c = redis::cmd("EVALSHA");
+            c.arg(self.script.hash());
+            c
+        } else {
+            let mut c = redis::cmd("EVAL");
+            c.arg(self.script.code.as_str());
+            c
+        };
+        cmd.arg(self.keys.len());
+        for k in &self.keys {
+            cmd.arg(k.as_slice());
+        }
+        for a in &self.args {
+            cmd.arg(a.as_slice());
+        }
+        cmd
+    }
+
+    /// Runs the script on the shared connection.
+    pub async fn invoke<T: FromRedisValue>(&self, redis: &Redis) -> Result<T> {
+        let name = self.script.name;
+        let span = tracing::debug_span!("redkit.script", script = name);
+        async move {
+            let mut conn = redis.conn();
+            let value: Value = match self.command(true).query_async(&mut conn).await {
+                Err(e) if is_noscript(&e) => self
+                    .command(false)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| Error::from_script(name, e))?,
+                other => other.map_err(|e| Error::from_script(name, e))?,
+            };
+            redis::from_redis_value(value).map_err(|e| {
+                Error::unexpected_reply(format!("script `{name}` returned an unexpected value: {e}"))
+            })
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// A non-transactional pipeline of commands and script calls sent in one round trip.
+///
+/// Script calls go as `EVALSHA`; any that the server answers with `NOSCRIPT` are sent
+/// again as `EVAL` — only those, so no other command of the pipeline runs twice.
+#[derive(Default)]
+pub struct Pipeline {
+    pipe: redis::Pipeline,
+    scripts: Vec<(usize, Invocation<'static>)>,
+    len: usize,
+}
+
+impl fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("commands", &self.len)
+            .field("scripts", &self.scripts.len())
+            .finish()
+    }
+}
+
+impl Pipeline {
+    /// An empty pipeline.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a command; its reply is part of the result.
+    pub fn cmd(&mut self, cmd: Cmd) -> &mut Self {
+        self.pipe.add_command(cmd);
+        self.len += 1;
+        self
+    }
+
+    /// Adds a script call; its reply is part of the result. Pipelined scripts must be
+    /// `'static` (the usual `LazyLock<Script>`), so a `NOSCRIPT` retry can rebuild them.
+    pub fn invoke(&mut self, invocation: Invocation<'static>) -> &mut Self {
+        self.pipe.add_command(invocation.command(true));
+        self.scripts.push((self.len, invocation));
+        self.len += 1;
+        self
+    }
+
+    /// How many commands the pipeline holds.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the pipeline is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Sends the pipeline and returns every reply, in order. Server errors of single
+    /// commands stay in place as `Value::ServerError` (use [`Pipeline::query`] to turn them
+    /// into an [`Error`]), except that a script re-sent after `NOSCRIPT` that fails again
+    /// fails the call.
+    pub async fn execute(&self, redis: &Redis) -> Result<Vec<Value>> {
+        if self.len == 0 {
+            return Ok(Vec::new());
+        }
+        let span = tracing::debug_span!("redkit.pipeline", commands = self.len);
+        async move {
+            let mut conn = redis.conn();
+            let mut pipe = self.pipe.clone();
+            pipe.ignore_errors();
+            let mut values: Vec<Value> = pipe.query_async(&mut conn).await?;
+            for (index, invocation) in &self.scripts {
+                let lost = matches!(values.get(*index),
+                    Some(Value::ServerError(e)) if e.kind() == Some(ServerErrorKind::NoScript));
+                if lost {
+                    let value: Value = invocation
+                        .command(false)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| Error::from_script(invocation.script.name, e))?;
+                    values[*index] = value;
+                }
+            }
+            Ok(values)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Sends the pipeline and converts the replies (a tuple or a `Vec`). The first failed
+    /// command becomes the error.
+    pub async fn query<T: FromRedisValue>(&self, redis: &Redis) -> Result<T> {
+        let values = self.execute(redis).await?;
+        for (index, value) in values.iter().enumerate() {
+            if let Value::ServerError(e) = value {
+                let err = redis::RedisError::from(e.clone());
+                return Err(match self.scripts.iter().find(|(i, _)| *i == index) {
+                    Some((_, inv)) => Error::from_script(inv.script.name, err),
+                    None => Error::from(err),
+                });
+            }
+        }
+        redis::from_redis_value(Value::Array(values))
+            .map_err(|e| Error::unexpected_reply(format!("pipeline reply: {e}")))
+    }
+}

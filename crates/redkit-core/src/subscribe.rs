@@ -1,0 +1,439 @@
+//! Subscriptions: one RESP3 connection per handle shared by every subscriber, resubscribed
+//! after reconnects, with explicit gap signals.
+//!
+//! Redis pub/sub is at-most-once: a message published while the link is down is lost.
+//! A [`Subscription`] therefore tells its owner when that may have happened
+//! ([`Event::Disconnected`], [`Event::Lagged`]) and when delivery works again
+//! ([`Event::Resubscribed`]), so a cache can drop what it holds and a lock waiter can
+//! re-check the lock instead of waiting for a wake-up that will never come.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ProtocolVersion, PushInfo, PushKind, Value};
+use tokio::sync::mpsc;
+
+use crate::config::{RedisConfig, Topology};
+use crate::error::{Error, Result};
+use crate::handle::client_for;
+
+/// One message received on a subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Message {
+    /// The channel it was published on.
+    pub channel: String,
+    /// The pattern that matched, for pattern subscriptions.
+    pub pattern: Option<String>,
+    /// The payload as published.
+    pub payload: Vec<u8>,
+}
+
+/// What a [`Subscription`] yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A published message.
+    Message(Message),
+    /// The subscription connection dropped or stopped answering: messages published from
+    /// now until [`Event::Resubscribed`] may be lost.
+    Disconnected,
+    /// The connection is back and every channel is subscribed again.
+    Resubscribed,
+    /// This subscriber did not keep up: its buffer was full and `missed` messages were
+    /// dropped. Treat it like a disconnection.
+    Lagged {
+        /// How many messages were dropped.
+        missed: u64,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kind {
+    Channel,
+    Pattern,
+}
+
+struct Sink {
+    id: u64,
+    tx: mpsc::Sender<Event>,
+    lagged: Arc<AtomicU64>,
+}
+
+impl Sink {
+    fn deliver(&self, event: Event) {
+        if self.tx.try_send(event).is_err() {
+            self.lagged.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Registry {
+    next_id: u64,
+    sinks: HashMap<(Kind, Vec<u8>), Vec<Sink>>,
+}
+
+struct Shared {
+    registry: Mutex<Registry>,
+    down: AtomicBool,
+}
+
+impl Shared {
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn broadcast(&self, event: &Event) {
+        for sinks in self.registry().sinks.values() {
+            for sink in sinks {
+                sink.deliver(event.clone());
+            }
+        }
+    }
+
+    fn mark_down(&self) {
+        if !self.down.swap(true, Ordering::AcqRel) {
+            tracing::warn!("subscription link lost; subscribers may miss messages");
+            self.broadcast(&Event::Disconnected);
+        }
+    }
+
+    fn mark_up(&self) {
+        if self.down.swap(false, Ordering::AcqRel) {
+            tracing::info!("subscription link restored");
+            self.broadcast(&Event::Resubscribed);
+        }
+    }
+
+    fn on_push(&self, push: PushInfo) {
+        let (kind, name, channel, pattern, payload) = match (push.kind, push.data.as_slice()) {
+            (PushKind::Message, [channel, payload]) => {
+                (Kind::Channel, bytes(channel), bytes(channel), None, bytes(payload))
+            }
+            (PushKind::PMessage, [pattern, channel, payload]) => (
+                Kind::Pattern,
+                bytes(pattern),
+                bytes(channel),
+                Some(bytes(pattern)),
+                bytes(payload),
+            ),
+            (PushKind::Disconnection, _) => return self.mark_down(),
+            _ => return,
+        };
+        let registry = self.registry();
+        if let Some(sinks) = registry.sinks.get(&(kind, name)) {
+            let message = Message {
+                channel: String::from_utf8_lossy(&channel).into_owned(),
+                pattern: pattern.map(|p| String::from_utf8_lossy(&p).into_owned()),
+                payload,
+            };
+            for sink in sinks {
+                sink.deliver(Event::Message(message.clone()));
+            }
+        }
+    }
+}
+
+fn bytes(v: &Value) -> Vec<u8> {
+    match v {
+        Value::BulkString(b) => b.clone(),
+        Value::SimpleString(s) => s.as_bytes().to_vec(),
+        _ => Vec::new(),
+    }
+}
+
+#[derive(Clone)]
+enum SubConn {
+    Single(ConnectionManager),
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl SubConn {
+    async fn command(&mut self, subscribe: bool, kind: Kind, name: &[u8]) -> redis::RedisResult<()> {
+        match self {
+            SubConn::Single(c) => match (kind, subscribe) {
+                (Kind::Channel, true) => c.subscribe(name).await,
+                (Kind::Channel, false) => c.unsubscribe(name).await,
+                (Kind::Pattern, true) => c.psubscribe(name).await,
+                (Kind::Pattern, false) => c.punsubscribe(name).await,
+            },
+            #[cfg(feature = "cluster")]
+            SubConn::Cluster(c) => match (kind, subscribe) {
+                (Kind::Channel, true) => c.subscribe(name).await,
+                (Kind::Channel, false) => c.unsubscribe(name).await,
+                (Kind::Pattern, true) => c.psubscribe(name).await,
+                (Kind::Pattern, false) => c.punsubscribe(name).await,
+            },
+        }
+    }
+
+    async fn ping(&mut self) -> redis::RedisResult<()> {
+        let cmd = redis::cmd("PING");
+        match self {
+            SubConn::Single(c) => cmd.query_async::<()>(c).await,
+            #[cfg(feature = "cluster")]
+            SubConn::Cluster(c) => cmd.query_async::<()>(c).await,
+        }
+    }
+}
+
+struct Hub {
+    conn: SubConn,
+    shared: Arc<Shared>,
+    ops: tokio::sync::Mutex<()>,
+    buffer: usize,
+    pinger: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.pinger.abort();
+    }
+}
+
+/// The subscription hub of a [`crate::Redis`] handle; get it with
+/// [`crate::Redis::subscriber`].
+#[derive(Clone)]
+pub struct Subscriber {
+    hub: Arc<Hub>,
+}
+
+impl fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("channels", &self.hub.shared.registry().sinks.len())
+            .finish()
+    }
+}
+
+impl Subscriber {
+    pub(crate) async fn start(config: &RedisConfig) -> Result<Subscriber> {
+        let shared = Arc::new(Shared {
+            registry: Mutex::new(Registry::default()),
+            down: AtomicBool::new(false),
+        });
+        let sink = Arc::clone(&shared);
+        let push = move |info: PushInfo| -> std::result::Result<(), std::convert::Infallible> {
+            sink.on_push(info);
+            Ok(())
+        };
+        let conn = match &config.topology {
+            Topology::Standalone { url } => {
+                let client = client_for(config, url, ProtocolVersion::RESP3)?;
+                SubConn::Single(ConnectionManager::new_lazy_with_config(
+                    client,
+                    sub_manager_config(config).set_push_sender(push),
+                )?)
+            }
+            #[cfg(feature = "sentinel")]
+            Topology::Sentinel { master, sentinels } => {
+                let client = crate::sentinel::sentinel_client(
+                    config,
+                    master,
+                    sentinels,
+                    ProtocolVersion::RESP3,
+                )?
+                .async_get_client()
+                .await?;
+                SubConn::Single(ConnectionManager::new_lazy_with_config(
+                    client,
+                    sub_manager_config(config).set_push_sender(push),
+                )?)
+            }
+            #[cfg(feature = "cluster")]
+            Topology::Cluster { nodes } => {
+                let client = crate::cluster::client_builder(config, nodes, ProtocolVersion::RESP3)?
+                    .push_sender(push)
+                    .build()
+                    .map_err(|e| Error::Config(e.to_string()))?;
+                SubConn::Cluster(client.get_async_connection().await?)
+            }
+            #[allow(unreachable_patterns)]
+            _ => return Err(Error::Config("topology not enabled in this build".into())),
+        };
+        let pinger = tokio::spawn(ping_loop(
+            conn.clone(),
+            Arc::downgrade(&shared),
+            config.subscription_ping_interval,
+            config.response_timeout,
+        ));
+        Ok(Subscriber {
+            hub: Arc::new(Hub {
+                conn,
+                shared,
+                ops: tokio::sync::Mutex::new(()),
+                buffer: config.subscription_buffer,
+                pinger,
+            }),
+        })
+    }
+
+    /// Subscribes to one channel.
+    pub async fn subscribe(&self, channel: &str) -> Result<Subscription> {
+        self.add(Kind::Channel, channel).await
+    }
+
+    /// Subscribes to every channel matching a glob pattern (`PSUBSCRIBE`).
+    pub async fn psubscribe(&self, pattern: &str) -> Result<Subscription> {
+        self.add(Kind::Pattern, pattern).await
+    }
+
+    /// Whether the subscription link is currently known to be down.
+    pub fn is_down(&self) -> bool {
+        self.hub.shared.down.load(Ordering::Acquire)
+    }
+
+    async fn add(&self, kind: Kind, name: &str) -> Result<Subscription> {
+        if name.is_empty() {
+            return Err(Error::invalid_argument("channel name is empty"));
+        }
+        let key = (kind, name.as_bytes().to_vec());
+        let (tx, rx) = mpsc::channel(self.hub.buffer);
+        let lagged = Arc::new(AtomicU64::new(0));
+        let _ops = self.hub.ops.lock().await;
+        let (id, first) = {
+            let mut registry = self.hub.shared.registry();
+            registry.next_id += 1;
+            let id = registry.next_id;
+            let sinks = registry.sinks.entry(key.clone()).or_default();
+            sinks.push(Sink {
+                id,
+                tx,
+                lagged: Arc::clone(&lagged),
+            });
+            (id, sinks.len() == 1)
+        };
+        if first {
+            let mut conn = self.hub.conn.clone();
+            if let Err(e) = conn.command(true, kind, &key.1).await {
+                remove_sink(&self.hub.shared, &key, id);
+                return Err(e.into());
+            }
+        }
+        tracing::debug!(channel = name, "subscribed");
+        Ok(Subscription {
+            rx,
+            lagged,
+            id,
+            key,
+            hub: Arc::clone(&self.hub),
+        })
+    }
+}
+
+/// Removes one sink; true when it was the last one for its channel.
+fn remove_sink(shared: &Shared, key: &(Kind, Vec<u8>), id: u64) -> bool {
+    let mut registry = shared.registry();
+    let Some(sinks) = registry.sinks.get_mut(key) else {
+        return false;
+    };
+    sinks.retain(|s| s.id != id);
+    if sinks.is_empty() {
+        registry.sinks.remove(key);
+        true
+    } else {
+        false
+    }
+}
+
+fn sub_manager_config(config: &RedisConfig) -> ConnectionManagerConfig {
+    crate::handle::manager_config(config).set_automatic_resubscription()
+}
+
+/// Pings the subscription connection: a failed ping marks the link down (a silent link
+/// cannot be told from a quiet channel otherwise) and makes the connection reconnect; the
+/// first ping that succeeds afterwards runs on a connection that has resubscribed.
+async fn ping_loop(
+    mut conn: SubConn,
+    shared: std::sync::Weak<Shared>,
+    every: std::time::Duration,
+    timeout: std::time::Duration,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        let ok = matches!(tokio::time::timeout(timeout, conn.ping()).await, Ok(Ok(())));
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if ok {
+            shared.mark_up();
+        } else {
+            shared.mark_down();
+        }
+    }
+}
+
+/// A stream of [`Event`]s for one channel or pattern. Dropping it unsubscribes (when no
+/// other subscription of the same handle needs the channel).
+pub struct Subscription {
+    rx: mpsc::Receiver<Event>,
+    lagged: Arc<AtomicU64>,
+    id: u64,
+    key: (Kind, Vec<u8>),
+    hub: Arc<Hub>,
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("name", &String::from_utf8_lossy(&self.key.1))
+            .field("pattern", &(self.key.0 == Kind::Pattern))
+            .finish()
+    }
+}
+
+impl Subscription {
+    /// The next event. Never returns `None` while the handle is alive.
+    pub async fn recv(&mut self) -> Option<Event> {
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    /// The channel or pattern this subscription listens to.
+    pub fn name(&self) -> String {
+        String::from_utf8_lossy(&self.key.1).into_owned()
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        let missed = self.lagged.swap(0, Ordering::AcqRel);
+        if missed > 0 {
+            return Poll::Ready(Some(Event::Lagged { missed }));
+        }
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl futures_util::Stream for Subscription {
+    type Item = Event;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.get_mut().poll_event(cx)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let hub = Arc::clone(&self.hub);
+        let key = self.key.clone();
+        let id = self.id;
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            remove_sink(&hub.shared, &key, id);
+            return;
+        };
+        runtime.spawn(async move {
+            let _ops = hub.ops.lock().await;
+            if remove_sink(&hub.shared, &key, id) {
+                let mut conn = hub.conn.clone();
+                if let Err(e) = conn.command(false, key.0, &key.1).await {
+                    tracing::debug!(error = %e, "unsubscribe failed");
+                }
+            }
+        });
+    }
+}
