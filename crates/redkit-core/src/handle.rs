@@ -32,6 +32,17 @@ impl ServerInfo {
         self.version >= (major, minor, 0)
     }
 
+    /// [`Error::UnsupportedServer`] for servers older than [`MIN_SERVER_VERSION`].
+    pub fn ensure_supported(&self) -> Result<()> {
+        if self.version < MIN_SERVER_VERSION {
+            let (a, b, c) = self.version;
+            return Err(Error::UnsupportedServer(format!(
+                "server runs Redis {a}.{b}.{c}; redkit needs 6.2 or later"
+            )));
+        }
+        Ok(())
+    }
+
     fn parse(info: &str) -> Result<ServerInfo> {
         let field = |name: &str| {
             info.lines()
@@ -245,12 +256,7 @@ pub(crate) async fn check_server(config: &RedisConfig, client: &Client) -> Resul
         .await?;
     let info: String = redis::cmd("INFO").arg("server").query_async(&mut conn).await?;
     let server = ServerInfo::parse(&info)?;
-    if server.version < MIN_SERVER_VERSION {
-        let (a, b, c) = server.version;
-        return Err(Error::UnsupportedServer(format!(
-            "server runs Redis {a}.{b}.{c}; redkit needs 6.2 or later"
-        )));
-    }
+    server.ensure_supported()?;
     tracing::debug!(version = ?server.version, "connected");
     Ok(server)
 }
@@ -514,8 +520,13 @@ mod tests {
         let valkey = "redis_version:7.2.4\r\nvalkey_version:8.0.1\r\n";
         let s = ServerInfo::parse(valkey).unwrap();
         assert_eq!(s.valkey_version, Some((8, 0, 1)));
+        assert!(s.ensure_supported().is_ok());
         let old = ServerInfo::parse("redis_version:6.0.9\r\n").unwrap();
-        assert!(old.version < MIN_SERVER_VERSION);
+        let err = old.ensure_supported().unwrap_err();
+        assert!(matches!(err, Error::UnsupportedServer(_)), "{err:?}");
+        assert!(err.to_string().contains("6.0.9") && err.to_string().contains("6.2"));
+        let edge = ServerInfo::parse("redis_version:6.2.0\r\n").unwrap();
+        assert!(edge.ensure_supported().is_ok());
         assert!(ServerInfo::parse("nothing").is_err());
     }
 }

@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use crate::handle::Redis;
+use crate::keyspace::key_slot;
 
 /// A Lua script with a name (used in errors and traces) and its SHA1.
 pub struct Script {
@@ -157,18 +158,30 @@ impl<'s> Invocation<'s> {
 ///
 /// Script calls go as `EVALSHA`; any that the server answers with `NOSCRIPT` are sent
 /// again as `EVAL` — only those, so no other command of the pipeline runs twice.
+///
+/// On a cluster the commands are grouped by hash slot and each group is sent as its own
+/// pipeline, all groups at once; replies come back in the order the commands were added.
+/// A command's slot is that of its first argument (the key, for every single-key command);
+/// a script call's slot is that of its first key.
 #[derive(Default)]
 pub struct Pipeline {
-    pipe: redis::Pipeline,
-    scripts: Vec<(usize, Invocation<'static>)>,
-    len: usize,
+    entries: Vec<Entry>,
+}
+
+struct Entry {
+    cmd: Cmd,
+    script: Option<Invocation<'static>>,
+    slot: u16,
 }
 
 impl fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pipeline")
-            .field("commands", &self.len)
-            .field("scripts", &self.scripts.len())
+            .field("commands", &self.entries.len())
+            .field(
+                "scripts",
+                &self.entries.iter().filter(|e| e.script.is_some()).count(),
+            )
             .finish()
     }
 }
@@ -181,28 +194,38 @@ impl Pipeline {
 
     /// Adds a command; its reply is part of the result.
     pub fn cmd(&mut self, cmd: Cmd) -> &mut Self {
-        self.pipe.add_command(cmd);
-        self.len += 1;
+        let slot = match cmd.args_iter().nth(1) {
+            Some(redis::Arg::Simple(key)) => key_slot(key),
+            _ => 0,
+        };
+        self.entries.push(Entry {
+            cmd,
+            script: None,
+            slot,
+        });
         self
     }
 
     /// Adds a script call; its reply is part of the result. Pipelined scripts must be
     /// `'static` (the usual `LazyLock<Script>`), so a `NOSCRIPT` retry can rebuild them.
     pub fn invoke(&mut self, invocation: Invocation<'static>) -> &mut Self {
-        self.pipe.add_command(invocation.command(true));
-        self.scripts.push((self.len, invocation));
-        self.len += 1;
+        let slot = invocation.keys.first().map_or(0, |k| key_slot(k));
+        self.entries.push(Entry {
+            cmd: invocation.command(true),
+            script: Some(invocation),
+            slot,
+        });
         self
     }
 
     /// How many commands the pipeline holds.
     pub fn len(&self) -> usize {
-        self.len
+        self.entries.len()
     }
 
     /// Whether the pipeline is empty.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.entries.is_empty()
     }
 
     /// Sends the pipeline and returns every reply, in order. Server errors of single
@@ -210,25 +233,27 @@ impl Pipeline {
     /// into an [`Error`]), except that a script re-sent after `NOSCRIPT` that fails again
     /// fails the call.
     pub async fn execute(&self, redis: &Redis) -> Result<Vec<Value>> {
-        if self.len == 0 {
+        if self.entries.is_empty() {
             return Ok(Vec::new());
         }
-        let span = tracing::debug_span!("redkit.pipeline", commands = self.len);
+        let span = tracing::debug_span!("redkit.pipeline", commands = self.entries.len());
         async move {
-            let mut conn = redis.conn();
-            let mut pipe = self.pipe.clone();
-            pipe.ignore_errors();
-            let mut values: Vec<Value> = pipe.query_async(&mut conn).await?;
-            for (index, invocation) in &self.scripts {
-                let lost = matches!(values.get(*index),
-                    Some(Value::ServerError(e)) if e.kind() == Some(ServerErrorKind::NoScript));
-                if lost {
-                    let value: Value = invocation
-                        .command(false)
-                        .query_async(&mut conn)
-                        .await
-                        .map_err(|e| Error::from_script(invocation.script.name, e))?;
-                    values[*index] = value;
+            let all: Vec<usize> = (0..self.entries.len()).collect();
+            if !redis.is_cluster() || self.entries.iter().all(|e| e.slot == self.entries[0].slot) {
+                return self.execute_group(redis, &all).await;
+            }
+            let mut groups: std::collections::BTreeMap<u16, Vec<usize>> = Default::default();
+            for (i, e) in self.entries.iter().enumerate() {
+                groups.entry(e.slot).or_default().push(i);
+            }
+            let replies = futures_util::future::try_join_all(
+                groups.values().map(|indices| self.execute_group(redis, indices)),
+            )
+            .await?;
+            let mut values = vec![Value::Nil; self.entries.len()];
+            for (indices, group) in groups.values().zip(replies) {
+                for (i, v) in indices.iter().zip(group) {
+                    values[*i] = v;
                 }
             }
             Ok(values)
@@ -237,15 +262,41 @@ impl Pipeline {
         .await
     }
 
+    /// Runs the entries at `indices` as one pipeline; replies in the same order.
+    async fn execute_group(&self, redis: &Redis, indices: &[usize]) -> Result<Vec<Value>> {
+        let mut pipe = redis::Pipeline::with_capacity(indices.len());
+        for &i in indices {
+            pipe.add_command(self.entries[i].cmd.clone());
+        }
+        pipe.ignore_errors();
+        let mut conn = redis.conn();
+        let mut values: Vec<Value> = pipe.query_async(&mut conn).await?;
+        for (pos, &i) in indices.iter().enumerate() {
+            let Some(invocation) = &self.entries[i].script else {
+                continue;
+            };
+            let lost = matches!(values.get(pos),
+                Some(Value::ServerError(e)) if e.kind() == Some(ServerErrorKind::NoScript));
+            if lost {
+                values[pos] = invocation
+                    .command(false)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| Error::from_script(invocation.script.name, e))?;
+            }
+        }
+        Ok(values)
+    }
+
     /// Sends the pipeline and converts the replies (a tuple or a `Vec`). The first failed
     /// command becomes the error.
     pub async fn query<T: FromRedisValue>(&self, redis: &Redis) -> Result<T> {
         let values = self.execute(redis).await?;
-        for (index, value) in values.iter().enumerate() {
+        for (value, entry) in values.iter().zip(&self.entries) {
             if let Value::ServerError(e) = value {
                 let err = redis::RedisError::from(e.clone());
-                return Err(match self.scripts.iter().find(|(i, _)| *i == index) {
-                    Some((_, inv)) => Error::from_script(inv.script.name, err),
+                return Err(match &entry.script {
+                    Some(inv) => Error::from_script(inv.script.name, err),
                     None => Error::from(err),
                 });
             }

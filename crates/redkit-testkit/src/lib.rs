@@ -1,1 +1,152 @@
-//! testkit
+//! Real Redis servers for redkit's tests: standalone, AOF, TLS, ACL, cluster, sentinel and
+//! several independent servers, plus faults (kill -9, restart, pause, a loopback proxy).
+//!
+//! [`redis`] gives a test a handle to a server shared by the whole test binary:
+//! `REDIS_URL` if set; otherwise a `redis-server` from PATH on a free loopback port;
+//! otherwise a `redis:7` container when a Docker engine answers (forced with
+//! `REDKIT_TEST_DOCKER=1`); otherwise the test fails with a message that says how to get a
+//! server. It never skips silently. Tests on a shared server keep to their own key prefix
+//! ([`prefix`]) and never flush it.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod cluster;
+mod docker;
+mod proxy;
+mod sentinel;
+mod server;
+mod tls;
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub use cluster::Cluster;
+pub use docker::Container;
+
+/// Whether a Docker engine answers (the docker fallback and `REDKIT_TEST_DOCKER=1` need one).
+pub fn docker_available() -> bool {
+    docker::engine_available()
+}
+pub use proxy::Proxy;
+pub use redkit_core::{Redis, same_slot};
+pub use sentinel::{MASTER_NAME, SentinelGroup};
+pub use server::{Server, ServerBuilder, free_port, redis_server_available};
+pub use tls::TlsFiles;
+
+/// Where the shared server of this test binary comes from.
+#[derive(Debug)]
+pub enum Shared {
+    /// `REDIS_URL`.
+    Url(String),
+    /// A `redis-server` this process started.
+    Spawned(Server),
+    /// A container this process started.
+    Docker(Container),
+}
+
+impl Shared {
+    /// The server's URL.
+    pub fn url(&self) -> String {
+        match self {
+            Shared::Url(u) => u.clone(),
+            Shared::Spawned(s) => s.url(),
+            Shared::Docker(c) => c.url(),
+        }
+    }
+
+    /// The spawned server, when this process started one (fault tests need it).
+    pub fn server(&self) -> Option<&Server> {
+        match self {
+            Shared::Spawned(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// The server shared by every test of this binary (started on first use).
+pub fn shared() -> &'static Shared {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let force_docker = std::env::var("REDKIT_TEST_DOCKER").is_ok_and(|v| v == "1");
+        if !force_docker {
+            if let Ok(url) = std::env::var("REDIS_URL") {
+                if !url.is_empty() {
+                    return Shared::Url(url);
+                }
+            }
+            if redis_server_available() {
+                return Shared::Spawned(Server::start());
+            }
+        }
+        if docker::engine_available() {
+            return Shared::Docker(Container::start());
+        }
+        panic!("{}", server::no_server_help());
+    })
+}
+
+/// A new handle to the shared server, with test timeouts.
+pub async fn redis() -> Redis {
+    let url = shared().url();
+    let config = match shared().server() {
+        Some(s) => s.config(),
+        None => redkit_core::RedisConfig::builder()
+            .url(&url)
+            .response_timeout(Duration::from_secs(2)),
+    };
+    Redis::from_config(config.build().unwrap_or_else(|e| panic!("{e}")))
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
+}
+
+/// A 3-master cluster shared by every test of this binary (started on first use).
+pub fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        if !redis_server_available() {
+            panic!("cluster tests start redis-server from PATH. {}", server::no_server_help());
+        }
+        Cluster::start()
+    })
+}
+
+/// `count` independent servers (for Redlock), each killed when dropped.
+pub fn servers(count: usize) -> Vec<Server> {
+    (0..count).map(|_| Server::start()).collect()
+}
+
+/// A key prefix no other test uses: `t-<name>-<random>`.
+pub fn prefix(name: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("t-{name}-{}", &id[..12])
+}
+
+/// Asserts that all keys hash to one cluster slot (every key a script touches must).
+pub fn assert_same_slot<K: AsRef<str>>(keys: &[K]) {
+    let bytes: Vec<&[u8]> = keys.iter().map(|k| k.as_ref().as_bytes()).collect();
+    assert!(
+        same_slot(&bytes),
+        "keys hash to different cluster slots: {:?}",
+        keys.iter()
+            .map(|k| (k.as_ref(), redkit_core::key_slot(k.as_ref().as_bytes())))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// Polls `check` until it returns true or `timeout` passes; returns whether it did.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -1,0 +1,245 @@
+//! The handle against a real standalone server: commands, scripts, pipelines, dedicated
+//! connections and subscriptions.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redkit_core::{Error, Event, Pipeline, Redis, Script, redis};
+use redkit_testkit as testkit;
+
+static ADD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "add",
+        "-- KEYS[1] counter, KEYS[2] log; ARGV[1] step\n\
+         local n = redis.call('INCRBY', KEYS[1], ARGV[1])\n\
+         redis.call('RPUSH', KEYS[2], n)\n\
+         return n",
+    )
+});
+
+static FAIL: LazyLock<Script> =
+    LazyLock::new(|| Script::new("fail", "-- KEYS: none\nreturn redis.error_reply('BOOM nope')"));
+
+#[tokio::test]
+async fn commands_and_scripts_on_the_shared_connection() {
+    let redis = testkit::redis().await;
+    let ks = redis.keyspace(&testkit::prefix("script")).unwrap();
+    let counter = ks.tagged("c").unwrap();
+    let log = counter.child("log").unwrap();
+    testkit::assert_same_slot(&[counter.as_str(), log.as_str()]);
+
+    let n: i64 = ADD.call().key(&counter).key(&log).arg(5).invoke(&redis).await.unwrap();
+    assert_eq!(n, 5);
+    let n: i64 = ADD.call().key(&counter).key(&log).arg(2).invoke(&redis).await.unwrap();
+    assert_eq!(n, 7);
+    let entries: Vec<i64> = redis.query(redis::cmd("LRANGE").arg(&log).arg(0).arg(-1)).await.unwrap();
+    assert_eq!(entries, vec![5, 7]);
+
+    let err = FAIL.call().invoke::<()>(&redis).await.unwrap_err();
+    match &err {
+        Error::Script { name, .. } => assert_eq!(*name, "fail"),
+        other => panic!("expected a script error, got {other:?}"),
+    }
+    assert!(!err.is_retryable());
+}
+
+#[tokio::test]
+async fn scripts_survive_a_flushed_script_cache() {
+    // A private server: SCRIPT FLUSH would disturb other tests on a shared one.
+    let server = testkit::Server::start();
+    let redis = server.redis().await;
+    let ks = redis.keyspace("noscript").unwrap();
+    let counter = ks.tagged("c").unwrap();
+    let log = counter.child("log").unwrap();
+
+    let _: i64 = ADD.call().key(&counter).key(&log).arg(1).invoke(&redis).await.unwrap();
+    let _: () = redis.query(redis::cmd("SCRIPT").arg("FLUSH")).await.unwrap();
+    let n: i64 = ADD.call().key(&counter).key(&log).arg(1).invoke(&redis).await.unwrap();
+    assert_eq!(n, 2, "EVALSHA fell back to EVAL once, and ran once");
+
+    // In a pipeline, only the lost script is re-sent; the INCR beside it runs once.
+    let _: () = redis.query(redis::cmd("SCRIPT").arg("FLUSH")).await.unwrap();
+    let other = ks.key("other").unwrap();
+    let mut pipe = Pipeline::new();
+    let mut incr = redis::cmd("INCR");
+    incr.arg(&other);
+    pipe.cmd(incr)
+        .invoke(ADD.call().key(&counter).key(&log).arg(10));
+    let (other_n, n): (i64, i64) = pipe.query(&redis).await.unwrap();
+    assert_eq!((other_n, n), (1, 12));
+    let other_now: i64 = redis.query(redis::cmd("GET").arg(&other)).await.unwrap();
+    assert_eq!(other_now, 1, "the plain command was not repeated");
+    let entries: Vec<i64> = redis.query(redis::cmd("LRANGE").arg(&log).arg(0).arg(-1)).await.unwrap();
+    assert_eq!(entries, vec![1, 2, 12], "each script call ran exactly once");
+}
+
+#[tokio::test]
+async fn pipeline_errors_name_the_failing_script() {
+    let redis = testkit::redis().await;
+    let ks = redis.keyspace(&testkit::prefix("pipe")).unwrap();
+    let mut pipe = Pipeline::new();
+    let mut set = redis::cmd("SET");
+    set.arg(ks.key("a").unwrap()).arg("1");
+    pipe.cmd(set).invoke(FAIL.call());
+    let err = pipe.query::<((), ())>(&redis).await.unwrap_err();
+    assert!(matches!(err, Error::Script { name: "fail", .. }), "{err:?}");
+    let values = pipe.execute(&redis).await.unwrap();
+    assert_eq!(values.len(), 2);
+    assert!(matches!(values[1], redis::Value::ServerError(_)));
+}
+
+#[tokio::test]
+async fn many_tasks_share_one_connection() {
+    let redis = testkit::redis().await;
+    let key = redis.keyspace(&testkit::prefix("shared")).unwrap().key("n").unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let redis = redis.clone();
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..50 {
+                let _: i64 = redis.query(redis::cmd("INCR").arg(&key)).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let n: i64 = redis.query(redis::cmd("GET").arg(&key)).await.unwrap();
+    assert_eq!(n, 64 * 50);
+}
+
+#[tokio::test]
+async fn dedicated_connections_block_and_time_out() {
+    let server = testkit::Server::start();
+    let config = server.config().pool_size(2).pool_wait_timeout(Duration::from_millis(300));
+    let redis = Redis::from_config(config.build().unwrap()).await.unwrap();
+    let list = redis.keyspace("ded").unwrap().key("jobs").unwrap();
+
+    // A blocking pop waits on its own connection while the shared one keeps working.
+    let waiter = {
+        let redis = redis.clone();
+        let list = list.clone();
+        tokio::spawn(async move {
+            let mut conn = redis.dedicated().await.unwrap();
+            let got: Option<(String, String)> = conn
+                .blocking(redis::cmd("BLPOP").arg(&list).arg(5), Duration::from_secs(5))
+                .await
+                .unwrap();
+            got
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _: i64 = redis.query(redis::cmd("RPUSH").arg(&list).arg("job-1")).await.unwrap();
+    let got = waiter.await.unwrap();
+    assert_eq!(got.map(|(_, v)| v).as_deref(), Some("job-1"));
+
+    // A blocking call gets its block time plus the response timeout.
+    let mut conn = redis.dedicated().await.unwrap();
+    let none: Option<Vec<String>> = conn
+        .blocking(redis::cmd("BLPOP").arg(&list).arg(1), Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+
+    // A call that outlives its limit is a timeout, and that connection is not reused.
+    let id_before: i64 = conn.query(&redis::cmd("CLIENT").arg("ID").to_owned()).await.unwrap();
+    let slow = conn
+        .query::<()>(redis::cmd("DEBUG").arg("SLEEP").arg(3))
+        .await
+        .unwrap_err();
+    assert!(matches!(slow, Error::Timeout(_)), "{slow:?}");
+    assert!(slow.is_retryable());
+    drop(conn);
+    let mut fresh = redis.dedicated().await.unwrap();
+    let id_after: i64 = fresh.query(&redis::cmd("CLIENT").arg("ID").to_owned()).await.unwrap();
+    assert_ne!(id_before, id_after, "the timed-out connection went back to the pool");
+    drop(fresh);
+
+    // The pool is bounded: with both connections held, a third waits, then times out.
+    let a = redis.dedicated().await.unwrap();
+    let b = redis.dedicated().await.unwrap();
+    let err = redis.dedicated().await.unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    drop((a, b));
+    let mut c = redis.dedicated().await.unwrap();
+    let pong: String = c.query(&redis::cmd("PING")).await.unwrap();
+    assert_eq!(pong, "PONG");
+}
+
+async fn next_message(sub: &mut redkit_core::Subscription) -> redkit_core::Message {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+            .await
+            .expect("no event within 5 s")
+            .expect("subscription ended");
+        if let Event::Message(m) = event {
+            return m;
+        }
+    }
+}
+
+#[tokio::test]
+async fn subscriptions_receive_and_unsubscribe_on_drop() {
+    let redis = testkit::redis().await;
+    let channel = testkit::prefix("chan");
+    let mut a = redis.subscribe(&channel).await.unwrap();
+    let mut b = redis.subscribe(&channel).await.unwrap();
+    let mut p = redis.psubscribe(&format!("{channel}*")).await.unwrap();
+
+    let receivers = redis.publish(&channel, b"hello").await.unwrap();
+    assert_eq!(receivers, 2, "one channel and one pattern subscription on the server");
+    assert_eq!(next_message(&mut a).await.payload, b"hello");
+    assert_eq!(next_message(&mut b).await.payload, b"hello");
+    let m = next_message(&mut p).await;
+    assert_eq!(m.pattern.as_deref(), Some(format!("{channel}*").as_str()));
+    assert_eq!(m.channel, channel);
+
+    let numsub = |redis: Redis, channel: String| async move {
+        let v: (String, i64) = redis
+            .query(redis::cmd("PUBSUB").arg("NUMSUB").arg(&channel))
+            .await
+            .unwrap();
+        v.1
+    };
+    drop(a);
+    assert_eq!(numsub(redis.clone(), channel.clone()).await, 1, "b still listens");
+    drop(b);
+    assert!(
+        testkit::eventually(Duration::from_secs(3), || {
+            let (r, c) = (redis.clone(), channel.clone());
+            async move { numsub(r, c).await == 0 }
+        })
+        .await,
+        "the last drop unsubscribes on the server"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_is_told_it_lagged_and_memory_stays_bounded() {
+    let server = testkit::Server::start();
+    let config = server.config().subscription_buffer(4).build().unwrap();
+    let redis = Redis::from_config(config).await.unwrap();
+    let mut sub = redis.subscribe("lag").await.unwrap();
+    for i in 0..20 {
+        redis.publish("lag", format!("{i}").as_bytes()).await.unwrap();
+    }
+    // Let every message arrive before reading any.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first = sub.recv().await.unwrap();
+    assert_eq!(first, Event::Lagged { missed: 16 });
+    let mut kept = Vec::new();
+    for _ in 0..4 {
+        kept.push(next_message(&mut sub).await.payload);
+    }
+    assert_eq!(kept, vec![b"0".to_vec(), b"1".to_vec(), b"2".to_vec(), b"3".to_vec()]);
+}
+
+#[tokio::test]
+async fn bad_names_are_typed_errors() {
+    let redis = testkit::redis().await;
+    assert!(matches!(redis.keyspace(""), Err(Error::InvalidKey(_))));
+    assert!(matches!(redis.keyspace("a{b}"), Err(Error::InvalidKey(_))));
+    assert!(matches!(redis.subscribe("").await, Err(Error::InvalidArgument(_))));
+}

@@ -1,0 +1,180 @@
+//! Cluster, sentinel, TLS and ACL: each topology connects, runs scripts and fails with
+//! typed errors when it should.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use redkit_core::{Error, Event, Pipeline, Redis, RedisConfig, Script, redis};
+use redkit_testkit::{self as testkit, SentinelGroup, Server};
+
+static MOVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "move",
+        "-- KEYS[1] source list, KEYS[2] target list\n\
+         local v = redis.call('LPOP', KEYS[1])\n\
+         if v then redis.call('RPUSH', KEYS[2], v) end\n\
+         return v",
+    )
+});
+
+#[tokio::test]
+async fn cluster_handle_runs_scripts_over_tagged_keys_in_every_slot() {
+    let cluster = testkit::cluster();
+    let redis = cluster.redis().await;
+    assert!(redis.is_cluster());
+    let ks = redis.keyspace(&testkit::prefix("cluster")).unwrap();
+
+    // Tags spread over the three masters; every script's keys share one slot.
+    let mut slots = std::collections::BTreeSet::new();
+    let mut pipe = Pipeline::new();
+    for i in 0..30 {
+        let src = ks.tagged(&format!("q{i}")).unwrap();
+        let dst = src.child("done").unwrap();
+        testkit::assert_same_slot(&[src.as_str(), dst.as_str()]);
+        slots.insert(src.slot() / 5462);
+        let _: i64 = redis.query(redis::cmd("RPUSH").arg(&src).arg(format!("job{i}"))).await.unwrap();
+        let moved: Option<String> = MOVE.call().key(&src).key(&dst).invoke(&redis).await.unwrap();
+        assert_eq!(moved, Some(format!("job{i}")));
+        pipe.invoke(MOVE.call().key(src.clone()).key(dst.clone()));
+    }
+    assert_eq!(slots.len(), 3, "the keys reached all three masters");
+    // A pipeline across slots: each empty source now returns nil.
+    let replies: Vec<Option<String>> = pipe.query(&redis).await.unwrap();
+    assert_eq!(replies, vec![None; 30]);
+
+    // Keys of one script in two slots are refused by the server, as a typed error.
+    let a = ks.tagged("a").unwrap();
+    let b = ks.tagged("b").unwrap();
+    assert_ne!(a.slot(), b.slot());
+    let err = MOVE.call().key(&a).key(&b).invoke::<Option<String>>(&redis).await.unwrap_err();
+    assert!(matches!(err, Error::Script { .. } | Error::Redis(_)), "{err:?}");
+
+    // Dedicated connections and subscriptions work on the cluster as well.
+    let mut conn = redis.dedicated().await.unwrap();
+    let list = ks.tagged("blocking").unwrap();
+    let none: Option<(String, String)> = conn
+        .blocking(redis::cmd("BLPOP").arg(&list).arg(1), Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+    let channel = testkit::prefix("cluster-chan");
+    let mut sub = redis.subscribe(&channel).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    redis.publish(&channel, b"hi").await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(5), sub.recv()).await.unwrap().unwrap();
+    assert!(matches!(event, Event::Message(m) if m.payload == b"hi"));
+}
+
+#[tokio::test]
+async fn tls_with_acl_user_connects_and_wrong_password_is_an_auth_error() {
+    let server = Server::builder().tls().user("alice", "wonderland").start();
+    let config = server
+        .config()
+        .username("alice")
+        .password("wonderland")
+        .build()
+        .unwrap();
+    assert!(server.url().starts_with("rediss://"));
+    let redis = Redis::from_config(config.clone()).await.unwrap();
+    let whoami: String = redis.query(&redis::cmd("ACL").arg("WHOAMI").to_owned()).await.unwrap();
+    assert_eq!(whoami, "alice");
+    let n: i64 = redis.query(redis::cmd("INCR").arg("tls-counter")).await.unwrap();
+    assert_eq!(n, 1);
+    let mut sub = redis.subscribe("tls-chan").await.unwrap();
+    redis.publish("tls-chan", b"secure").await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(5), sub.recv()).await.unwrap().unwrap();
+    assert!(matches!(event, Event::Message(m) if m.payload == b"secure"));
+
+    let shown = format!("{config:?} {redis:?}");
+    assert!(!shown.contains("wonderland"), "{shown}");
+
+    let wrong = server.config().username("alice").password("looking-glass").build().unwrap();
+    let err = Redis::from_config(wrong).await.unwrap_err();
+    assert!(matches!(err, Error::Auth(_)), "{err:?}");
+    assert!(!err.is_retryable());
+    assert!(!format!("{err:?} {err}").contains("looking-glass"));
+
+    // Without the CA the server's certificate is not trusted.
+    let untrusted = RedisConfig::builder().url(server.url()).build().unwrap();
+    let err = Redis::from_config(untrusted).await.unwrap_err();
+    assert!(matches!(err, Error::Connection(_) | Error::Config(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn password_in_the_url_works_and_stays_hidden() {
+    let server = Server::builder().requirepass("p@ss:word").start();
+    let url = format!("redis://:p%40ss%3Aword@127.0.0.1:{}/2", server.port());
+    let redis = Redis::connect(&url).await.unwrap();
+    let db: i64 = redis.conn().get_db_checked();
+    assert_eq!(db, 2);
+    assert!(!format!("{redis:?}").contains("p%40ss"));
+    let err = Redis::connect(&format!("redis://:nope@127.0.0.1:{}", server.port()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Auth(_)), "{err:?}");
+}
+
+trait DbChecked {
+    fn get_db_checked(&self) -> i64;
+}
+
+impl DbChecked for redkit_core::Connection {
+    fn get_db_checked(&self) -> i64 {
+        redis::aio::ConnectionLike::get_db(self)
+    }
+}
+
+#[tokio::test]
+async fn bad_urls_and_unreachable_servers_fail_fast_with_typed_errors() {
+    for url in ["", "http://127.0.0.1:6379", "redis://", "redis://127.0.0.1:notaport"] {
+        let err = Redis::connect(url).await.unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{url:?}: {err:?}");
+    }
+    let port = testkit::free_port();
+    let start = Instant::now();
+    let err = Redis::connect(&format!("redis://127.0.0.1:{port}")).await.unwrap_err();
+    assert!(matches!(err, Error::Connection(_)), "{err:?}");
+    assert!(err.is_retryable());
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // SAFETY of the env var: only this test reads REDIS_URL in this binary.
+    let err = RedisConfig::from_url("redis://user:topsecret@[::1").unwrap_err();
+    assert!(!err.to_string().contains("topsecret"), "{err}");
+}
+
+#[tokio::test]
+async fn sentinel_finds_the_master_and_follows_a_failover() {
+    let mut group = SentinelGroup::start();
+    let redis = group.redis().await;
+    let _: () = redis.query(redis::cmd("SET").arg("where").arg("first")).await.unwrap();
+    let role: Vec<redis::Value> = redis.query(&redis::cmd("ROLE").to_owned()).await.unwrap();
+    assert!(format!("{role:?}").contains("master"));
+    let old_master = group.master.port();
+
+    // Wait for the replica to have the write, then kill the master.
+    let replica_has_it = testkit::eventually(Duration::from_secs(5), || async {
+        group.replica.cli(&["get", "where"]).contains("first")
+    })
+    .await;
+    assert!(replica_has_it);
+    group.master.kill();
+
+    let start = Instant::now();
+    loop {
+        match redis.query::<()>(redis::cmd("SET").arg("where").arg("second")).await {
+            Ok(()) => break,
+            Err(e) => {
+                assert!(e.is_retryable(), "{e:?}");
+                assert!(start.elapsed() < Duration::from_secs(30), "no failover: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    let v: String = redis.query(redis::cmd("GET").arg("where")).await.unwrap();
+    assert_eq!(v, "second");
+    let addr = group.sentinels[0].cli(&["sentinel", "get-master-addr-by-name", testkit::MASTER_NAME]);
+    assert!(!addr.contains(&old_master.to_string()), "sentinels promoted the replica: {addr}");
+    let mut conn = redis.dedicated().await.unwrap();
+    let v: String = conn.query(redis::cmd("GET").arg("where")).await.unwrap();
+    assert_eq!(v, "second", "dedicated connections go to the new master");
+}
