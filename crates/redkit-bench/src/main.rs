@@ -1,1 +1,93 @@
-fn main() {}
+//! `redkit-bench <case>...`: runs benchmark cases against `REDIS_URL` (or
+//! `redis://127.0.0.1:$PORT`) and prints one JSON line per measurement, in the shape of the
+//! peer scripts in `shared/peers` (`peer`, `case`, `N`, `C`, then the metric).
+//!
+//! Cases: `raw` — SET or GET (one command per operation) through the shared multiplexed connection, through a pool
+//! checkout per operation, and through a bare redis-rs multiplexed connection (the
+//! baseline for redkit's own overhead). `N` and `C` override the operation count and
+//! the number of concurrent tasks.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Instant;
+
+mod raw;
+
+/// Settings shared by every case.
+#[derive(Debug, Clone)]
+struct Bench {
+    url: String,
+    n: usize,
+    c: usize,
+}
+
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// Prints one JSON result line.
+fn report(peer: &str, case: &str, mode: &str, n: usize, c: usize, metric: &str, per_s: f64) {
+    let line = serde_json::json!({
+        "peer": peer, "case": case, "mode": mode, "N": n, "C": c, metric: per_s.round() as u64,
+    });
+    println!("{line}");
+}
+
+/// Runs `f` on `c` tasks until `n` operations are done; returns operations per second.
+async fn run_concurrent<F, Fut>(n: usize, c: usize, f: F) -> f64
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let f = std::sync::Arc::new(f);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..c)
+        .map(|_| {
+            let next = next.clone();
+            let f = f.clone();
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    f(i).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("benchmark task panicked");
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| {
+        let port = std::env::var("PORT").unwrap_or_else(|_| "6379".into());
+        format!("redis://127.0.0.1:{port}")
+    });
+    let cases: Vec<String> = std::env::args().skip(1).collect();
+    let cases = if cases.is_empty() {
+        vec!["raw".to_string()]
+    } else {
+        cases
+    };
+    for case in cases {
+        match case.as_str() {
+            "raw" => {
+                let bench = Bench {
+                    url: url.clone(),
+                    n: env_usize("N").unwrap_or(200_000),
+                    c: env_usize("C").unwrap_or(64),
+                };
+                raw::run(&bench).await;
+            }
+            other => {
+                eprintln!("unknown case {other:?}; known: raw");
+                std::process::exit(2);
+            }
+        }
+    }
+}

@@ -62,5 +62,9 @@ pub(crate) async fn connect(
     let manager = deadpool_redis::cluster::Manager::new(infos, false)
         .map_err(|e| Error::Config(e.to_string()))?;
     let pool = build_pool!(deadpool_redis::cluster::Pool, manager, config)?;
-    Ok((Connection(ConnKind::Cluster(conn)), Pool::Cluster(pool), server))
+    Ok((
+        Connection(ConnKind::Cluster(conn)),
+        Pool::Cluster(pool),
+        server,
+    ))
 }

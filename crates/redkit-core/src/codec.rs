@@ -43,7 +43,10 @@ mod tests {
     #[test]
     fn round_trip_and_typed_errors() {
         let c = JsonCodec;
-        let e = Email { to: "a@b.c".into(), retries: 3 };
+        let e = Email {
+            to: "a@b.c".into(),
+            retries: 3,
+        };
         let bytes = c.encode(&e).unwrap();
         assert_eq!(c.decode::<Email>(&bytes).unwrap(), e);
         let err = c.decode::<Email>(b"{not json").unwrap_err();

@@ -40,7 +40,10 @@ impl fmt::Debug for Topology {
                 .finish(),
             Topology::Cluster { nodes } => f
                 .debug_struct("Cluster")
-                .field("nodes", &nodes.iter().map(|u| redact_url(u)).collect::<Vec<_>>())
+                .field(
+                    "nodes",
+                    &nodes.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
+                )
                 .finish(),
             Topology::Sentinel { master, sentinels } => f
                 .debug_struct("Sentinel")
@@ -398,7 +401,9 @@ impl RedisConfigBuilder {
             return Err(Error::Config("pool_size must be at least 1".into()));
         }
         if c.subscription_buffer == 0 {
-            return Err(Error::Config("subscription_buffer must be at least 1".into()));
+            return Err(Error::Config(
+                "subscription_buffer must be at least 1".into(),
+            ));
         }
         Ok(c)
     }
@@ -425,7 +430,13 @@ mod tests {
 
     #[test]
     fn bad_urls_are_config_errors() {
-        for url in ["", "http://localhost", "redis://", "not a url", "redis://host:99999"] {
+        for url in [
+            "",
+            "http://localhost",
+            "redis://",
+            "not a url",
+            "redis://host:99999",
+        ] {
             let err = RedisConfig::from_url(url).unwrap_err();
             assert!(matches!(err, Error::Config(_)), "{url}: {err:?}");
         }
@@ -435,7 +446,9 @@ mod tests {
 
     #[test]
     fn invalid_settings_are_rejected() {
-        let zero = RedisConfig::builder().response_timeout(Duration::ZERO).build();
+        let zero = RedisConfig::builder()
+            .response_timeout(Duration::ZERO)
+            .build();
         assert!(matches!(zero, Err(Error::Config(_))));
         let pool = RedisConfig::builder().pool_size(0).build();
         assert!(matches!(pool, Err(Error::Config(_))));

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncConnectionConfig, Client, Cmd, FromRedisValue, ProtocolVersion, RedisFuture, Value};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, FromRedisValue, ProtocolVersion, RedisFuture, Value,
+};
 use tracing::Instrument;
 
 use crate::config::{RedisConfig, Topology, redact_url};
@@ -61,7 +63,11 @@ impl ServerInfo {
 
 fn parse_version(v: &str) -> Option<(u32, u32, u32)> {
     let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
-    Some((parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0)))
+    Some((
+        parts.next()??,
+        parts.next()??,
+        parts.next().flatten().unwrap_or(0),
+    ))
 }
 
 /// A cheap-to-clone handle to one Redis deployment, shared by every pattern crate.
@@ -117,8 +123,10 @@ impl Redis {
                 Topology::Standalone { url } => {
                     let client = client_for(&config, url, ProtocolVersion::RESP2)?;
                     let server = check_server(&config, &client).await?;
-                    let manager =
-                        ConnectionManager::new_lazy_with_config(client.clone(), manager_config(&config))?;
+                    let manager = ConnectionManager::new_lazy_with_config(
+                        client.clone(),
+                        manager_config(&config),
+                    )?;
                     let pool = Pool::single(&config, &client)?;
                     (Connection(ConnKind::Single(manager)), pool, server)
                 }
@@ -226,14 +234,21 @@ pub(crate) fn manager_config(config: &RedisConfig) -> ConnectionManagerConfig {
         .set_max_delay(config.reconnect_max_delay)
 }
 
-pub(crate) fn connection_config(config: &RedisConfig, response: Option<Duration>) -> AsyncConnectionConfig {
+pub(crate) fn connection_config(
+    config: &RedisConfig,
+    response: Option<Duration>,
+) -> AsyncConnectionConfig {
     AsyncConnectionConfig::new()
         .set_connection_timeout(Some(config.connect_timeout))
         .set_response_timeout(response)
 }
 
 /// A client for one URL, with the configured credentials and TLS certificates.
-pub(crate) fn client_for(config: &RedisConfig, url: &str, protocol: ProtocolVersion) -> Result<Client> {
+pub(crate) fn client_for(
+    config: &RedisConfig,
+    url: &str,
+    protocol: ProtocolVersion,
+) -> Result<Client> {
     let info = config.connection_info(url, protocol)?;
     #[cfg(feature = "tls")]
     {
@@ -254,7 +269,10 @@ pub(crate) async fn check_server(config: &RedisConfig, client: &Client) -> Resul
             Some(config.response_timeout),
         ))
         .await?;
-    let info: String = redis::cmd("INFO").arg("server").query_async(&mut conn).await?;
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut conn)
+        .await?;
     let server = ServerInfo::parse(&info)?;
     server.ensure_supported()?;
     tracing::debug!(version = ?server.version, "connected");
@@ -359,7 +377,11 @@ impl Pool {
             connection_config(config, None),
         )
         .map_err(|e| Error::Config(e.to_string()))?;
-        Ok(Pool::Single(build_pool!(deadpool_redis::Pool, manager, config)?))
+        Ok(Pool::Single(build_pool!(
+            deadpool_redis::Pool,
+            manager,
+            config
+        )?))
     }
 
     async fn get(&self, response_timeout: Duration) -> Result<Dedicated> {
@@ -423,10 +445,10 @@ impl Dedicated {
     async fn run<T: FromRedisValue>(&mut self, cmd: &Cmd, limit: Duration) -> Result<T> {
         match tokio::time::timeout(limit, cmd.query_async(self)).await {
             Ok(result) => {
-                if let Err(e) = &result {
-                    if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
-                        self.poisoned = true;
-                    }
+                if let Err(e) = &result
+                    && (e.is_io_error() || e.is_connection_dropped() || e.is_timeout())
+                {
+                    self.poisoned = true;
                 }
                 result.map_err(Error::from)
             }

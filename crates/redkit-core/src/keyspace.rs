@@ -192,8 +192,14 @@ mod tests {
     fn names_with_braces_empty_or_huge_are_rejected() {
         let ks = Keyspace::new("app").unwrap();
         for bad in ["", "a{b", "a}b", "{x}"] {
-            assert!(matches!(ks.tagged(bad), Err(Error::InvalidKey(_))), "{bad:?}");
-            assert!(matches!(ks.child(bad), Err(Error::InvalidKey(_))), "{bad:?}");
+            assert!(
+                matches!(ks.tagged(bad), Err(Error::InvalidKey(_))),
+                "{bad:?}"
+            );
+            assert!(
+                matches!(ks.child(bad), Err(Error::InvalidKey(_))),
+                "{bad:?}"
+            );
             assert!(matches!(ks.key(bad), Err(Error::InvalidKey(_))), "{bad:?}");
         }
         assert!(Keyspace::new("").is_err());

@@ -24,7 +24,7 @@ pub use keyspace::{CLUSTER_SLOTS, Key, Keyspace, MAX_KEY_LEN, key_slot, same_slo
 pub use script::{Invocation, Pipeline, Script};
 pub use subscribe::{Event, Message, Subscriber, Subscription};
 
-/// The redis-rs version redkit is built on, re-exported so applications never mix two.
-pub use redis;
 /// The deadpool-redis version behind the dedicated connection pool.
 pub use deadpool_redis;
+/// The redis-rs version redkit is built on, re-exported so applications never mix two.
+pub use redis;

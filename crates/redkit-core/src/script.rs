@@ -146,7 +146,9 @@ impl<'s> Invocation<'s> {
                 other => other.map_err(|e| Error::from_script(name, e))?,
             };
             redis::from_redis_value(value).map_err(|e| {
-                Error::unexpected_reply(format!("script `{name}` returned an unexpected value: {e}"))
+                Error::unexpected_reply(format!(
+                    "script `{name}` returned an unexpected value: {e}"
+                ))
             })
         }
         .instrument(span)
@@ -247,7 +249,9 @@ impl Pipeline {
                 groups.entry(e.slot).or_default().push(i);
             }
             let replies = futures_util::future::try_join_all(
-                groups.values().map(|indices| self.execute_group(redis, indices)),
+                groups
+                    .values()
+                    .map(|indices| self.execute_group(redis, indices)),
             )
             .await?;
             let mut values = vec![Value::Nil; self.entries.len()];

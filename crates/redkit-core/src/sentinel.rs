@@ -6,11 +6,15 @@ use std::sync::{Arc, RwLock};
 
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{Client, Cmd, ErrorKind, ProtocolVersion, RedisError, RedisFuture, ServerErrorKind, Value};
+use redis::{
+    Client, Cmd, ErrorKind, ProtocolVersion, RedisError, RedisFuture, ServerErrorKind, Value,
+};
 
 use crate::config::{RedisConfig, redact_url};
 use crate::error::{Error, Result};
-use crate::handle::{ConnKind, Connection, Pool, ServerInfo, build_pool, check_server, manager_config};
+use crate::handle::{
+    ConnKind, Connection, Pool, ServerInfo, build_pool, check_server, manager_config,
+};
 
 /// Connection settings the sentinels' answer is combined with (credentials, database).
 fn node_info(config: &RedisConfig, protocol: ProtocolVersion) -> SentinelNodeConnectionInfo {
@@ -33,6 +37,8 @@ pub(crate) fn sentinel_client(
     sentinels: &[String],
     protocol: ProtocolVersion,
 ) -> Result<SentinelClient> {
+    // `build` takes a `String` without the `tls` feature and `impl AsRef<str>` with it.
+    #[allow(clippy::unnecessary_to_owned)]
     SentinelClient::build(
         sentinels.to_vec(),
         master.to_string(),
@@ -74,16 +80,17 @@ impl SentinelShared {
     }
 
     fn check(self: &Arc<Self>, result: &redis::RedisResult<impl Sized>) {
-        if let Err(e) = result {
-            if Self::needs_new_master(e) && !self.resolving.swap(true, Ordering::AcqRel) {
-                let this = Arc::clone(self);
-                tokio::spawn(async move {
-                    if let Err(e) = this.resolve().await {
-                        tracing::warn!(error = %e, "asking sentinels for the master failed");
-                    }
-                    this.resolving.store(false, Ordering::Release);
-                });
-            }
+        if let Err(e) = result
+            && Self::needs_new_master(e)
+            && !self.resolving.swap(true, Ordering::AcqRel)
+        {
+            let this = Arc::clone(self);
+            tokio::spawn(async move {
+                if let Err(e) = this.resolve().await {
+                    tracing::warn!(error = %e, "asking sentinels for the master failed");
+                }
+                this.resolving.store(false, Ordering::Release);
+            });
         }
     }
 
@@ -97,7 +104,8 @@ impl SentinelShared {
         };
         if !same {
             tracing::info!(master = %addr, "sentinel reports a new master");
-            let manager = ConnectionManager::new_lazy_with_config(client, manager_config(&self.config))?;
+            let manager =
+                ConnectionManager::new_lazy_with_config(client, manager_config(&self.config))?;
             match self.current.write() {
                 Ok(mut g) => *g = (manager, addr),
                 Err(p) => *p.into_inner() = (manager, addr),
@@ -153,13 +161,15 @@ pub(crate) async fn connect(
         config: config.clone(),
     });
 
-    let mut node = deadpool_redis::sentinel::SentinelNodeConnectionInfo::default();
-    node.redis_connection_info = Some(deadpool_redis::RedisConnectionInfo {
-        db: config.database.unwrap_or(0),
-        username: config.username.clone(),
-        password: config.password.as_ref().map(|p| p.expose().to_string()),
-        protocol: deadpool_redis::ProtocolVersion::RESP2,
-    });
+    let node = deadpool_redis::sentinel::SentinelNodeConnectionInfo {
+        redis_connection_info: Some(deadpool_redis::RedisConnectionInfo {
+            db: config.database.unwrap_or(0),
+            username: config.username.clone(),
+            password: config.password.as_ref().map(|p| p.expose().to_string()),
+            protocol: deadpool_redis::ProtocolVersion::RESP2,
+        }),
+        ..Default::default()
+    };
     let manager = deadpool_redis::sentinel::Manager::new(
         sentinels.to_vec(),
         master.to_string(),
@@ -168,5 +178,9 @@ pub(crate) async fn connect(
     )
     .map_err(|e| Error::Config(e.to_string()))?;
     let pool = build_pool!(deadpool_redis::sentinel::Pool, manager, config)?;
-    Ok((Connection(ConnKind::Sentinel(shared)), Pool::Sentinel(pool), server))
+    Ok((
+        Connection(ConnKind::Sentinel(shared)),
+        Pool::Sentinel(pool),
+        server,
+    ))
 }

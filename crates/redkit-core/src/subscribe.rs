@@ -113,9 +113,13 @@ impl Shared {
 
     fn on_push(&self, push: PushInfo) {
         let (kind, name, channel, pattern, payload) = match (push.kind, push.data.as_slice()) {
-            (PushKind::Message, [channel, payload]) => {
-                (Kind::Channel, bytes(channel), bytes(channel), None, bytes(payload))
-            }
+            (PushKind::Message, [channel, payload]) => (
+                Kind::Channel,
+                bytes(channel),
+                bytes(channel),
+                None,
+                bytes(payload),
+            ),
             (PushKind::PMessage, [pattern, channel, payload]) => (
                 Kind::Pattern,
                 bytes(pattern),
@@ -156,7 +160,12 @@ enum SubConn {
 }
 
 impl SubConn {
-    async fn command(&mut self, subscribe: bool, kind: Kind, name: &[u8]) -> redis::RedisResult<()> {
+    async fn command(
+        &mut self,
+        subscribe: bool,
+        kind: Kind,
+        name: &[u8],
+    ) -> redis::RedisResult<()> {
         match self {
             SubConn::Single(c) => match (kind, subscribe) {
                 (Kind::Channel, true) => c.subscribe(name).await,

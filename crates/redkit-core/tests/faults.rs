@@ -41,9 +41,15 @@ async fn the_same_handle_works_after_kill_and_restart() {
 
     server.restart();
     let took = recovers_within(&redis, Duration::from_secs(10)).await;
-    assert!(took < Duration::from_secs(5), "recovered only after {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "recovered only after {took:?}"
+    );
     let v: String = redis.query(redis::cmd("GET").arg("k")).await.unwrap();
-    assert_eq!(v, "before", "AOF with appendfsync always kept the acknowledged write");
+    assert_eq!(
+        v, "before",
+        "AOF with appendfsync always kept the acknowledged write"
+    );
 
     // Dedicated connections recover too: the pool drops broken ones.
     let mut conn = redis.dedicated().await.unwrap();
@@ -118,7 +124,10 @@ async fn a_paused_server_times_out_then_recovers() {
     let start = Instant::now();
     let err = set_get(&redis, "p", "2").await.unwrap_err();
     assert!(matches!(err, redkit_core::Error::Timeout(_)), "{err:?}");
-    assert!(start.elapsed() < Duration::from_secs(2), "timed out in bounded time");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "timed out in bounded time"
+    );
     server.resume();
     recovers_within(&redis, Duration::from_secs(10)).await;
 }
@@ -131,7 +140,10 @@ async fn latency_through_the_proxy_is_survived() {
     proxy.set_latency(Duration::from_millis(50));
     let start = Instant::now();
     assert_eq!(set_get(&redis, "slow", "x").await.unwrap(), "x");
-    assert!(start.elapsed() >= Duration::from_millis(100), "latency was applied");
+    assert!(
+        start.elapsed() >= Duration::from_millis(100),
+        "latency was applied"
+    );
 }
 
 async fn next(sub: &mut redkit_core::Subscription) -> Event {

@@ -18,8 +18,12 @@ static ADD: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-static FAIL: LazyLock<Script> =
-    LazyLock::new(|| Script::new("fail", "-- KEYS: none\nreturn redis.error_reply('BOOM nope')"));
+static FAIL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "fail",
+        "-- KEYS: none\nreturn redis.error_reply('BOOM nope')",
+    )
+});
 
 #[tokio::test]
 async fn commands_and_scripts_on_the_shared_connection() {
@@ -29,11 +33,28 @@ async fn commands_and_scripts_on_the_shared_connection() {
     let log = counter.child("log").unwrap();
     testkit::assert_same_slot(&[counter.as_str(), log.as_str()]);
 
-    let n: i64 = ADD.call().key(&counter).key(&log).arg(5).invoke(&redis).await.unwrap();
+    let n: i64 = ADD
+        .call()
+        .key(&counter)
+        .key(&log)
+        .arg(5)
+        .invoke(&redis)
+        .await
+        .unwrap();
     assert_eq!(n, 5);
-    let n: i64 = ADD.call().key(&counter).key(&log).arg(2).invoke(&redis).await.unwrap();
+    let n: i64 = ADD
+        .call()
+        .key(&counter)
+        .key(&log)
+        .arg(2)
+        .invoke(&redis)
+        .await
+        .unwrap();
     assert_eq!(n, 7);
-    let entries: Vec<i64> = redis.query(redis::cmd("LRANGE").arg(&log).arg(0).arg(-1)).await.unwrap();
+    let entries: Vec<i64> = redis
+        .query(redis::cmd("LRANGE").arg(&log).arg(0).arg(-1))
+        .await
+        .unwrap();
     assert_eq!(entries, vec![5, 7]);
 
     let err = FAIL.call().invoke::<()>(&redis).await.unwrap_err();
@@ -53,13 +74,33 @@ async fn scripts_survive_a_flushed_script_cache() {
     let counter = ks.tagged("c").unwrap();
     let log = counter.child("log").unwrap();
 
-    let _: i64 = ADD.call().key(&counter).key(&log).arg(1).invoke(&redis).await.unwrap();
-    let _: () = redis.query(redis::cmd("SCRIPT").arg("FLUSH")).await.unwrap();
-    let n: i64 = ADD.call().key(&counter).key(&log).arg(1).invoke(&redis).await.unwrap();
+    let _: i64 = ADD
+        .call()
+        .key(&counter)
+        .key(&log)
+        .arg(1)
+        .invoke(&redis)
+        .await
+        .unwrap();
+    let _: () = redis
+        .query(redis::cmd("SCRIPT").arg("FLUSH"))
+        .await
+        .unwrap();
+    let n: i64 = ADD
+        .call()
+        .key(&counter)
+        .key(&log)
+        .arg(1)
+        .invoke(&redis)
+        .await
+        .unwrap();
     assert_eq!(n, 2, "EVALSHA fell back to EVAL once, and ran once");
 
     // In a pipeline, only the lost script is re-sent; the INCR beside it runs once.
-    let _: () = redis.query(redis::cmd("SCRIPT").arg("FLUSH")).await.unwrap();
+    let _: () = redis
+        .query(redis::cmd("SCRIPT").arg("FLUSH"))
+        .await
+        .unwrap();
     let other = ks.key("other").unwrap();
     let mut pipe = Pipeline::new();
     let mut incr = redis::cmd("INCR");
@@ -70,7 +111,10 @@ async fn scripts_survive_a_flushed_script_cache() {
     assert_eq!((other_n, n), (1, 12));
     let other_now: i64 = redis.query(redis::cmd("GET").arg(&other)).await.unwrap();
     assert_eq!(other_now, 1, "the plain command was not repeated");
-    let entries: Vec<i64> = redis.query(redis::cmd("LRANGE").arg(&log).arg(0).arg(-1)).await.unwrap();
+    let entries: Vec<i64> = redis
+        .query(redis::cmd("LRANGE").arg(&log).arg(0).arg(-1))
+        .await
+        .unwrap();
     assert_eq!(entries, vec![1, 2, 12], "each script call ran exactly once");
 }
 
@@ -92,7 +136,11 @@ async fn pipeline_errors_name_the_failing_script() {
 #[tokio::test]
 async fn many_tasks_share_one_connection() {
     let redis = testkit::redis().await;
-    let key = redis.keyspace(&testkit::prefix("shared")).unwrap().key("n").unwrap();
+    let key = redis
+        .keyspace(&testkit::prefix("shared"))
+        .unwrap()
+        .key("n")
+        .unwrap();
     let mut tasks = Vec::new();
     for _ in 0..64 {
         let redis = redis.clone();
@@ -113,7 +161,10 @@ async fn many_tasks_share_one_connection() {
 #[tokio::test]
 async fn dedicated_connections_block_and_time_out() {
     let server = testkit::Server::start();
-    let config = server.config().pool_size(2).pool_wait_timeout(Duration::from_millis(300));
+    let config = server
+        .config()
+        .pool_size(2)
+        .pool_wait_timeout(Duration::from_millis(300));
     let redis = Redis::from_config(config.build().unwrap()).await.unwrap();
     let list = redis.keyspace("ded").unwrap().key("jobs").unwrap();
 
@@ -124,27 +175,39 @@ async fn dedicated_connections_block_and_time_out() {
         tokio::spawn(async move {
             let mut conn = redis.dedicated().await.unwrap();
             let got: Option<(String, String)> = conn
-                .blocking(redis::cmd("BLPOP").arg(&list).arg(5), Duration::from_secs(5))
+                .blocking(
+                    redis::cmd("BLPOP").arg(&list).arg(5),
+                    Duration::from_secs(5),
+                )
                 .await
                 .unwrap();
             got
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let _: i64 = redis.query(redis::cmd("RPUSH").arg(&list).arg("job-1")).await.unwrap();
+    let _: i64 = redis
+        .query(redis::cmd("RPUSH").arg(&list).arg("job-1"))
+        .await
+        .unwrap();
     let got = waiter.await.unwrap();
     assert_eq!(got.map(|(_, v)| v).as_deref(), Some("job-1"));
 
     // A blocking call gets its block time plus the response timeout.
     let mut conn = redis.dedicated().await.unwrap();
     let none: Option<Vec<String>> = conn
-        .blocking(redis::cmd("BLPOP").arg(&list).arg(1), Duration::from_secs(1))
+        .blocking(
+            redis::cmd("BLPOP").arg(&list).arg(1),
+            Duration::from_secs(1),
+        )
         .await
         .unwrap();
     assert_eq!(none, None);
 
     // A call that outlives its limit is a timeout, and that connection is not reused.
-    let id_before: i64 = conn.query(&redis::cmd("CLIENT").arg("ID").to_owned()).await.unwrap();
+    let id_before: i64 = conn
+        .query(&redis::cmd("CLIENT").arg("ID").to_owned())
+        .await
+        .unwrap();
     let slow = conn
         .query::<()>(redis::cmd("DEBUG").arg("SLEEP").arg(3))
         .await
@@ -153,8 +216,14 @@ async fn dedicated_connections_block_and_time_out() {
     assert!(slow.is_retryable());
     drop(conn);
     let mut fresh = redis.dedicated().await.unwrap();
-    let id_after: i64 = fresh.query(&redis::cmd("CLIENT").arg("ID").to_owned()).await.unwrap();
-    assert_ne!(id_before, id_after, "the timed-out connection went back to the pool");
+    let id_after: i64 = fresh
+        .query(&redis::cmd("CLIENT").arg("ID").to_owned())
+        .await
+        .unwrap();
+    assert_ne!(
+        id_before, id_after,
+        "the timed-out connection went back to the pool"
+    );
     drop(fresh);
 
     // The pool is bounded: with both connections held, a third waits, then times out.
@@ -189,7 +258,10 @@ async fn subscriptions_receive_and_unsubscribe_on_drop() {
     let mut p = redis.psubscribe(&format!("{channel}*")).await.unwrap();
 
     let receivers = redis.publish(&channel, b"hello").await.unwrap();
-    assert_eq!(receivers, 2, "one channel and one pattern subscription on the server");
+    assert_eq!(
+        receivers, 2,
+        "one channel and one pattern subscription on the server"
+    );
     assert_eq!(next_message(&mut a).await.payload, b"hello");
     assert_eq!(next_message(&mut b).await.payload, b"hello");
     let m = next_message(&mut p).await;
@@ -204,7 +276,11 @@ async fn subscriptions_receive_and_unsubscribe_on_drop() {
         v.1
     };
     drop(a);
-    assert_eq!(numsub(redis.clone(), channel.clone()).await, 1, "b still listens");
+    assert_eq!(
+        numsub(redis.clone(), channel.clone()).await,
+        1,
+        "b still listens"
+    );
     drop(b);
     assert!(
         testkit::eventually(Duration::from_secs(3), || {
@@ -223,7 +299,10 @@ async fn a_slow_subscriber_is_told_it_lagged_and_memory_stays_bounded() {
     let redis = Redis::from_config(config).await.unwrap();
     let mut sub = redis.subscribe("lag").await.unwrap();
     for i in 0..20 {
-        redis.publish("lag", format!("{i}").as_bytes()).await.unwrap();
+        redis
+            .publish("lag", format!("{i}").as_bytes())
+            .await
+            .unwrap();
     }
     // Let every message arrive before reading any.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -233,7 +312,10 @@ async fn a_slow_subscriber_is_told_it_lagged_and_memory_stays_bounded() {
     for _ in 0..4 {
         kept.push(next_message(&mut sub).await.payload);
     }
-    assert_eq!(kept, vec![b"0".to_vec(), b"1".to_vec(), b"2".to_vec(), b"3".to_vec()]);
+    assert_eq!(
+        kept,
+        vec![b"0".to_vec(), b"1".to_vec(), b"2".to_vec(), b"3".to_vec()]
+    );
 }
 
 #[tokio::test]
@@ -241,5 +323,8 @@ async fn bad_names_are_typed_errors() {
     let redis = testkit::redis().await;
     assert!(matches!(redis.keyspace(""), Err(Error::InvalidKey(_))));
     assert!(matches!(redis.keyspace("a{b}"), Err(Error::InvalidKey(_))));
-    assert!(matches!(redis.subscribe("").await, Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        redis.subscribe("").await,
+        Err(Error::InvalidArgument(_))
+    ));
 }

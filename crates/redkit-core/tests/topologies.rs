@@ -33,8 +33,17 @@ async fn cluster_handle_runs_scripts_over_tagged_keys_in_every_slot() {
         let dst = src.child("done").unwrap();
         testkit::assert_same_slot(&[src.as_str(), dst.as_str()]);
         slots.insert(src.slot() / 5462);
-        let _: i64 = redis.query(redis::cmd("RPUSH").arg(&src).arg(format!("job{i}"))).await.unwrap();
-        let moved: Option<String> = MOVE.call().key(&src).key(&dst).invoke(&redis).await.unwrap();
+        let _: i64 = redis
+            .query(redis::cmd("RPUSH").arg(&src).arg(format!("job{i}")))
+            .await
+            .unwrap();
+        let moved: Option<String> = MOVE
+            .call()
+            .key(&src)
+            .key(&dst)
+            .invoke(&redis)
+            .await
+            .unwrap();
         assert_eq!(moved, Some(format!("job{i}")));
         pipe.invoke(MOVE.call().key(src.clone()).key(dst.clone()));
     }
@@ -47,14 +56,26 @@ async fn cluster_handle_runs_scripts_over_tagged_keys_in_every_slot() {
     let a = ks.tagged("a").unwrap();
     let b = ks.tagged("b").unwrap();
     assert_ne!(a.slot(), b.slot());
-    let err = MOVE.call().key(&a).key(&b).invoke::<Option<String>>(&redis).await.unwrap_err();
-    assert!(matches!(err, Error::Script { .. } | Error::Redis(_)), "{err:?}");
+    let err = MOVE
+        .call()
+        .key(&a)
+        .key(&b)
+        .invoke::<Option<String>>(&redis)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Script { .. } | Error::Redis(_)),
+        "{err:?}"
+    );
 
     // Dedicated connections and subscriptions work on the cluster as well.
     let mut conn = redis.dedicated().await.unwrap();
     let list = ks.tagged("blocking").unwrap();
     let none: Option<(String, String)> = conn
-        .blocking(redis::cmd("BLPOP").arg(&list).arg(1), Duration::from_secs(1))
+        .blocking(
+            redis::cmd("BLPOP").arg(&list).arg(1),
+            Duration::from_secs(1),
+        )
         .await
         .unwrap();
     assert_eq!(none, None);
@@ -62,7 +83,10 @@ async fn cluster_handle_runs_scripts_over_tagged_keys_in_every_slot() {
     let mut sub = redis.subscribe(&channel).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     redis.publish(&channel, b"hi").await.unwrap();
-    let event = tokio::time::timeout(Duration::from_secs(5), sub.recv()).await.unwrap().unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(matches!(event, Event::Message(m) if m.payload == b"hi"));
 }
 
@@ -77,19 +101,33 @@ async fn tls_with_acl_user_connects_and_wrong_password_is_an_auth_error() {
         .unwrap();
     assert!(server.url().starts_with("rediss://"));
     let redis = Redis::from_config(config.clone()).await.unwrap();
-    let whoami: String = redis.query(&redis::cmd("ACL").arg("WHOAMI").to_owned()).await.unwrap();
+    let whoami: String = redis
+        .query(&redis::cmd("ACL").arg("WHOAMI").to_owned())
+        .await
+        .unwrap();
     assert_eq!(whoami, "alice");
-    let n: i64 = redis.query(redis::cmd("INCR").arg("tls-counter")).await.unwrap();
+    let n: i64 = redis
+        .query(redis::cmd("INCR").arg("tls-counter"))
+        .await
+        .unwrap();
     assert_eq!(n, 1);
     let mut sub = redis.subscribe("tls-chan").await.unwrap();
     redis.publish("tls-chan", b"secure").await.unwrap();
-    let event = tokio::time::timeout(Duration::from_secs(5), sub.recv()).await.unwrap().unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(matches!(event, Event::Message(m) if m.payload == b"secure"));
 
     let shown = format!("{config:?} {redis:?}");
     assert!(!shown.contains("wonderland"), "{shown}");
 
-    let wrong = server.config().username("alice").password("looking-glass").build().unwrap();
+    let wrong = server
+        .config()
+        .username("alice")
+        .password("looking-glass")
+        .build()
+        .unwrap();
     let err = Redis::from_config(wrong).await.unwrap_err();
     assert!(matches!(err, Error::Auth(_)), "{err:?}");
     assert!(!err.is_retryable());
@@ -98,7 +136,10 @@ async fn tls_with_acl_user_connects_and_wrong_password_is_an_auth_error() {
     // Without the CA the server's certificate is not trusted.
     let untrusted = RedisConfig::builder().url(server.url()).build().unwrap();
     let err = Redis::from_config(untrusted).await.unwrap_err();
-    assert!(matches!(err, Error::Connection(_) | Error::Config(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::Connection(_) | Error::Config(_)),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -127,13 +168,20 @@ impl DbChecked for redkit_core::Connection {
 
 #[tokio::test]
 async fn bad_urls_and_unreachable_servers_fail_fast_with_typed_errors() {
-    for url in ["", "http://127.0.0.1:6379", "redis://", "redis://127.0.0.1:notaport"] {
+    for url in [
+        "",
+        "http://127.0.0.1:6379",
+        "redis://",
+        "redis://127.0.0.1:notaport",
+    ] {
         let err = Redis::connect(url).await.unwrap_err();
         assert!(matches!(err, Error::Config(_)), "{url:?}: {err:?}");
     }
     let port = testkit::free_port();
     let start = Instant::now();
-    let err = Redis::connect(&format!("redis://127.0.0.1:{port}")).await.unwrap_err();
+    let err = Redis::connect(&format!("redis://127.0.0.1:{port}"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Connection(_)), "{err:?}");
     assert!(err.is_retryable());
     assert!(start.elapsed() < Duration::from_secs(5));
@@ -146,7 +194,10 @@ async fn bad_urls_and_unreachable_servers_fail_fast_with_typed_errors() {
 async fn sentinel_finds_the_master_and_follows_a_failover() {
     let mut group = SentinelGroup::start();
     let redis = group.redis().await;
-    let _: () = redis.query(redis::cmd("SET").arg("where").arg("first")).await.unwrap();
+    let _: () = redis
+        .query(redis::cmd("SET").arg("where").arg("first"))
+        .await
+        .unwrap();
     let role: Vec<redis::Value> = redis.query(&redis::cmd("ROLE").to_owned()).await.unwrap();
     assert!(format!("{role:?}").contains("master"));
     let old_master = group.master.port();
@@ -161,19 +212,29 @@ async fn sentinel_finds_the_master_and_follows_a_failover() {
 
     let start = Instant::now();
     loop {
-        match redis.query::<()>(redis::cmd("SET").arg("where").arg("second")).await {
+        match redis
+            .query::<()>(redis::cmd("SET").arg("where").arg("second"))
+            .await
+        {
             Ok(()) => break,
             Err(e) => {
                 assert!(e.is_retryable(), "{e:?}");
-                assert!(start.elapsed() < Duration::from_secs(30), "no failover: {e}");
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "no failover: {e}"
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
     }
     let v: String = redis.query(redis::cmd("GET").arg("where")).await.unwrap();
     assert_eq!(v, "second");
-    let addr = group.sentinels[0].cli(&["sentinel", "get-master-addr-by-name", testkit::MASTER_NAME]);
-    assert!(!addr.contains(&old_master.to_string()), "sentinels promoted the replica: {addr}");
+    let addr =
+        group.sentinels[0].cli(&["sentinel", "get-master-addr-by-name", testkit::MASTER_NAME]);
+    assert!(
+        !addr.contains(&old_master.to_string()),
+        "sentinels promoted the replica: {addr}"
+    );
     let mut conn = redis.dedicated().await.unwrap();
     let v: String = conn.query(redis::cmd("GET").arg("where")).await.unwrap();
     assert_eq!(v, "second", "dedicated connections go to the new master");

@@ -54,7 +54,13 @@ impl Cluster {
         }
         // Every node must also know every other node's slots before clients connect.
         for n in &nodes {
-            while n.cli(&["cluster", "slots"]).lines().filter(|l| l.contains("127.0.0.1")).count() < 3 {
+            while n
+                .cli(&["cluster", "slots"])
+                .lines()
+                .filter(|l| l.contains("127.0.0.1"))
+                .count()
+                < 3
+            {
                 if Instant::now() > deadline {
                     panic!("cluster slots did not propagate");
                 }

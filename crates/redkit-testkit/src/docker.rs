@@ -31,7 +31,10 @@ impl Container {
             .output()
             .unwrap_or_else(|e| panic!("docker run: {e}"));
         if !out.status.success() {
-            panic!("docker run {IMAGE}: {}", String::from_utf8_lossy(&out.stderr));
+            panic!(
+                "docker run {IMAGE}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let me = std::process::id();

@@ -69,10 +69,10 @@ pub fn shared() -> &'static Shared {
     SHARED.get_or_init(|| {
         let force_docker = std::env::var("REDKIT_TEST_DOCKER").is_ok_and(|v| v == "1");
         if !force_docker {
-            if let Ok(url) = std::env::var("REDIS_URL") {
-                if !url.is_empty() {
-                    return Shared::Url(url);
-                }
+            if let Ok(url) = std::env::var("REDIS_URL")
+                && !url.is_empty()
+            {
+                return Shared::Url(url);
             }
             if redis_server_available() {
                 return Shared::Spawned(Server::start());
@@ -104,7 +104,10 @@ pub fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
         if !redis_server_available() {
-            panic!("cluster tests start redis-server from PATH. {}", server::no_server_help());
+            panic!(
+                "cluster tests start redis-server from PATH. {}",
+                server::no_server_help()
+            );
         }
         Cluster::start()
     })

@@ -32,7 +32,10 @@ impl SentinelGroup {
                 Server::start_sentinel(
                     free_port(),
                     &[
-                        format!("sentinel monitor {MASTER_NAME} 127.0.0.1 {} 2", master.port()),
+                        format!(
+                            "sentinel monitor {MASTER_NAME} 127.0.0.1 {} 2",
+                            master.port()
+                        ),
                         format!("sentinel down-after-milliseconds {MASTER_NAME} 1000"),
                         format!("sentinel failover-timeout {MASTER_NAME} 3000"),
                         format!("sentinel parallel-syncs {MASTER_NAME} 1"),

@@ -207,7 +207,11 @@ impl Server {
 
     fn spawn(&mut self) {
         let log = self.dir.path().join("redis.log");
-        let mark = if self.sentinel { "Sentinel ID is" } else { "Ready to accept connections" };
+        let mark = if self.sentinel {
+            "Sentinel ID is"
+        } else {
+            "Ready to accept connections"
+        };
         let ready_marks_before = count_ready(&log, mark);
         let mut cmd = Command::new("redis-server");
         cmd.arg(&self.conf);
@@ -227,19 +231,27 @@ impl Server {
             if count_ready(&log, mark) > ready_marks_before {
                 return;
             }
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                {
                     let mut err = String::new();
                     if let Some(mut s) = child.stderr.take() {
                         let _ = s.read_to_string(&mut err);
                     }
                     let log = fs::read_to_string(&log).unwrap_or_default();
-                    panic!("redis-server exited ({status}) on port {}: {err}\n{log}", self.port);
+                    panic!(
+                        "redis-server exited ({status}) on port {}: {err}\n{log}",
+                        self.port
+                    );
                 }
             }
             if Instant::now() > deadline {
                 let log = fs::read_to_string(&log).unwrap_or_default();
-                panic!("redis-server on port {} not ready in time:\n{log}", self.port);
+                panic!(
+                    "redis-server on port {} not ready in time:\n{log}",
+                    self.port
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -257,7 +269,11 @@ impl Server {
 
     /// `redis://127.0.0.1:port` (`rediss://` for TLS servers).
     pub fn url(&self) -> String {
-        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 

@@ -22,7 +22,8 @@ impl TlsFiles {
     /// Generates the CA and server certificate and writes them to `dir`.
     pub fn generate(dir: &Path) -> TlsFiles {
         let fail = |e: rcgen::Error| -> ! { panic!("certificate generation: {e}") };
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| fail(e));
+        let mut ca_params =
+            CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| fail(e));
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params
             .distinguished_name

@@ -1,0 +1,155 @@
+//! `cargo run --example tour`: a walk through redkit.
+//!
+//! Uses `REDIS_URL` when set; otherwise starts a private `redis-server` from PATH on a free
+//! loopback port; otherwise runs what it can without a server and says so.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redkit::Redis;
+use redkit::core::{Clock, Event, Keyspace, ManualClock, Pipeline, Script, redis};
+
+static RESERVE: LazyLock<Script> =
+    LazyLock::new(|| Script::new("reserve", include_str!("tour_reserve.lua")));
+
+enum Server {
+    External(String),
+    Private(redkit_testkit::Server),
+    None,
+}
+
+fn find_server() -> Server {
+    if let Ok(url) = std::env::var("REDIS_URL")
+        && !url.is_empty()
+    {
+        return Server::External(url);
+    }
+    if redkit_testkit::redis_server_available() {
+        return Server::Private(redkit_testkit::Server::start());
+    }
+    Server::None
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("redkit tour\n===========");
+    let server = find_server();
+    let redis = match &server {
+        Server::External(url) => {
+            println!("using REDIS_URL");
+            Some(Redis::connect(url).await?)
+        }
+        Server::Private(s) => {
+            println!(
+                "REDIS_URL not set: started a private redis-server on {}",
+                s.addr()
+            );
+            Some(Redis::connect(&s.url()).await?)
+        }
+        Server::None => {
+            println!(
+                "no REDIS_URL and no redis-server on PATH: running on the in-memory parts only\n\
+                 (install redis-server or set REDIS_URL to see the Redis backends)"
+            );
+            None
+        }
+    };
+
+    keys_and_clocks()?;
+    if let Some(redis) = &redis {
+        core_tour(redis).await?;
+    }
+    println!("\npattern crates: each one adds its part of the tour when it lands.");
+    drop(server);
+    Ok(())
+}
+
+fn keys_and_clocks() -> Result<(), Box<dyn std::error::Error>> {
+    println!("\n-- keys --");
+    let locks = Keyspace::new("tour")?.child("lock")?;
+    let key = locks.tagged("orders:42")?;
+    println!(
+        "keyspace tour:lock + orders:42 -> {key} (slot {})",
+        key.slot()
+    );
+    println!(
+        "its sibling {} shares the slot: {}",
+        key.child("fence")?,
+        key.child("fence")?.slot()
+    );
+    match locks.tagged("evil{tag}") {
+        Err(e) => println!("a name with braces is refused: {e}"),
+        Ok(k) => println!("unexpectedly accepted {k}"),
+    }
+
+    println!("\n-- clocks for in-memory backends --");
+    let clock = ManualClock::new(Duration::from_secs(1_700_000_000));
+    clock.advance(Duration::from_millis(250));
+    println!("a manual clock moves only when told: {:?}", clock.now());
+    Ok(())
+}
+
+async fn core_tour(redis: &Redis) -> Result<(), Box<dyn std::error::Error>> {
+    let info = redis.server_info();
+    println!("\n-- the handle --");
+    println!(
+        "connected: Redis {:?} (valkey: {:?})",
+        info.version, info.valkey_version
+    );
+
+    let ks = Keyspace::new("tour")?.child(&format!("run-{}", std::process::id()))?;
+    let stock = ks.tagged("sku-1")?;
+    let ledger = stock.child("ledger")?;
+
+    println!("\n-- an atomic script (EVALSHA, EVAL after NOSCRIPT) --");
+    let _: () = redis.query(redis::cmd("SET").arg(&stock).arg(3)).await?;
+    for buyer in ["ana", "ben", "cy", "dee"] {
+        let left: i64 = RESERVE
+            .call()
+            .key(&stock)
+            .key(&ledger)
+            .arg(buyer)
+            .invoke(redis)
+            .await?;
+        if left >= 0 {
+            println!("{buyer} reserved one; {left} left");
+        } else {
+            println!("{buyer} found it sold out");
+        }
+    }
+
+    println!("\n-- one round trip for many commands --");
+    let mut pipe = Pipeline::new();
+    pipe.cmd(redis::cmd("GET").arg(&stock).to_owned())
+        .cmd(redis::cmd("LRANGE").arg(&ledger).arg(0).arg(-1).to_owned());
+    let (left, buyers): (i64, Vec<String>) = pipe.query(redis).await?;
+    println!("stock {left}, ledger {buyers:?}");
+
+    println!("\n-- notifications --");
+    let channel = format!("{}:news", ks.prefix());
+    let mut sub = redis.subscribe(&channel).await?;
+    let receivers = redis.publish(&channel, b"restocked").await?;
+    if let Ok(Some(Event::Message(m))) =
+        tokio::time::timeout(Duration::from_secs(2), sub.recv()).await
+    {
+        println!(
+            "{receivers} subscriber got {:?}",
+            String::from_utf8_lossy(&m.payload)
+        );
+    }
+
+    println!("\n-- a dedicated connection for blocking work --");
+    let mut conn = redis.dedicated().await?;
+    let popped: Option<(String, String)> = conn
+        .blocking(
+            redis::cmd("BLPOP").arg(&ledger).arg(1),
+            Duration::from_secs(1),
+        )
+        .await?;
+    println!("BLPOP on its own connection took {popped:?}");
+
+    let _: i64 = redis
+        .query(redis::cmd("DEL").arg(&stock).arg(&ledger))
+        .await?;
+    Ok(())
+}
