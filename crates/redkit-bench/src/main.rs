@@ -12,6 +12,9 @@ use std::time::Instant;
 
 mod raw;
 
+/// Every case this binary runs (`redkit-bench --list`).
+const CASES: &[&str] = &["raw"];
+
 /// Settings shared by every case.
 #[derive(Debug, Clone)]
 struct Bench {
@@ -69,6 +72,10 @@ async fn main() {
         format!("redis://127.0.0.1:{port}")
     });
     let cases: Vec<String> = std::env::args().skip(1).collect();
+    if cases.iter().any(|c| c == "--list") {
+        println!("{}", CASES.join("\n"));
+        return;
+    }
     let cases = if cases.is_empty() {
         vec!["raw".to_string()]
     } else {
@@ -85,7 +92,7 @@ async fn main() {
                 raw::run(&bench).await;
             }
             other => {
-                eprintln!("unknown case {other:?}; known: raw");
+                eprintln!("unknown case {other:?}; known: {}", CASES.join(", "));
                 std::process::exit(2);
             }
         }

