@@ -194,16 +194,31 @@ impl SubConn {
 }
 
 struct Hub {
-    conn: SubConn,
+    conn: std::sync::RwLock<SubConn>,
     shared: Arc<Shared>,
     ops: tokio::sync::Mutex<()>,
-    buffer: usize,
-    pinger: tokio::task::JoinHandle<()>,
+    config: RedisConfig,
+    /// The master the connection points at, for sentinel topologies.
+    master: Mutex<Option<String>>,
+    pinger: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Hub {
+    fn conn(&self) -> SubConn {
+        self.conn.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl Drop for Hub {
     fn drop(&mut self) {
-        self.pinger.abort();
+        if let Some(pinger) = self
+            .pinger
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            pinger.abort();
+        }
     }
 }
 
@@ -222,66 +237,70 @@ impl fmt::Debug for Subscriber {
     }
 }
 
+/// Opens the subscription connection; returns it and, for sentinel, the master's address.
+async fn open(config: &RedisConfig, shared: &Arc<Shared>) -> Result<(SubConn, Option<String>)> {
+    let sink = Arc::clone(shared);
+    let push = move |info: PushInfo| -> std::result::Result<(), std::convert::Infallible> {
+        sink.on_push(info);
+        Ok(())
+    };
+    Ok(match &config.topology {
+        Topology::Standalone { url } => {
+            let client = client_for(config, url, ProtocolVersion::RESP3)?;
+            let manager = ConnectionManager::new_lazy_with_config(
+                client,
+                sub_manager_config(config).set_push_sender(push),
+            )?;
+            (SubConn::Single(manager), None)
+        }
+        #[cfg(feature = "sentinel")]
+        Topology::Sentinel { master, sentinels } => {
+            let client = crate::sentinel::sentinel_client(
+                config,
+                master,
+                sentinels,
+                ProtocolVersion::RESP3,
+            )?
+            .async_get_client()
+            .await?;
+            let addr = client.get_connection_info().addr().to_string();
+            let manager = ConnectionManager::new_lazy_with_config(
+                client,
+                sub_manager_config(config).set_push_sender(push),
+            )?;
+            (SubConn::Single(manager), Some(addr))
+        }
+        #[cfg(feature = "cluster")]
+        Topology::Cluster { nodes } => {
+            let client = crate::cluster::client_builder(config, nodes, ProtocolVersion::RESP3)?
+                .push_sender(push)
+                .build()
+                .map_err(|e| Error::Config(e.to_string()))?;
+            (SubConn::Cluster(client.get_async_connection().await?), None)
+        }
+        #[allow(unreachable_patterns)]
+        _ => return Err(Error::Config("topology not enabled in this build".into())),
+    })
+}
+
 impl Subscriber {
     pub(crate) async fn start(config: &RedisConfig) -> Result<Subscriber> {
         let shared = Arc::new(Shared {
             registry: Mutex::new(Registry::default()),
             down: AtomicBool::new(false),
         });
-        let sink = Arc::clone(&shared);
-        let push = move |info: PushInfo| -> std::result::Result<(), std::convert::Infallible> {
-            sink.on_push(info);
-            Ok(())
-        };
-        let conn = match &config.topology {
-            Topology::Standalone { url } => {
-                let client = client_for(config, url, ProtocolVersion::RESP3)?;
-                SubConn::Single(ConnectionManager::new_lazy_with_config(
-                    client,
-                    sub_manager_config(config).set_push_sender(push),
-                )?)
-            }
-            #[cfg(feature = "sentinel")]
-            Topology::Sentinel { master, sentinels } => {
-                let client = crate::sentinel::sentinel_client(
-                    config,
-                    master,
-                    sentinels,
-                    ProtocolVersion::RESP3,
-                )?
-                .async_get_client()
-                .await?;
-                SubConn::Single(ConnectionManager::new_lazy_with_config(
-                    client,
-                    sub_manager_config(config).set_push_sender(push),
-                )?)
-            }
-            #[cfg(feature = "cluster")]
-            Topology::Cluster { nodes } => {
-                let client = crate::cluster::client_builder(config, nodes, ProtocolVersion::RESP3)?
-                    .push_sender(push)
-                    .build()
-                    .map_err(|e| Error::Config(e.to_string()))?;
-                SubConn::Cluster(client.get_async_connection().await?)
-            }
-            #[allow(unreachable_patterns)]
-            _ => return Err(Error::Config("topology not enabled in this build".into())),
-        };
-        let pinger = tokio::spawn(ping_loop(
-            conn.clone(),
-            Arc::downgrade(&shared),
-            config.subscription_ping_interval,
-            config.response_timeout,
-        ));
-        Ok(Subscriber {
-            hub: Arc::new(Hub {
-                conn,
-                shared,
-                ops: tokio::sync::Mutex::new(()),
-                buffer: config.subscription_buffer,
-                pinger,
-            }),
-        })
+        let (conn, master) = open(config, &shared).await?;
+        let hub = Arc::new(Hub {
+            conn: std::sync::RwLock::new(conn),
+            shared,
+            ops: tokio::sync::Mutex::new(()),
+            config: config.clone(),
+            master: Mutex::new(master),
+            pinger: Mutex::new(None),
+        });
+        let pinger = tokio::spawn(ping_loop(Arc::downgrade(&hub)));
+        *hub.pinger.lock().unwrap_or_else(|p| p.into_inner()) = Some(pinger);
+        Ok(Subscriber { hub })
     }
 
     /// Subscribes to one channel.
@@ -304,7 +323,7 @@ impl Subscriber {
             return Err(Error::invalid_argument("channel name is empty"));
         }
         let key = (kind, name.as_bytes().to_vec());
-        let (tx, rx) = mpsc::channel(self.hub.buffer);
+        let (tx, rx) = mpsc::channel(self.hub.config.subscription_buffer);
         let lagged = Arc::new(AtomicU64::new(0));
         let _ops = self.hub.ops.lock().await;
         let (id, first) = {
@@ -320,7 +339,7 @@ impl Subscriber {
             (id, sinks.len() == 1)
         };
         if first {
-            let mut conn = self.hub.conn.clone();
+            let mut conn = self.hub.conn();
             if let Err(e) = conn.command(true, kind, &key.1).await {
                 remove_sink(&self.hub.shared, &key, id);
                 return Err(e.into());
@@ -358,25 +377,56 @@ fn sub_manager_config(config: &RedisConfig) -> ConnectionManagerConfig {
 
 /// Pings the subscription connection: a failed ping marks the link down (a silent link
 /// cannot be told from a quiet channel otherwise) and makes the connection reconnect; the
-/// first ping that succeeds afterwards runs on a connection that has resubscribed.
-async fn ping_loop(
-    mut conn: SubConn,
-    shared: std::sync::Weak<Shared>,
-    every: std::time::Duration,
-    timeout: std::time::Duration,
-) {
+/// first ping that succeeds afterwards runs on a connection that has resubscribed. With
+/// sentinel, repeated failures ask the sentinels whether the master moved.
+async fn ping_loop(hub: std::sync::Weak<Hub>) {
+    let mut failures = 0u32;
     loop {
-        tokio::time::sleep(every).await;
-        let ok = matches!(tokio::time::timeout(timeout, conn.ping()).await, Ok(Ok(())));
-        let Some(shared) = shared.upgrade() else {
+        let Some(every) = hub.upgrade().map(|h| h.config.subscription_ping_interval) else {
             return;
         };
+        tokio::time::sleep(every).await;
+        let Some(hub) = hub.upgrade() else {
+            return;
+        };
+        let mut conn = hub.conn();
+        let ok = matches!(
+            tokio::time::timeout(hub.config.response_timeout, conn.ping()).await,
+            Ok(Ok(()))
+        );
         if ok {
-            shared.mark_up();
+            failures = 0;
+            hub.shared.mark_up();
         } else {
-            shared.mark_down();
+            failures += 1;
+            hub.shared.mark_down();
+            if failures >= 2
+                && matches!(hub.config.topology, Topology::Sentinel { .. })
+                && let Err(e) = relocate(&hub).await
+            {
+                tracing::debug!(error = %e, "subscription: master lookup failed");
+            }
         }
     }
+}
+
+/// Sentinel: if the sentinels name another master, subscribes everything there and
+/// switches to it.
+async fn relocate(hub: &Hub) -> Result<()> {
+    let (mut conn, master) = open(&hub.config, &hub.shared).await?;
+    let current = hub.master.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if master == current {
+        return Ok(());
+    }
+    let _ops = hub.ops.lock().await;
+    let keys: Vec<(Kind, Vec<u8>)> = hub.shared.registry().sinks.keys().cloned().collect();
+    for (kind, name) in &keys {
+        conn.command(true, *kind, name).await?;
+    }
+    tracing::info!(master = ?master, "subscription: moved to the new master");
+    *hub.conn.write().unwrap_or_else(|p| p.into_inner()) = conn;
+    *hub.master.lock().unwrap_or_else(|p| p.into_inner()) = master;
+    Ok(())
 }
 
 /// A stream of [`Event`]s for one channel or pattern. Dropping it unsubscribes (when no
@@ -438,7 +488,7 @@ impl Drop for Subscription {
         runtime.spawn(async move {
             let _ops = hub.ops.lock().await;
             if remove_sink(&hub.shared, &key, id) {
-                let mut conn = hub.conn.clone();
+                let mut conn = hub.conn();
                 if let Err(e) = conn.command(false, key.0, &key.1).await {
                     tracing::debug!(error = %e, "unsubscribe failed");
                 }

@@ -193,7 +193,13 @@ async fn bad_urls_and_unreachable_servers_fail_fast_with_typed_errors() {
 #[tokio::test]
 async fn sentinel_finds_the_master_and_follows_a_failover() {
     let mut group = SentinelGroup::start();
-    let redis = group.redis().await;
+    let config = group
+        .config()
+        .subscription_ping_interval(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let redis = Redis::from_config(config).await.unwrap();
+    let mut sub = redis.subscribe("failover-news").await.unwrap();
     let _: () = redis
         .query(redis::cmd("SET").arg("where").arg("first"))
         .await
@@ -238,4 +244,27 @@ async fn sentinel_finds_the_master_and_follows_a_failover() {
     let mut conn = redis.dedicated().await.unwrap();
     let v: String = conn.query(redis::cmd("GET").arg("where")).await.unwrap();
     assert_eq!(v, "second", "dedicated connections go to the new master");
+
+    // The subscription lost its master, said so, and came back on the new one.
+    let mut saw_disconnect = false;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = tokio::time::timeout(left, sub.recv())
+            .await
+            .expect("no resubscribe")
+            .unwrap();
+        match event {
+            Event::Disconnected => saw_disconnect = true,
+            Event::Resubscribed => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(saw_disconnect);
+    redis.publish("failover-news", b"promoted").await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(event, Event::Message(m) if m.payload == b"promoted"));
 }
