@@ -1,1 +1,215 @@
 #![doc = include_str!("../README.md")]
+
+mod backend;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+mod fence;
+mod guard;
+mod memory;
+mod redis;
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use fence::{FenceGate, FencedValue};
+pub use guard::{LockGuard, LockLease};
+pub use memory::{MemoryLock, MemoryLockBuilder};
+pub use redis::{RedisLock, RedisLockBuilder};
+
+/// What can go wrong with a lock.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Redis, key or configuration trouble (see [`redkit_core::Error`]).
+    #[error(transparent)]
+    Core(#[from] redkit_core::Error),
+    /// An option is out of range (zero TTL, safety margin longer than the TTL, ...).
+    #[error("invalid lock option: {0}")]
+    InvalidArgument(String),
+    /// [`Lock::acquire`] waited as long as allowed.
+    #[error("lock `{resource}` not acquired within {waited:?}")]
+    WaitTimeout {
+        /// The resource.
+        resource: String,
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// This owner no longer holds the lock: it expired, or was lost and taken by another.
+    #[error("lock `{resource}` is no longer held by this owner")]
+    NotHeld {
+        /// The resource.
+        resource: String,
+    },
+}
+
+/// A `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Whether trying again later may succeed (connection trouble, timeouts, a lock that
+    /// was busy for the whole wait).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Core(e) => e.is_retryable(),
+            Error::WaitTimeout { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// How to acquire a lock: TTL, how long to wait, and whether a watchdog keeps it.
+///
+/// ```
+/// use redkit_lock::AcquireOptions;
+/// use std::time::Duration;
+/// let opts = AcquireOptions::new(Duration::from_secs(10))
+///     .wait(Duration::from_secs(3))                 // give up after 3 s
+///     .auto_extend(true)                            // renew every ttl/3 while held
+///     .max_hold(Duration::from_secs(60));           // but never hold longer than this
+/// assert_eq!(opts.ttl, Duration::from_secs(10));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AcquireOptions {
+    /// How long the lock lives without renewal; enforced by the server.
+    pub ttl: Duration,
+    /// How long [`Lock::acquire`] may wait for a busy lock (zero: one attempt).
+    pub wait: Duration,
+    /// Renew the lock every `ttl / 3` while the guard lives.
+    pub auto_extend: bool,
+    /// With `auto_extend`, stop renewing once the lock has been held this long.
+    pub max_hold: Option<Duration>,
+    /// How long before the computed expiry [`LockGuard::lost`] fires. Default `ttl / 10`
+    /// (at least 5 ms).
+    pub safety_margin: Option<Duration>,
+}
+
+impl AcquireOptions {
+    /// One attempt, no watchdog.
+    pub fn new(ttl: Duration) -> Self {
+        AcquireOptions {
+            ttl,
+            wait: Duration::ZERO,
+            auto_extend: false,
+            max_hold: None,
+            safety_margin: None,
+        }
+    }
+
+    /// Wait up to this long for a busy lock.
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Keep the lock alive with a watchdog while the guard lives.
+    pub fn auto_extend(mut self, on: bool) -> Self {
+        self.auto_extend = on;
+        self
+    }
+
+    /// Cap the total hold time of an auto-extended lock.
+    pub fn max_hold(mut self, max: Duration) -> Self {
+        self.max_hold = Some(max);
+        self
+    }
+
+    /// How long before the computed expiry the guard reports the lock lost.
+    pub fn safety_margin(mut self, margin: Duration) -> Self {
+        self.safety_margin = Some(margin);
+        self
+    }
+
+    /// The clock drift allowance subtracted from the TTL (Redlock's 1% + 2 ms).
+    pub(crate) fn drift(&self) -> Duration {
+        self.ttl / 100 + Duration::from_millis(2)
+    }
+
+    pub(crate) fn margin(&self) -> Duration {
+        self.safety_margin
+            .unwrap_or_else(|| (self.ttl / 10).max(Duration::from_millis(5)))
+    }
+
+    /// Checks the options; a TTL too short to leave any safe time is an error.
+    pub fn validate(&self) -> Result<()> {
+        if self.ttl.is_zero() {
+            return Err(Error::InvalidArgument(
+                "ttl must be greater than zero".into(),
+            ));
+        }
+        if self.ttl.as_millis() > i64::MAX as u128 {
+            return Err(Error::InvalidArgument("ttl is too large".into()));
+        }
+        if self.drift() + self.margin() >= self.ttl {
+            return Err(Error::InvalidArgument(format!(
+                "ttl {:?} leaves no safe time after drift ({:?}) and safety margin ({:?})",
+                self.ttl,
+                self.drift(),
+                self.margin()
+            )));
+        }
+        if self.max_hold.is_some_and(|m| m.is_zero()) {
+            return Err(Error::InvalidArgument(
+                "max_hold must be greater than zero".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A distributed mutual-exclusion lock. Object safe: `Arc<dyn Lock>` works.
+///
+/// Every acquisition gets a random owner token (only that owner can extend or release)
+/// and a fencing token that grows with each acquisition of the resource, so a protected
+/// resource can reject a holder whose lock expired (see [`FencedValue`]).
+#[async_trait]
+pub trait Lock: Send + Sync + fmt::Debug {
+    /// One attempt: the guard, or `None` when another owner holds the lock.
+    async fn try_acquire(&self, resource: &str, ttl: Duration) -> Result<Option<LockGuard>>;
+
+    /// Waits up to `options.wait` for the lock, woken by release notifications (with a
+    /// timed fallback), then fails with [`Error::WaitTimeout`]. Cancel by dropping the
+    /// future.
+    async fn acquire(&self, resource: &str, options: AcquireOptions) -> Result<LockGuard>;
+}
+
+/// Conveniences for every [`Lock`].
+#[async_trait]
+pub trait LockExt: Lock {
+    /// Acquires, runs `work` with a [`LockLease`], and releases. If the lock is lost while
+    /// `work` runs (renewal failed, TTL about to run out), `work` is dropped at once and the
+    /// result is [`Error::NotHeld`], so nothing continues without the lock.
+    async fn with_lock<F, Fut, T>(
+        &self,
+        resource: &str,
+        options: AcquireOptions,
+        work: F,
+    ) -> Result<T>
+    where
+        F: FnOnce(LockLease) -> Fut + Send,
+        Fut: Future<Output = T> + Send,
+        T: Send,
+    {
+        let guard = self.acquire(resource, options).await?;
+        let lease = guard.lease();
+        let outcome = tokio::select! {
+            out = work(lease.clone()) => Ok(out),
+            _ = lease.lost() => Err(Error::NotHeld { resource: resource.to_string() }),
+        };
+        match guard.release().await {
+            Ok(_) => outcome,
+            Err(e) => match outcome {
+                Ok(v) => {
+                    tracing::warn!(error = %e, "release after with_lock failed; the lock expires by its ttl");
+                    Ok(v)
+                }
+                Err(lost) => Err(lost),
+            },
+        }
+    }
+}
+
+impl<L: Lock + ?Sized> LockExt for L {}

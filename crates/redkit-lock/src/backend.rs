@@ -1,0 +1,135 @@
+//! What a storage backend does, and the acquire loop shared by every backend.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use crate::guard::LockGuard;
+use crate::{AcquireOptions, Error, Result};
+
+/// The answer to one attempt.
+pub(crate) enum Attempt {
+    /// Taken, with the resource's new fencing token.
+    Acquired { fence: u64 },
+    /// Held by another owner for about this long (unknown if `None`).
+    Busy { retry_after: Option<Duration> },
+}
+
+/// The atomic steps a backend provides; all compare the owner token.
+#[async_trait]
+pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
+    /// Rejects unusable resource names.
+    fn validate(&self, resource: &str) -> Result<()>;
+    async fn try_lock(&self, resource: &str, token: &str, ttl: Duration) -> Result<Attempt>;
+    async fn extend(&self, resource: &str, token: &str, ttl: Duration) -> Result<bool>;
+    async fn release(&self, resource: &str, token: &str) -> Result<bool>;
+    /// Remaining TTL while `token` owns the lock.
+    async fn remaining(&self, resource: &str, token: &str) -> Result<Option<Duration>>;
+    /// Starts listening for releases of `resource`.
+    async fn listen(&self, resource: &str) -> Result<Box<dyn Waiter>>;
+}
+
+/// Wakes when a release of the resource may have happened (a notification, or a gap in
+/// the notification link, after which the waiter must look again).
+#[async_trait]
+pub(crate) trait Waiter: Send {
+    async fn wait(&mut self);
+}
+
+fn new_token() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+pub(crate) async fn try_acquire(
+    backend: &Arc<dyn Backend>,
+    resource: &str,
+    options: AcquireOptions,
+) -> Result<Option<LockGuard>> {
+    options.validate()?;
+    backend.validate(resource)?;
+    let token = new_token();
+    let sent = Instant::now();
+    match backend.try_lock(resource, &token, options.ttl).await? {
+        Attempt::Acquired { fence } => Ok(Some(LockGuard::new(
+            Arc::clone(backend),
+            resource,
+            token,
+            fence,
+            sent,
+            options,
+        ))),
+        Attempt::Busy { .. } => Ok(None),
+    }
+}
+
+/// The longest pause between attempts when no notification arrives.
+const MAX_FALLBACK: Duration = Duration::from_secs(1);
+const MIN_FALLBACK: Duration = Duration::from_millis(5);
+
+pub(crate) async fn acquire(
+    backend: &Arc<dyn Backend>,
+    resource: &str,
+    options: AcquireOptions,
+) -> Result<LockGuard> {
+    options.validate()?;
+    backend.validate(resource)?;
+    let token = new_token();
+    let start = Instant::now();
+    let deadline = start + options.wait;
+    let mut waiter: Option<Box<dyn Waiter>> = None;
+    let mut listening_failed = false;
+    loop {
+        let sent = Instant::now();
+        let retry_after = match backend.try_lock(resource, &token, options.ttl).await? {
+            Attempt::Acquired { fence } => {
+                return Ok(LockGuard::new(
+                    Arc::clone(backend),
+                    resource,
+                    token,
+                    fence,
+                    sent,
+                    options,
+                ));
+            }
+            Attempt::Busy { retry_after } => retry_after,
+        };
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Error::WaitTimeout {
+                resource: resource.to_string(),
+                waited: now - start,
+            });
+        }
+        if waiter.is_none() && !listening_failed {
+            // Listen first, then look again: a release between the attempt above and the
+            // subscription would otherwise go unnoticed until the fallback timer.
+            match backend.listen(resource).await {
+                Ok(w) => {
+                    waiter = Some(w);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "release notifications unavailable; polling");
+                    listening_failed = true;
+                }
+            }
+        }
+        // The holder's remaining TTL bounds the wait; jitter spreads competing waiters.
+        let base = retry_after
+            .unwrap_or(Duration::from_millis(50))
+            .clamp(MIN_FALLBACK, MAX_FALLBACK);
+        let jitter = base.mul_f64(fastrand::f64() * 0.25);
+        let pause = (base + jitter).min(deadline - now);
+        match waiter.as_mut() {
+            Some(w) => {
+                tokio::select! {
+                    _ = w.wait() => {}
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+            None => tokio::time::sleep(pause).await,
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! The suite every [`Lock`] backend must pass. Run it with [`crate::conformance_suite!`].
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redkit_core::ManualClock;
+
+use crate::{AcquireOptions, Error, Lock, LockExt};
+
+/// How the suite moves time past a TTL.
+#[derive(Debug, Clone)]
+pub enum Time {
+    /// Real time passes (Redis backends).
+    Real,
+    /// A manual clock the backend reads (memory backend).
+    Manual(ManualClock),
+}
+
+impl Time {
+    pub async fn pass(&self, d: Duration) {
+        match self {
+            Time::Real => tokio::time::sleep(d).await,
+            Time::Manual(c) => c.advance(d),
+        }
+    }
+}
+
+/// Two lock handles on the same store (two "processes") and the way time moves.
+#[derive(Debug, Clone)]
+pub struct Suite {
+    pub a: Arc<dyn Lock>,
+    pub b: Arc<dyn Lock>,
+    pub time: Time,
+}
+
+fn resource(name: &str) -> String {
+    redkit_testkit::prefix(name)
+}
+
+const TTL: Duration = Duration::from_secs(10);
+
+pub async fn acquire_and_release(s: &Suite) {
+    let r = resource("basic");
+    let g = s.a.try_acquire(&r, TTL).await.unwrap().expect("free lock");
+    assert!(
+        s.b.try_acquire(&r, TTL).await.unwrap().is_none(),
+        "held by a"
+    );
+    assert!(g.is_held().await.unwrap());
+    assert!(g.release().await.unwrap(), "release of a held lock");
+    let g2 = s.b.try_acquire(&r, TTL).await.unwrap().expect("free again");
+    assert!(g2.release().await.unwrap());
+}
+
+pub async fn fencing_tokens_grow_with_every_acquisition(s: &Suite) {
+    let r = resource("fence");
+    let mut last = 0;
+    for i in 0..6 {
+        let lock = if i % 2 == 0 { &s.a } else { &s.b };
+        let g = lock.try_acquire(&r, TTL).await.unwrap().unwrap();
+        assert!(
+            g.fencing_token() > last,
+            "{} after {last}",
+            g.fencing_token()
+        );
+        last = g.fencing_token();
+        g.release().await.unwrap();
+    }
+}
+
+pub async fn an_expired_lock_is_never_released_or_extended_by_its_old_owner(s: &Suite) {
+    let r = resource("expired");
+    let old =
+        s.a.try_acquire(&r, Duration::from_millis(200))
+            .await
+            .unwrap()
+            .unwrap();
+    s.time.pass(Duration::from_millis(350)).await;
+    let new =
+        s.b.try_acquire(&r, TTL)
+            .await
+            .unwrap()
+            .expect("expired lock is free");
+    assert!(new.fencing_token() > old.fencing_token());
+
+    let err = old.extend(TTL).await.unwrap_err();
+    assert!(matches!(err, Error::NotHeld { .. }), "{err:?}");
+    assert!(!old.is_held().await.unwrap());
+    assert!(
+        !old.release().await.unwrap(),
+        "old owner's release is a no-op"
+    );
+    assert!(new.is_held().await.unwrap(), "the new owner still holds it");
+    assert!(s.a.try_acquire(&r, TTL).await.unwrap().is_none());
+    new.release().await.unwrap();
+}
+
+pub async fn extend_keeps_the_lock_past_its_first_ttl(s: &Suite) {
+    let r = resource("extend");
+    let g =
+        s.a.try_acquire(&r, Duration::from_millis(300))
+            .await
+            .unwrap()
+            .unwrap();
+    g.extend(Duration::from_secs(5)).await.unwrap();
+    s.time.pass(Duration::from_millis(500)).await;
+    assert!(g.is_held().await.unwrap());
+    assert!(s.b.try_acquire(&r, TTL).await.unwrap().is_none());
+    g.release().await.unwrap();
+}
+
+pub async fn acquire_waits_for_a_release_without_polling_it_out(s: &Suite) {
+    let r = resource("wait");
+    let holder =
+        s.a.try_acquire(&r, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+    let b = Arc::clone(&s.b);
+    let r2 = r.clone();
+    let waiter = tokio::spawn(async move {
+        let start = Instant::now();
+        let g = b
+            .acquire(&r2, AcquireOptions::new(TTL).wait(Duration::from_secs(20)))
+            .await
+            .unwrap();
+        (start.elapsed(), g)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let released_at = Instant::now();
+    assert!(holder.release().await.unwrap());
+    let (_, g) = waiter.await.unwrap();
+    // The holder's TTL was 30 s and the timed fallback waits at least 1 s: only the release
+    // notification explains a wake-up well under that.
+    assert!(
+        released_at.elapsed() < Duration::from_millis(700),
+        "waiter took {:?} after the release",
+        released_at.elapsed()
+    );
+    g.release().await.unwrap();
+}
+
+pub async fn acquire_gives_up_after_its_wait(s: &Suite) {
+    let r = resource("timeout");
+    let holder =
+        s.a.try_acquire(&r, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+    let start = Instant::now();
+    let err =
+        s.b.acquire(
+            &r,
+            AcquireOptions::new(TTL).wait(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::WaitTimeout { .. }), "{err:?}");
+    assert!(err.is_retryable());
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    holder.release().await.unwrap();
+}
+
+pub async fn dropping_a_guard_releases_it(s: &Suite) {
+    let r = resource("drop");
+    let g =
+        s.a.try_acquire(&r, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+    drop(g);
+    let start = Instant::now();
+    loop {
+        if let Some(g) = s.b.try_acquire(&r, TTL).await.unwrap() {
+            g.release().await.unwrap();
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "drop did not release"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub async fn with_lock_runs_the_work_and_releases(s: &Suite) {
+    let r = resource("with");
+    let token =
+        s.a.with_lock(&r, AcquireOptions::new(TTL), |lease| async move {
+            lease.fencing_token()
+        })
+        .await
+        .unwrap();
+    assert!(token > 0);
+    let g =
+        s.b.try_acquire(&r, TTL)
+            .await
+            .unwrap()
+            .expect("released after the work");
+    assert!(g.fencing_token() > token);
+    g.release().await.unwrap();
+}
+
+pub async fn bad_input_is_a_typed_error(s: &Suite) {
+    for bad in ["", "a{b}", "{", "}"] {
+        let err = s.a.try_acquire(bad, TTL).await.unwrap_err();
+        assert!(
+            matches!(err, Error::Core(redkit_core::Error::InvalidKey(_))),
+            "{bad:?}: {err:?}"
+        );
+    }
+    let huge = "x".repeat(redkit_core::MAX_KEY_LEN + 1);
+    assert!(s.a.try_acquire(&huge, TTL).await.is_err());
+    let r = resource("bad");
+    for ttl in [Duration::ZERO, Duration::from_millis(1)] {
+        let err = s.a.try_acquire(&r, ttl).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{ttl:?}: {err:?}");
+    }
+    let err =
+        s.a.acquire(&r, AcquireOptions::new(TTL).safety_margin(TTL))
+            .await
+            .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+}
+
+pub async fn the_watchdog_keeps_the_lock_until_release(s: &Suite) {
+    let r = resource("watchdog");
+    let ttl = Duration::from_millis(300);
+    let g =
+        s.a.acquire(&r, AcquireOptions::new(ttl).auto_extend(true))
+            .await
+            .unwrap();
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(
+            s.b.try_acquire(&r, TTL).await.unwrap().is_none(),
+            "renewed in time"
+        );
+    }
+    assert!(!g.is_lost());
+    assert!(g.release().await.unwrap());
+}
+
+pub async fn lost_fires_before_the_ttl_without_renewal(s: &Suite) {
+    let r = resource("lost");
+    let ttl = Duration::from_millis(400);
+    let g = s.a.try_acquire(&r, ttl).await.unwrap().unwrap();
+    let start = Instant::now();
+    g.lost().await;
+    let after = start.elapsed();
+    assert!(
+        after < ttl,
+        "lost fired after {after:?}, not before the ttl of {ttl:?}"
+    );
+    assert!(after >= ttl / 2, "lost fired too early: {after:?}");
+    assert!(g.is_lost());
+}
+
+#[macro_export]
+/// Generates one test per conformance case for a backend.
+///
+/// `conformance_suite!(name, async { Suite { .. } })` — the expression is awaited in each
+/// test to build a fresh [`Suite`].
+macro_rules! conformance_suite {
+    ($name:ident, $make:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::conformance_suite!(@case $make;
+                acquire_and_release,
+                fencing_tokens_grow_with_every_acquisition,
+                an_expired_lock_is_never_released_or_extended_by_its_old_owner,
+                extend_keeps_the_lock_past_its_first_ttl,
+                acquire_waits_for_a_release_without_polling_it_out,
+                acquire_gives_up_after_its_wait,
+                dropping_a_guard_releases_it,
+                with_lock_runs_the_work_and_releases,
+                bad_input_is_a_typed_error,
+                the_watchdog_keeps_the_lock_until_release,
+                lost_fires_before_the_ttl_without_renewal
+            );
+        }
+    };
+    (@case $make:expr; $($case:ident),+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let suite: $crate::conformance::Suite = $make.await;
+                $crate::conformance::$case(&suite).await;
+            }
+        )+
+    };
+}

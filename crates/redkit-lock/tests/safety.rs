@@ -1,0 +1,183 @@
+//! Safety on real servers: mutual exclusion across two handles, and a holder that loses
+//! its lock to a paused server is told in time and fenced off.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use redkit_core::{Redis, redis};
+use redkit_lock::{AcquireOptions, FencedValue, Lock, RedisLock};
+use redkit_testkit::{self as testkit, Server};
+
+/// 64 tasks over two handles increment a counter kept in Redis with a read, an await and a
+/// write inside the critical section: any overlap loses an increment or trips the flag.
+async fn mutual_exclusion(a: Redis, b: Redis) {
+    let prefix = testkit::prefix("mutex");
+    let locks = [
+        Arc::new(
+            RedisLock::builder(a.clone())
+                .prefix(&prefix)
+                .build()
+                .unwrap(),
+        ),
+        Arc::new(RedisLock::builder(b).prefix(&prefix).build().unwrap()),
+    ];
+    let counter = format!("{prefix}:counter");
+    let inside = Arc::new(AtomicBool::new(false));
+    let overlaps = Arc::new(AtomicU64::new(0));
+    let rounds = 8;
+    let mut tasks = Vec::new();
+    for t in 0..64 {
+        let lock = Arc::clone(&locks[t % 2]);
+        let redis = a.clone();
+        let counter = counter.clone();
+        let inside = Arc::clone(&inside);
+        let overlaps = Arc::clone(&overlaps);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..rounds {
+                let g = lock
+                    .acquire(
+                        "counter",
+                        AcquireOptions::new(Duration::from_secs(10)).wait(Duration::from_secs(60)),
+                    )
+                    .await
+                    .unwrap();
+                if inside.swap(true, Ordering::SeqCst) {
+                    overlaps.fetch_add(1, Ordering::SeqCst);
+                }
+                let n: Option<u64> = redis.query(redis::cmd("GET").arg(&counter)).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let _: () = redis
+                    .query(redis::cmd("SET").arg(&counter).arg(n.unwrap_or(0) + 1))
+                    .await
+                    .unwrap();
+                inside.store(false, Ordering::SeqCst);
+                assert!(g.release().await.unwrap());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(overlaps.load(Ordering::SeqCst), 0, "two holders at once");
+    let n: u64 = a.query(redis::cmd("GET").arg(&counter)).await.unwrap();
+    assert_eq!(n, 64 * rounds, "lost increments");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_exclusion_on_standalone() {
+    mutual_exclusion(testkit::redis().await, testkit::redis().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_exclusion_on_cluster() {
+    let cluster = testkit::cluster();
+    mutual_exclusion(cluster.redis().await, cluster.redis().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_server_makes_the_holder_lose_in_time_and_fencing_rejects_it() {
+    let server = Server::start();
+    let holder_redis = Redis::from_config(
+        server
+            .config()
+            .response_timeout(Duration::from_millis(200))
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let locks = RedisLock::builder(holder_redis.clone())
+        .prefix("fault")
+        .build()
+        .unwrap();
+    let ttl = Duration::from_millis(1500);
+    let guard = locks
+        .acquire("invoice:7", AcquireOptions::new(ttl).auto_extend(true))
+        .await
+        .unwrap();
+    let acquired = Instant::now();
+    let old_token = guard.fencing_token();
+    let fenced = FencedValue::new(holder_redis.clone(), "fault").unwrap();
+    assert!(
+        fenced
+            .write("invoice:7", old_token, b"draft")
+            .await
+            .unwrap()
+    );
+
+    // The server stops answering: renewals time out, and the key's TTL keeps running on
+    // the server (its clock does not stop). The holder must be told before that TTL ends.
+    server.pause();
+    guard.lost().await;
+    let lost_after = acquired.elapsed();
+    server.resume();
+    assert!(
+        lost_after < ttl,
+        "lost() fired after {lost_after:?}, past the ttl of {ttl:?}"
+    );
+
+    // Once the key has expired on the server, someone else takes the lock with a larger
+    // fencing token, and the resource refuses the old holder.
+    let other = Redis::from_config(server.config().build().unwrap())
+        .await
+        .unwrap();
+    let locks_b = RedisLock::builder(other.clone())
+        .prefix("fault")
+        .build()
+        .unwrap();
+    let new_guard = locks_b
+        .acquire(
+            "invoice:7",
+            AcquireOptions::new(Duration::from_secs(10)).wait(Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
+    assert!(new_guard.fencing_token() > old_token);
+    let fenced_b = FencedValue::new(other, "fault").unwrap();
+    assert!(
+        fenced_b
+            .write("invoice:7", new_guard.fencing_token(), b"paid")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !fenced
+            .write("invoice:7", old_token, b"stale overwrite")
+            .await
+            .unwrap(),
+        "the stale holder was fenced off"
+    );
+    assert_eq!(
+        fenced.read("invoice:7").await.unwrap(),
+        Some((new_guard.fencing_token(), b"paid".to_vec()))
+    );
+    assert!(
+        !guard.release().await.unwrap(),
+        "the old owner cannot release the new lock"
+    );
+    assert!(new_guard.is_held().await.unwrap());
+}
+
+#[tokio::test]
+async fn fenced_value_compares_tokens_exactly_over_the_whole_u64_range() {
+    let redis = testkit::redis().await;
+    let fenced = FencedValue::new(redis, &testkit::prefix("fence")).unwrap();
+    assert!(fenced.write("v", 9, b"a").await.unwrap());
+    assert!(
+        fenced.write("v", 10, b"b").await.unwrap(),
+        "10 > 9 although '10' < '9' as text"
+    );
+    assert!(!fenced.write("v", 10, b"c").await.unwrap());
+    assert!(fenced.write("v", u64::MAX - 1, b"d").await.unwrap());
+    assert!(
+        !fenced.write("v", u64::MAX - 2, b"e").await.unwrap(),
+        "2^53 and up stay exact"
+    );
+    assert!(fenced.write("v", u64::MAX, b"f").await.unwrap());
+    assert!(
+        fenced.write("w", 0, b"x").await.is_err(),
+        "token 0 is not a fencing token"
+    );
+}
