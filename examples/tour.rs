@@ -2,12 +2,15 @@
 //!
 //! Uses `REDIS_URL` when set; otherwise starts a private `redis-server` from PATH on a free
 //! loopback port; otherwise runs what it can without a server and says so.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use redkit::Redis;
 use redkit::core::{Clock, Event, Keyspace, ManualClock, Pipeline, Script, redis};
+use redkit::lock::{AcquireOptions, Lock, LockExt, MemoryLock, RedisLock};
+use std::sync::Arc;
 
 static RESERVE: LazyLock<Script> =
     LazyLock::new(|| Script::new("reserve", include_str!("tour_reserve.lua")));
@@ -59,6 +62,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(redis) = &redis {
         core_tour(redis).await?;
     }
+    lock_tour(redis.as_ref()).await?;
     println!("\npattern crates: each one adds its part of the tour when it lands.");
     drop(server);
     Ok(())
@@ -151,5 +155,55 @@ async fn core_tour(redis: &Redis) -> Result<(), Box<dyn std::error::Error>> {
     let _: i64 = redis
         .query(redis::cmd("DEL").arg(&stock).arg(&ledger))
         .await?;
+    Ok(())
+}
+
+async fn lock_tour(redis: Option<&Redis>) -> Result<(), Box<dyn std::error::Error>> {
+    println!("\n-- redkit-lock --");
+    let locks: Arc<dyn Lock> = match redis {
+        Some(r) => Arc::new(RedisLock::builder(r.clone()).prefix("tour").build()?),
+        None => {
+            println!("(in-memory lock: same semantics, one process)");
+            Arc::new(MemoryLock::default())
+        }
+    };
+    let resource = format!("report-{}", std::process::id());
+    let first = locks
+        .try_acquire(&resource, Duration::from_secs(5))
+        .await?
+        .expect("free");
+    println!(
+        "took {resource} with fencing token {}",
+        first.fencing_token()
+    );
+    let busy = locks.try_acquire(&resource, Duration::from_secs(5)).await?;
+    println!(
+        "a second attempt while held: {}",
+        if busy.is_none() { "busy" } else { "taken?!" }
+    );
+
+    let waiter = {
+        let locks = Arc::clone(&locks);
+        let resource = resource.clone();
+        tokio::spawn(async move {
+            let start = std::time::Instant::now();
+            let opts = AcquireOptions::new(Duration::from_secs(5)).wait(Duration::from_secs(3));
+            let token = locks
+                .with_lock(
+                    &resource,
+                    opts,
+                    |lease| async move { lease.fencing_token() },
+                )
+                .await;
+            (start.elapsed(), token)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    println!("holder releases: {}", first.release().await?);
+    let (waited, token) = waiter.await?;
+    println!(
+        "the waiter was woken by the release after {waited:?}, ran with token {}",
+        token?
+    );
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! `redis://127.0.0.1:$PORT`) and prints one JSON line per measurement, in the shape of the
 //! peer scripts in `shared/peers` (`peer`, `case`, `N`, `C`, then the metric).
 //!
-//! Cases: `raw` — SET or GET (one command per operation) through the shared multiplexed connection, through a pool
+//! Cases: `lock` — uncontended acquire + release pairs (see `lock.rs`); `raw` — SET or GET (one command per operation) through the shared multiplexed connection, through a pool
 //! checkout per operation, and through a bare redis-rs multiplexed connection (the
 //! baseline for redkit's own overhead). `N` and `C` override the operation count and
 //! the number of concurrent tasks.
@@ -10,10 +10,11 @@
 
 use std::time::Instant;
 
+mod lock;
 mod raw;
 
 /// Every case this binary runs (`redkit-bench --list`).
-const CASES: &[&str] = &["raw"];
+const CASES: &[&str] = &["raw", "lock"];
 
 /// Settings shared by every case.
 #[derive(Debug, Clone)]
@@ -90,6 +91,14 @@ async fn main() {
                     c: env_usize("C").unwrap_or(64),
                 };
                 raw::run(&bench).await;
+            }
+            "lock" => {
+                let bench = Bench {
+                    url: url.clone(),
+                    n: env_usize("N").unwrap_or(50_000),
+                    c: env_usize("C").unwrap_or(64),
+                };
+                lock::run(&bench).await;
             }
             other => {
                 eprintln!("unknown case {other:?}; known: {}", CASES.join(", "));

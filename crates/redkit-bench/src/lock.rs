@@ -1,0 +1,112 @@
+//! `lock`: uncontended acquire + release pairs per second, the shape of the peer script
+//! (node-redlock): `C` concurrent callers, each pair on a fresh resource, TTL 10 s,
+//! fencing tokens on. The baseline is a bare redis-rs loop: `SET NX PX`, then an
+//! owner-checked delete script.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redkit_core::{Redis, RedisConfig, redis};
+use redkit_lock::{Lock, RedisLock};
+
+use crate::{Bench, report, run_concurrent};
+
+const UNLOCK: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+pub(crate) async fn run(b: &Bench) {
+    let nodelay = std::env::var("LOCK_NODELAY").map_or(true, |v| v != "0");
+    let config = RedisConfig::builder()
+        .url(&b.url)
+        .tcp_nodelay(nodelay)
+        .build()
+        .expect("config");
+    let handle = Redis::from_config(config).await.expect("connect");
+    let run_id = std::process::id();
+
+    let locks = Arc::new(
+        RedisLock::builder(handle.clone())
+            .prefix(format!("bench-lock-{run_id}"))
+            .build()
+            .expect("lock"),
+    );
+    let pairs = run_concurrent(b.n, b.c, move |i| {
+        let locks = Arc::clone(&locks);
+        async move {
+            let g = locks
+                .try_acquire(&format!("res{i}"), Duration::from_secs(10))
+                .await
+                .unwrap()
+                .expect("fresh resource is free");
+            assert!(g.release().await.unwrap());
+        }
+    })
+    .await;
+    report(
+        "redkit",
+        "lock",
+        "fencing",
+        b.n,
+        b.c,
+        "acquire_release_per_s",
+        pairs,
+    );
+
+    let client = redis::Client::open(b.url.as_str()).expect("url");
+    let conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let unlock = redis::Script::new(UNLOCK);
+    let pairs = run_concurrent(b.n, b.c, move |i| {
+        let mut conn = conn.clone();
+        let unlock = unlock.clone();
+        async move {
+            let key = format!("bench-bare-{run_id}:res{i}");
+            let token = format!("{run_id}-{i}");
+            let ok: bool = redis::cmd("SET")
+                .arg(&key)
+                .arg(&token)
+                .arg("NX")
+                .arg("PX")
+                .arg(10_000)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(ok);
+            let n: i64 = unlock
+                .key(&key)
+                .arg(&token)
+                .invoke_async(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(n, 1);
+        }
+    })
+    .await;
+    report(
+        "redis-rs",
+        "lock",
+        "bare-set-nx",
+        b.n,
+        b.c,
+        "acquire_release_per_s",
+        pairs,
+    );
+
+    // The fencing counters are the only keys left behind; remove them.
+    let mut conn = handle.conn();
+    let pattern = format!("bench-lock-{run_id}:*");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(&pattern)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for chunk in keys.chunks(500) {
+        let _: i64 = redis::cmd("UNLINK")
+            .arg(chunk)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
