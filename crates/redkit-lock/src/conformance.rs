@@ -296,3 +296,212 @@ macro_rules! conformance_suite {
         )+
     };
 }
+
+/// The two sides of a read-write lock over two handles, and how time moves.
+#[derive(Debug, Clone)]
+pub struct RwSuite {
+    pub read_a: Arc<dyn Lock>,
+    pub write_a: Arc<dyn Lock>,
+    pub read_b: Arc<dyn Lock>,
+    pub write_b: Arc<dyn Lock>,
+    pub time: Time,
+}
+
+pub async fn readers_share_and_writers_exclude(s: &RwSuite) {
+    let r = resource("rw");
+    let r1 = s
+        .read_a
+        .try_acquire(&r, TTL)
+        .await
+        .unwrap()
+        .expect("first reader");
+    let r2 = s
+        .read_b
+        .try_acquire(&r, TTL)
+        .await
+        .unwrap()
+        .expect("readers share");
+    assert!(
+        s.write_b.try_acquire(&r, TTL).await.unwrap().is_none(),
+        "readers block writers"
+    );
+    assert!(r1.release().await.unwrap());
+    assert!(
+        s.write_a.try_acquire(&r, TTL).await.unwrap().is_none(),
+        "one reader is enough"
+    );
+    assert!(r2.release().await.unwrap());
+    let w = s
+        .write_a
+        .try_acquire(&r, TTL)
+        .await
+        .unwrap()
+        .expect("free for a writer");
+    let w_token = w.fencing_token();
+    assert!(
+        s.read_b.try_acquire(&r, TTL).await.unwrap().is_none(),
+        "a writer blocks readers"
+    );
+    assert!(
+        s.write_b.try_acquire(&r, TTL).await.unwrap().is_none(),
+        "and writers"
+    );
+    assert!(w.release().await.unwrap());
+    let r3 = s
+        .read_b
+        .try_acquire(&r, TTL)
+        .await
+        .unwrap()
+        .expect("readers again");
+    assert!(r3.fencing_token() > w_token);
+    r3.release().await.unwrap();
+}
+
+pub async fn a_writer_is_woken_when_the_last_reader_leaves(s: &RwSuite) {
+    let r = resource("rw-wait");
+    let reader = s
+        .read_a
+        .try_acquire(&r, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let write_b = Arc::clone(&s.write_b);
+    let r2 = r.clone();
+    let writer = tokio::spawn(async move {
+        write_b
+            .acquire(&r2, AcquireOptions::new(TTL).wait(Duration::from_secs(20)))
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let released = Instant::now();
+    assert!(reader.release().await.unwrap());
+    let w = writer.await.unwrap();
+    assert!(
+        released.elapsed() < Duration::from_millis(700),
+        "{:?}",
+        released.elapsed()
+    );
+    w.release().await.unwrap();
+}
+
+pub async fn an_expired_reader_does_not_block_writers(s: &RwSuite) {
+    let r = resource("rw-expire");
+    let reader = s
+        .read_a
+        .try_acquire(&r, Duration::from_millis(200))
+        .await
+        .unwrap()
+        .unwrap();
+    s.time.pass(Duration::from_millis(350)).await;
+    let w = s
+        .write_b
+        .try_acquire(&r, TTL)
+        .await
+        .unwrap()
+        .expect("expired reader is gone");
+    let err = reader.extend(TTL).await.unwrap_err();
+    assert!(matches!(err, Error::NotHeld { .. }));
+    assert!(
+        !reader.release().await.unwrap(),
+        "the expired reader releases nothing"
+    );
+    assert!(w.is_held().await.unwrap());
+    w.release().await.unwrap();
+}
+
+/// Semaphores of a given size over two handles.
+#[derive(Clone)]
+pub struct SemSuite {
+    pub a: Arc<dyn Fn(u32) -> Arc<dyn Lock> + Send + Sync>,
+    pub b: Arc<dyn Fn(u32) -> Arc<dyn Lock> + Send + Sync>,
+    pub time: Time,
+}
+
+impl std::fmt::Debug for SemSuite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SemSuite")
+            .field("time", &self.time)
+            .finish()
+    }
+}
+
+pub async fn a_semaphore_admits_at_most_its_permits(s: &SemSuite) {
+    let r = resource("sem");
+    let (a, b) = ((s.a)(3), (s.b)(3));
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let lock = if i % 2 == 0 { &a } else { &b };
+        held.push(
+            lock.try_acquire(&r, TTL)
+                .await
+                .unwrap()
+                .expect("a permit is free"),
+        );
+    }
+    assert!(
+        a.try_acquire(&r, TTL).await.unwrap().is_none(),
+        "a 4th permit"
+    );
+    assert!(b.try_acquire(&r, TTL).await.unwrap().is_none());
+    let first = held.remove(0);
+    let first_token = first.fencing_token();
+    assert!(first.release().await.unwrap());
+    let again = b
+        .try_acquire(&r, TTL)
+        .await
+        .unwrap()
+        .expect("a released permit is free");
+    assert!(again.fencing_token() > first_token);
+    assert!(a.try_acquire(&r, TTL).await.unwrap().is_none());
+    held.push(again);
+    for g in held {
+        assert!(g.release().await.unwrap());
+    }
+}
+
+pub async fn semaphore_permits_expire_and_wake_waiters(s: &SemSuite) {
+    let r = resource("sem-expire");
+    let (a, b) = ((s.a)(2), (s.b)(2));
+    let short = a
+        .try_acquire(&r, Duration::from_millis(200))
+        .await
+        .unwrap()
+        .unwrap();
+    let long = a
+        .try_acquire(&r, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(b.try_acquire(&r, TTL).await.unwrap().is_none());
+    s.time.pass(Duration::from_millis(350)).await;
+    let taken = b
+        .try_acquire(&r, TTL)
+        .await
+        .unwrap()
+        .expect("the expired permit is free");
+    assert!(!short.release().await.unwrap());
+    // A waiter is woken by a release.
+    let b2 = Arc::clone(&b);
+    let r2 = r.clone();
+    let waiter = tokio::spawn(async move {
+        b2.acquire(&r2, AcquireOptions::new(TTL).wait(Duration::from_secs(20)))
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let released = Instant::now();
+    assert!(long.release().await.unwrap());
+    let w = waiter.await.unwrap();
+    assert!(
+        released.elapsed() < Duration::from_millis(700),
+        "{:?}",
+        released.elapsed()
+    );
+    w.release().await.unwrap();
+    taken.release().await.unwrap();
+    assert!(matches!(
+        a.try_acquire(&r, Duration::ZERO).await,
+        Err(Error::InvalidArgument(_))
+    ));
+}

@@ -9,14 +9,17 @@ use redkit_core::{Clock, Keyspace, SystemClock};
 use tokio::sync::broadcast;
 
 use crate::backend::{self, Attempt, Backend, Waiter};
+use crate::redis::Kind;
 use crate::{AcquireOptions, Lock, LockGuard, Result};
 
 /// Locks held in this process's memory, with the same semantics as [`crate::RedisLock`]
-/// (owner tokens, fencing tokens, expiry, release notifications) but no sharing across
-/// processes. Expiry follows the configured [`Clock`], so tests can move time by hand with
-/// a [`redkit_core::ManualClock`]; [`LockGuard::lost`] follows the real monotonic clock.
+/// (owner tokens, fencing tokens, expiry, release notifications, read-write and semaphore
+/// views) but no sharing across processes. Expiry follows the configured [`Clock`], so
+/// tests can move time by hand with a [`redkit_core::ManualClock`]; [`LockGuard::lost`]
+/// follows the real monotonic clock.
 #[derive(Debug, Clone)]
 pub struct MemoryLock {
+    shared: Arc<Shared>,
     backend: Arc<dyn Backend>,
 }
 
@@ -32,6 +35,36 @@ impl MemoryLock {
         MemoryLockBuilder {
             clock: Arc::new(SystemClock),
         }
+    }
+
+    fn sibling(&self, kind: Kind) -> MemoryLock {
+        MemoryLock {
+            shared: Arc::clone(&self.shared),
+            backend: Arc::new(MemoryBackend {
+                shared: Arc::clone(&self.shared),
+                kind,
+            }),
+        }
+    }
+
+    /// The shared side of a read-write lock (see [`crate::RedisLock::read`]).
+    pub fn read(&self) -> MemoryLock {
+        self.sibling(Kind::Read)
+    }
+
+    /// The exclusive side of a read-write lock (see [`crate::RedisLock::write`]).
+    pub fn write(&self) -> MemoryLock {
+        self.sibling(Kind::Write)
+    }
+
+    /// A counting semaphore (see [`crate::RedisLock::semaphore`]).
+    pub fn semaphore(&self, permits: u32) -> Result<MemoryLock> {
+        if permits == 0 {
+            return Err(crate::Error::InvalidArgument(
+                "a semaphore needs at least one permit".into(),
+            ));
+        }
+        Ok(self.sibling(Kind::Permits(permits)))
     }
 }
 
@@ -51,42 +84,97 @@ impl MemoryLockBuilder {
     /// Builds the lock.
     pub fn build(self) -> MemoryLock {
         let (released, _) = broadcast::channel(1024);
+        let shared = Arc::new(Shared {
+            clock: self.clock,
+            state: Mutex::new(State::default()),
+            released,
+        });
         MemoryLock {
             backend: Arc::new(MemoryBackend {
-                clock: self.clock,
-                state: Mutex::new(State::default()),
-                released,
+                shared: Arc::clone(&shared),
+                kind: Kind::Mutex,
             }),
+            shared,
+        }
+    }
+}
+
+/// The holders of one resource: one exclusive holder, or shared ones (readers, permits).
+#[derive(Default, Debug)]
+struct Holds {
+    exclusive: Option<(String, Duration)>,
+    shared: HashMap<String, Duration>,
+}
+
+impl Holds {
+    fn prune(&mut self, now: Duration) {
+        if self.exclusive.as_ref().is_some_and(|(_, exp)| *exp <= now) {
+            self.exclusive = None;
+        }
+        self.shared.retain(|_, exp| *exp > now);
+    }
+
+    /// The expiry of `token`'s hold of the given kind.
+    fn expiry_mut(&mut self, kind: Kind, token: &str) -> Option<&mut Duration> {
+        if kind.exclusive() {
+            self.exclusive
+                .as_mut()
+                .filter(|(owner, _)| owner == token)
+                .map(|(_, exp)| exp)
+        } else {
+            self.shared.get_mut(token)
         }
     }
 }
 
 #[derive(Default, Debug)]
 struct State {
-    held: HashMap<String, (String, Duration)>,
+    holds: HashMap<String, Holds>,
     fences: HashMap<String, u64>,
 }
 
 #[derive(Debug)]
-struct MemoryBackend {
+struct Shared {
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
     released: broadcast::Sender<String>,
 }
 
+#[derive(Debug)]
+struct MemoryBackend {
+    shared: Arc<Shared>,
+    kind: Kind,
+}
+
 impl MemoryBackend {
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The owner and remaining TTL of a live lock.
-    fn live<'a>(&self, state: &'a State, resource: &str) -> Option<(&'a str, Duration)> {
-        let now = self.clock.now();
-        state
-            .held
-            .get(resource)
-            .filter(|(_, expires)| *expires > now)
-            .map(|(token, expires)| (token.as_str(), *expires - now))
+    /// The state key: kinds live in separate namespaces, as on Redis.
+    fn key(&self, resource: &str) -> String {
+        let ns = match self.kind {
+            Kind::Mutex => "lock",
+            Kind::Read | Kind::Write => "rw",
+            Kind::Permits(_) => "sem",
+        };
+        format!("{ns}/{resource}")
+    }
+
+    /// Runs `f` on the pruned holders and the fencing counter of `resource`, under one
+    /// lock of the state.
+    fn with_holds<T>(
+        &self,
+        resource: &str,
+        f: impl FnOnce(&mut Holds, &mut u64, Duration) -> T,
+    ) -> T {
+        let now = self.shared.clock.now();
+        let key = self.key(resource);
+        let mut state = self.state();
+        let State { holds, fences } = &mut *state;
+        let holds = holds.entry(key.clone()).or_default();
+        holds.prune(now);
+        f(holds, fences.entry(key).or_insert(0), now)
     }
 }
 
@@ -103,61 +191,74 @@ impl Backend for MemoryBackend {
     }
 
     async fn try_lock(&self, resource: &str, token: &str, ttl: Duration) -> Result<Attempt> {
-        let mut state = self.state();
-        if let Some((_, left)) = self.live(&state, resource) {
-            return Ok(Attempt::Busy {
-                retry_after: Some(left),
-            });
-        }
-        let expires = self.clock.now() + ttl;
-        state
-            .held
-            .insert(resource.to_string(), (token.to_string(), expires));
-        let fence = state.fences.entry(resource.to_string()).or_insert(0);
-        *fence += 1;
-        Ok(Attempt::Acquired { fence: *fence })
+        let kind = self.kind;
+        self.with_holds(resource, |holds, fence, now| {
+            let left = |exp: Duration| Some(exp.saturating_sub(now));
+            let busy = |retry_after| Ok(Attempt::Busy { retry_after });
+            if let Some((_, exp)) = &holds.exclusive {
+                return busy(left(*exp));
+            }
+            match kind {
+                Kind::Mutex | Kind::Write if !holds.shared.is_empty() => {
+                    busy(holds.shared.values().max().and_then(|e| left(*e)))
+                }
+                Kind::Permits(n) if holds.shared.len() >= n as usize => {
+                    busy(holds.shared.values().min().and_then(|e| left(*e)))
+                }
+                _ => {
+                    if kind.exclusive() {
+                        holds.exclusive = Some((token.to_string(), now + ttl));
+                    } else {
+                        holds.shared.insert(token.to_string(), now + ttl);
+                    }
+                    *fence += 1;
+                    Ok(Attempt::Acquired { fence: *fence })
+                }
+            }
+        })
     }
 
     async fn extend(&self, resource: &str, token: &str, ttl: Duration) -> Result<bool> {
-        let mut state = self.state();
-        if self
-            .live(&state, resource)
-            .is_some_and(|(owner, _)| owner == token)
-        {
-            let expires = self.clock.now() + ttl;
-            state
-                .held
-                .insert(resource.to_string(), (token.to_string(), expires));
-            return Ok(true);
-        }
-        Ok(false)
+        let kind = self.kind;
+        Ok(self.with_holds(resource, |holds, _, now| {
+            holds
+                .expiry_mut(kind, token)
+                .map(|exp| *exp = now + ttl)
+                .is_some()
+        }))
     }
 
     async fn release(&self, resource: &str, token: &str) -> Result<bool> {
-        let mut state = self.state();
-        if self
-            .live(&state, resource)
-            .is_some_and(|(owner, _)| owner == token)
-        {
-            state.held.remove(resource);
-            let _ = self.released.send(resource.to_string());
-            return Ok(true);
+        let kind = self.kind;
+        let released = self.with_holds(resource, |holds, _, _| {
+            if kind.exclusive() {
+                holds
+                    .exclusive
+                    .take_if(|(owner, _)| owner == token)
+                    .is_some()
+            } else {
+                holds.shared.remove(token).is_some()
+            }
+        });
+        if released {
+            let _ = self.shared.released.send(self.key(resource));
         }
-        Ok(false)
+        Ok(released)
     }
 
     async fn remaining(&self, resource: &str, token: &str) -> Result<Option<Duration>> {
-        let state = self.state();
-        Ok(self
-            .live(&state, resource)
-            .filter(|(owner, _)| *owner == token)
-            .map(|(_, left)| left))
+        let kind = self.kind;
+        Ok(self.with_holds(resource, |holds, _, now| {
+            holds
+                .expiry_mut(kind, token)
+                .map(|exp| exp.saturating_sub(now))
+        }))
     }
 
     async fn listen(&self, resource: &str) -> Result<Box<dyn Waiter>> {
         Ok(Box::new(MemoryWaiter {
-            resource: resource.to_string(),
-            rx: self.released.subscribe(),
+            resource: self.key(resource),
+            rx: self.shared.released.subscribe(),
         }))
     }
 }

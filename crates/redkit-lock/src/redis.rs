@@ -4,7 +4,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redkit_core::{Event, Key, Keyspace, Redis, Script, Subscription};
+use redkit_core::{Key, Keyspace, Redis, Script, Subscription};
 use tracing::Instrument;
 
 use crate::backend::{self, Attempt, Backend, Waiter};
@@ -18,14 +18,32 @@ static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new("release", include_str!("../lua/release.lua")));
 static HELD: LazyLock<Script> =
     LazyLock::new(|| Script::new("held", include_str!("../lua/held.lua")));
+static WRITE_ACQUIRE: LazyLock<Script> =
+    LazyLock::new(|| Script::new("write_acquire", include_str!("../lua/write_acquire.lua")));
+static SHARED_ACQUIRE: LazyLock<Script> =
+    LazyLock::new(|| Script::new("shared_acquire", include_str!("../lua/shared_acquire.lua")));
+static SHARED_EXTEND: LazyLock<Script> =
+    LazyLock::new(|| Script::new("shared_extend", include_str!("../lua/shared_extend.lua")));
+static SHARED_RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new("shared_release", include_str!("../lua/shared_release.lua")));
+static SHARED_HELD: LazyLock<Script> =
+    LazyLock::new(|| Script::new("shared_held", include_str!("../lua/shared_held.lua")));
 
 /// Locks on Redis (standalone, cluster or sentinel).
 ///
-/// Keys for resource `r` under prefix `p`: `p:lock:{r}` holds the owner token with the
-/// TTL, `p:lock:{r}:fence` the fencing counter (never expires), both on one hash tag.
-/// Releases publish on channel `p:lock:{r}:released`, which waiters listen to.
+/// A `RedisLock` is a mutex; [`RedisLock::read`] and [`RedisLock::write`] are the two
+/// sides of a read-write lock, and [`RedisLock::semaphore`] a counting semaphore — all
+/// with the same guard, fencing tokens, watchdog and notified waiting.
+///
+/// Keys for resource `r` under prefix `p`, each kind on one hash tag:
+/// mutex `p:lock:{r}` (owner token, TTL) and `p:lock:{r}:fence`;
+/// read-write `p:rw:{r}:writer`, `p:rw:{r}:readers` (sorted set by expiry), `p:rw:{r}:fence`;
+/// semaphore `p:sem:{r}:holders` (sorted set by expiry), `p:sem:{r}:fence`.
+/// Releases publish on `<lock key or p:rw:{r} or p:sem:{r}>:released`.
 #[derive(Debug, Clone)]
 pub struct RedisLock {
+    redis: Redis,
+    root: Keyspace,
     backend: Arc<dyn Backend>,
 }
 
@@ -44,6 +62,42 @@ impl RedisLock {
             prefix: "redkit".to_string(),
         }
     }
+
+    fn sibling(&self, kind: Kind) -> RedisLock {
+        RedisLock {
+            redis: self.redis.clone(),
+            root: self.root.clone(),
+            backend: Arc::new(RedisBackend {
+                redis: self.redis.clone(),
+                root: self.root.clone(),
+                kind,
+            }),
+        }
+    }
+
+    /// The shared side of a read-write lock: any number of readers at once, none while a
+    /// writer holds the resource.
+    pub fn read(&self) -> RedisLock {
+        self.sibling(Kind::Read)
+    }
+
+    /// The exclusive side of a read-write lock: taken only when no reader and no writer
+    /// holds the resource.
+    pub fn write(&self) -> RedisLock {
+        self.sibling(Kind::Write)
+    }
+
+    /// A counting semaphore: at most `permits` holders of a resource at once, each permit
+    /// expiring with its TTL unless extended. Every user of one resource must pass the same
+    /// `permits`.
+    pub fn semaphore(&self, permits: u32) -> Result<RedisLock> {
+        if permits == 0 {
+            return Err(crate::Error::InvalidArgument(
+                "a semaphore needs at least one permit".into(),
+            ));
+        }
+        Ok(self.sibling(Kind::Permits(permits)))
+    }
 }
 
 impl RedisLockBuilder {
@@ -55,33 +109,74 @@ impl RedisLockBuilder {
 
     /// Checks the prefix and builds the lock.
     pub fn build(self) -> Result<RedisLock> {
-        let keys = Keyspace::new(&self.prefix)?.child("lock")?;
+        let root = Keyspace::new(&self.prefix)?;
         Ok(RedisLock {
+            redis: self.redis.clone(),
+            root: root.clone(),
             backend: Arc::new(RedisBackend {
                 redis: self.redis,
-                keys,
+                root,
+                kind: Kind::Mutex,
             }),
         })
+    }
+}
+
+/// Which kind of hold a backend takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Mutex,
+    Read,
+    Write,
+    Permits(u32),
+}
+
+impl Kind {
+    pub(crate) fn exclusive(self) -> bool {
+        matches!(self, Kind::Mutex | Kind::Write)
     }
 }
 
 #[derive(Debug)]
 struct RedisBackend {
     redis: Redis,
-    keys: Keyspace,
+    root: Keyspace,
+    kind: Kind,
 }
 
-impl RedisBackend {
-    fn key(&self, resource: &str) -> Result<Key> {
-        Ok(self.keys.tagged(resource)?)
+/// The keys of one resource, all on one hash tag.
+#[derive(Debug)]
+pub(crate) struct Keys {
+    /// The exclusive holder's key (mutex lock, or the writer).
+    pub(crate) main: Key,
+    /// The shared holders (readers, permits).
+    pub(crate) holders: Key,
+    pub(crate) fence: Key,
+    pub(crate) channel: String,
+}
+
+/// The keys `kind` uses for `resource`.
+pub(crate) fn keys(root: &Keyspace, kind: Kind, resource: &str) -> Result<Keys> {
+    let base = match kind {
+        Kind::Mutex => root.child("lock")?,
+        Kind::Read | Kind::Write => root.child("rw")?,
+        Kind::Permits(_) => root.child("sem")?,
     }
-}
-
-/// The keys one resource uses: lock and fencing counter, on one hash tag.
-pub(crate) fn keys(keys: &Keyspace, resource: &str) -> Result<(Key, Key)> {
-    let lock = keys.tagged(resource)?;
-    let fence = lock.child("fence")?;
-    Ok((lock, fence))
+    .tagged(resource)?;
+    let main = match kind {
+        Kind::Mutex => base.clone(),
+        _ => base.child("writer")?,
+    };
+    Ok(Keys {
+        main,
+        holders: base.child(if matches!(kind, Kind::Permits(_)) {
+            "holders"
+        } else {
+            "readers"
+        })?,
+        fence: base.child("fence")?,
+        channel: format!("{base}:released"),
+    })
 }
 
 fn ms(d: Duration) -> u64 {
@@ -91,17 +186,32 @@ fn ms(d: Duration) -> u64 {
 #[async_trait]
 impl Backend for RedisBackend {
     fn validate(&self, resource: &str) -> Result<()> {
-        self.key(resource).map(|_| ())
+        keys(&self.root, self.kind, resource).map(|_| ())
     }
 
     async fn try_lock(&self, resource: &str, token: &str, ttl: Duration) -> Result<Attempt> {
-        let (lock, fence) = keys(&self.keys, resource)?;
-        let (ok, n): (i64, i64) = ACQUIRE
-            .call()
-            .key(&lock)
-            .key(&fence)
+        let k = keys(&self.root, self.kind, resource)?;
+        let call = match self.kind {
+            Kind::Mutex => ACQUIRE.call().key(&k.main).key(&k.fence),
+            Kind::Write => WRITE_ACQUIRE
+                .call()
+                .key(&k.main)
+                .key(&k.holders)
+                .key(&k.fence),
+            Kind::Read | Kind::Permits(_) => SHARED_ACQUIRE
+                .call()
+                .key(&k.main)
+                .key(&k.holders)
+                .key(&k.fence),
+        };
+        let limit = match self.kind {
+            Kind::Permits(n) => n,
+            _ => 0,
+        };
+        let (ok, n): (i64, i64) = call
             .arg(token)
             .arg(ms(ttl))
+            .arg(limit)
             .invoke(&self.redis)
             .await?;
         Ok(if ok == 1 {
@@ -116,44 +226,41 @@ impl Backend for RedisBackend {
     }
 
     async fn extend(&self, resource: &str, token: &str, ttl: Duration) -> Result<bool> {
-        let lock = self.key(resource)?;
-        let ok: i64 = EXTEND
-            .call()
-            .key(&lock)
-            .arg(token)
-            .arg(ms(ttl))
-            .invoke(&self.redis)
-            .await?;
+        let k = keys(&self.root, self.kind, resource)?;
+        let call = if self.kind.exclusive() {
+            EXTEND.call().key(&k.main)
+        } else {
+            SHARED_EXTEND.call().key(&k.holders)
+        };
+        let ok: i64 = call.arg(token).arg(ms(ttl)).invoke(&self.redis).await?;
         Ok(ok == 1)
     }
 
     async fn release(&self, resource: &str, token: &str) -> Result<bool> {
-        let lock = self.key(resource)?;
-        let channel = format!("{lock}:released");
-        let ok: i64 = RELEASE
-            .call()
-            .key(&lock)
-            .arg(token)
-            .arg(channel)
-            .invoke(&self.redis)
-            .await?;
+        let k = keys(&self.root, self.kind, resource)?;
+        let call = if self.kind.exclusive() {
+            RELEASE.call().key(&k.main)
+        } else {
+            SHARED_RELEASE.call().key(&k.holders)
+        };
+        let ok: i64 = call.arg(token).arg(&k.channel).invoke(&self.redis).await?;
         Ok(ok == 1)
     }
 
     async fn remaining(&self, resource: &str, token: &str) -> Result<Option<Duration>> {
-        let lock = self.key(resource)?;
-        let left: i64 = HELD
-            .call()
-            .key(&lock)
-            .arg(token)
-            .invoke(&self.redis)
-            .await?;
+        let k = keys(&self.root, self.kind, resource)?;
+        let call = if self.kind.exclusive() {
+            HELD.call().key(&k.main)
+        } else {
+            SHARED_HELD.call().key(&k.holders)
+        };
+        let left: i64 = call.arg(token).invoke(&self.redis).await?;
         Ok(u64::try_from(left).ok().map(Duration::from_millis))
     }
 
     async fn listen(&self, resource: &str) -> Result<Box<dyn Waiter>> {
-        let lock = self.key(resource)?;
-        let sub = self.redis.subscribe(&format!("{lock}:released")).await?;
+        let k = keys(&self.root, self.kind, resource)?;
+        let sub = self.redis.subscribe(&k.channel).await?;
         Ok(Box::new(RedisWaiter(sub)))
     }
 }
@@ -164,15 +271,8 @@ struct RedisWaiter(Subscription);
 impl Waiter for RedisWaiter {
     async fn wait(&mut self) {
         // A message, a disconnect or a lag all mean: look at the lock again.
-        match self.0.recv().await {
-            Some(
-                Event::Message(_)
-                | Event::Disconnected
-                | Event::Resubscribed
-                | Event::Lagged { .. },
-            ) => {}
-            Some(_) => {}
-            None => std::future::pending::<()>().await,
+        if self.0.recv().await.is_none() {
+            std::future::pending::<()>().await;
         }
     }
 }
@@ -200,19 +300,31 @@ mod tests {
 
     #[test]
     fn every_script_touches_one_slot() {
-        let ks = Keyspace::new("app").unwrap().child("lock").unwrap();
-        for resource in ["orders:42", "a", "user:{x"] {
-            let Ok((lock, fence)) = keys(&ks, resource) else {
-                assert!(resource.contains('{'));
-                continue;
-            };
-            assert!(redkit_core::same_slot(&[lock.as_str(), fence.as_str()]));
+        let root = Keyspace::new("app").unwrap();
+        for kind in [Kind::Mutex, Kind::Read, Kind::Write, Kind::Permits(3)] {
+            for resource in ["orders:42", "a", "x:y:z"] {
+                let k = keys(&root, kind, resource).unwrap();
+                let all = [k.main.as_str(), k.holders.as_str(), k.fence.as_str()];
+                assert!(redkit_core::same_slot(&all), "{kind:?} {all:?}");
+            }
+            assert!(keys(&root, kind, "user:{x").is_err());
         }
     }
 
     #[test]
     fn scripts_have_headers() {
-        for s in [&*ACQUIRE, &*EXTEND, &*RELEASE, &*HELD] {
+        let all = [
+            &*ACQUIRE,
+            &*EXTEND,
+            &*RELEASE,
+            &*HELD,
+            &*WRITE_ACQUIRE,
+            &*SHARED_ACQUIRE,
+            &*SHARED_EXTEND,
+            &*SHARED_RELEASE,
+            &*SHARED_HELD,
+        ];
+        for s in all {
             assert!(s.code().starts_with("-- KEYS"), "{}", s.name());
         }
     }

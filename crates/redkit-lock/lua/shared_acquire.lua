@@ -1,0 +1,24 @@
+-- KEYS[1] writer key (a string with the writer's token; never set for semaphores)
+-- KEYS[2] holders (sorted set: owner token -> expiry in server ms)
+-- KEYS[3] fencing counter (never expires)
+-- ARGV[1] owner token, ARGV[2] ttl in ms, ARGV[3] most holders at once (0: no limit)
+-- Takes a shared hold (a reader, or one permit of a semaphore) on server time. Returns
+-- {1, fencing token}, or {0, ms until a holder expires} when a writer holds the resource
+-- or every permit is taken.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local writer_ttl = redis.call('PTTL', KEYS[1])
+if writer_ttl > 0 or writer_ttl == -1 then
+  return {0, writer_ttl}
+end
+local limit = tonumber(ARGV[3])
+if limit > 0 and redis.call('ZCARD', KEYS[2]) >= limit then
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  return {0, math.max(1, tonumber(first[2]) - now)}
+end
+local expires = now + tonumber(ARGV[2])
+redis.call('ZADD', KEYS[2], expires, ARGV[1])
+local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+redis.call('PEXPIRE', KEYS[2], math.max(1, tonumber(last[2]) - now))
+return {1, redis.call('INCR', KEYS[3])}
