@@ -7,6 +7,8 @@ mod fence;
 mod guard;
 mod memory;
 mod redis;
+#[cfg(feature = "redlock")]
+mod redlock;
 
 use std::fmt;
 use std::future::Future;
@@ -18,6 +20,8 @@ pub use fence::{FenceGate, FencedValue};
 pub use guard::{LockGuard, LockLease};
 pub use memory::{MemoryLock, MemoryLockBuilder};
 pub use redis::{RedisLock, RedisLockBuilder};
+#[cfg(feature = "redlock")]
+pub use redlock::{Redlock, RedlockBuilder};
 
 /// What can go wrong with a lock.
 #[derive(Debug, thiserror::Error)]

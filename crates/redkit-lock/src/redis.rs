@@ -113,11 +113,7 @@ impl RedisLockBuilder {
         Ok(RedisLock {
             redis: self.redis.clone(),
             root: root.clone(),
-            backend: Arc::new(RedisBackend {
-                redis: self.redis,
-                root,
-                kind: Kind::Mutex,
-            }),
+            backend: Arc::new(RedisBackend::mutex(self.redis, root)),
         })
     }
 }
@@ -138,10 +134,22 @@ impl Kind {
 }
 
 #[derive(Debug)]
-struct RedisBackend {
+pub(crate) struct RedisBackend {
     redis: Redis,
     root: Keyspace,
     kind: Kind,
+}
+
+impl RedisBackend {
+    /// A mutex backend on one server (Redlock uses one per node).
+    #[cfg_attr(not(feature = "redlock"), allow(dead_code))]
+    pub(crate) fn mutex(redis: Redis, root: Keyspace) -> RedisBackend {
+        RedisBackend {
+            redis,
+            root,
+            kind: Kind::Mutex,
+        }
+    }
 }
 
 /// The keys of one resource, all on one hash tag.
