@@ -505,3 +505,115 @@ pub async fn semaphore_permits_expire_and_wake_waiters(s: &SemSuite) {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+/// All-or-none locks over two handles.
+#[derive(Debug, Clone)]
+pub struct MultiSuite {
+    pub a: Arc<dyn crate::LockAll>,
+    pub b: Arc<dyn crate::LockAll>,
+    pub time: Time,
+}
+
+pub async fn all_or_none_over_a_group(s: &MultiSuite) {
+    let g = resource("group");
+    let x =
+        s.a.try_acquire_all(&g, &["x"], TTL)
+            .await
+            .unwrap()
+            .expect("free");
+    assert!(
+        s.b.try_acquire_all(&g, &["y", "x"], TTL)
+            .await
+            .unwrap()
+            .is_none(),
+        "x is held"
+    );
+    // Nothing of the failed attempt stays behind: y is still free.
+    let yz =
+        s.b.try_acquire_all(&g, &["y", "z"], TTL)
+            .await
+            .unwrap()
+            .expect("disjoint set");
+    assert!(yz.fencing_token() > x.fencing_token());
+    assert!(
+        s.a.try_acquire_all(&g, &["z"], TTL)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(x.release().await.unwrap());
+    assert!(yz.release().await.unwrap());
+    let all =
+        s.a.try_acquire_all(&g, &["x", "y", "z"], TTL)
+            .await
+            .unwrap()
+            .expect("all free");
+    assert!(all.is_held().await.unwrap());
+    all.extend(Duration::from_secs(20)).await.unwrap();
+    assert!(all.release().await.unwrap());
+    // Another group is independent.
+    let other =
+        s.b.try_acquire_all(&resource("other"), &["x"], TTL)
+            .await
+            .unwrap();
+    assert!(other.is_some());
+}
+
+pub async fn acquire_all_waits_for_the_overlapping_holder(s: &MultiSuite) {
+    let g = resource("group-wait");
+    let holder =
+        s.a.try_acquire_all(&g, &["b"], Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+    let b = Arc::clone(&s.b);
+    let g2 = g.clone();
+    let waiter = tokio::spawn(async move {
+        b.acquire_all(
+            &g2,
+            &["a", "b"],
+            AcquireOptions::new(TTL).wait(Duration::from_secs(20)),
+        )
+        .await
+        .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let released = Instant::now();
+    assert!(holder.release().await.unwrap());
+    let both = waiter.await.unwrap();
+    assert!(
+        released.elapsed() < Duration::from_millis(700),
+        "{:?}",
+        released.elapsed()
+    );
+    both.release().await.unwrap();
+}
+
+pub async fn an_expired_multi_hold_is_not_released_by_its_old_owner(s: &MultiSuite) {
+    let g = resource("group-expire");
+    let old =
+        s.a.try_acquire_all(&g, &["p", "q"], Duration::from_millis(200))
+            .await
+            .unwrap()
+            .unwrap();
+    s.time.pass(Duration::from_millis(350)).await;
+    let new =
+        s.b.try_acquire_all(&g, &["q"], TTL)
+            .await
+            .unwrap()
+            .expect("expired");
+    assert!(matches!(old.extend(TTL).await, Err(Error::NotHeld { .. })));
+    assert!(!old.release().await.unwrap());
+    assert!(
+        new.is_held().await.unwrap(),
+        "the old owner's release left q alone"
+    );
+    new.release().await.unwrap();
+    for bad in [&[][..], &["a", "a"][..], &["a{b}"][..]] {
+        let err = s.a.try_acquire_all(&g, bad, TTL).await.unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidArgument(_) | Error::Core(_)),
+            "{bad:?}: {err:?}"
+        );
+    }
+}

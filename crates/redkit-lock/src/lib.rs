@@ -180,6 +180,40 @@ pub trait Lock: Send + Sync + fmt::Debug {
     async fn acquire(&self, resource: &str, options: AcquireOptions) -> Result<LockGuard>;
 }
 
+/// All-or-none locks over several resources of one group. The group is the hash tag, so
+/// every resource of a group lives on one cluster slot; two holds conflict when they share
+/// a resource of the same group.
+///
+/// ```no_run
+/// # async fn run(locks: redkit_lock::RedisLock) -> redkit_lock::Result<()> {
+/// use redkit_lock::{AcquireOptions, LockAll};
+/// use std::time::Duration;
+/// // move money between two accounts: both or neither
+/// let guard = locks
+///     .acquire_all("bank", &["account:1", "account:2"], AcquireOptions::new(Duration::from_secs(5)))
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[async_trait]
+pub trait LockAll: Lock {
+    /// One attempt on every resource at once: a guard over all of them, or `None` when
+    /// any is held.
+    async fn try_acquire_all(
+        &self,
+        group: &str,
+        resources: &[&str],
+        ttl: Duration,
+    ) -> Result<Option<LockGuard>>;
+
+    /// Waits up to `options.wait` until every resource is free at once.
+    async fn acquire_all(
+        &self,
+        group: &str,
+        resources: &[&str],
+        options: AcquireOptions,
+    ) -> Result<LockGuard>;
+}
+
 /// Conveniences for every [`Lock`].
 #[async_trait]
 pub trait LockExt: Lock {

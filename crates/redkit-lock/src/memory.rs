@@ -292,3 +292,150 @@ impl Lock for MemoryLock {
         backend::acquire(&self.backend, resource, options).await
     }
 }
+
+/// An all-or-none hold on several resources of a group (see [`crate::LockAll`]).
+#[derive(Debug)]
+struct MultiBackend {
+    shared: Arc<Shared>,
+    resources: Vec<String>,
+}
+
+impl MultiBackend {
+    fn keys(&self, group: &str) -> Vec<String> {
+        self.resources
+            .iter()
+            .map(|r| format!("multi/{group}/{r}"))
+            .collect()
+    }
+
+    /// Runs `f` on the pruned holds of every resource (and the group's fencing counter)
+    /// under one lock of the state.
+    fn with_all<T>(
+        &self,
+        group: &str,
+        f: impl FnOnce(Vec<&mut Holds>, &mut u64, Duration) -> T,
+    ) -> T {
+        let now = self.shared.clock.now();
+        let keys = self.keys(group);
+        let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        let State { holds, fences } = &mut *state;
+        for k in &keys {
+            holds.entry(k.clone()).or_default().prune(now);
+        }
+        let all: Vec<&mut Holds> = holds
+            .iter_mut()
+            .filter(|(k, _)| keys.contains(k))
+            .map(|(_, h)| h)
+            .collect();
+        f(
+            all,
+            fences.entry(format!("multi/{group}")).or_insert(0),
+            now,
+        )
+    }
+}
+
+fn owns(h: &Holds, token: &str) -> bool {
+    h.exclusive
+        .as_ref()
+        .is_some_and(|(owner, _)| owner == token)
+}
+
+#[async_trait]
+impl Backend for MultiBackend {
+    fn validate(&self, group: &str) -> Result<()> {
+        check_name(group)
+    }
+
+    async fn try_lock(&self, group: &str, token: &str, ttl: Duration) -> Result<Attempt> {
+        self.with_all(group, |mut all, fence, now| {
+            if let Some((_, exp)) = all.iter().find_map(|h| h.exclusive.as_ref()) {
+                return Ok(Attempt::Busy {
+                    retry_after: Some(exp.saturating_sub(now)),
+                });
+            }
+            for h in all.iter_mut() {
+                h.exclusive = Some((token.to_string(), now + ttl));
+            }
+            *fence += 1;
+            Ok(Attempt::Acquired { fence: *fence })
+        })
+    }
+
+    async fn extend(&self, group: &str, token: &str, ttl: Duration) -> Result<bool> {
+        Ok(self.with_all(group, |mut all, _, now| {
+            if !all.iter().all(|h| owns(h, token)) {
+                return false;
+            }
+            for h in all.iter_mut() {
+                h.exclusive = Some((token.to_string(), now + ttl));
+            }
+            true
+        }))
+    }
+
+    async fn release(&self, group: &str, token: &str) -> Result<bool> {
+        let (owned, total) = self.with_all(group, |mut all, _, _| {
+            let total = all.len();
+            let mut owned = 0;
+            for h in all.iter_mut() {
+                if owns(h, token) {
+                    h.exclusive = None;
+                    owned += 1;
+                }
+            }
+            (owned, total)
+        });
+        if owned > 0 {
+            let _ = self.shared.released.send(format!("multi/{group}"));
+        }
+        Ok(owned == total)
+    }
+
+    async fn remaining(&self, group: &str, token: &str) -> Result<Option<Duration>> {
+        Ok(self.with_all(group, |all, _, now| {
+            if !all.iter().all(|h| owns(h, token)) {
+                return None;
+            }
+            all.iter()
+                .filter_map(|h| h.exclusive.as_ref().map(|(_, exp)| exp.saturating_sub(now)))
+                .min()
+        }))
+    }
+
+    async fn listen(&self, group: &str) -> Result<Box<dyn Waiter>> {
+        Ok(Box::new(MemoryWaiter {
+            resource: format!("multi/{group}"),
+            rx: self.shared.released.subscribe(),
+        }))
+    }
+}
+
+#[async_trait]
+impl crate::LockAll for MemoryLock {
+    async fn try_acquire_all(
+        &self,
+        group: &str,
+        resources: &[&str],
+        ttl: Duration,
+    ) -> Result<Option<LockGuard>> {
+        let backend: Arc<dyn Backend> = Arc::new(MultiBackend {
+            shared: Arc::clone(&self.shared),
+            resources: crate::redis::check_resources(resources)?,
+        });
+        backend::try_acquire(&backend, group, AcquireOptions::new(ttl)).await
+    }
+
+    async fn acquire_all(
+        &self,
+        group: &str,
+        resources: &[&str],
+        options: AcquireOptions,
+    ) -> Result<LockGuard> {
+        let backend: Arc<dyn Backend> = Arc::new(MultiBackend {
+            shared: Arc::clone(&self.shared),
+            resources: crate::redis::check_resources(resources)?,
+        });
+        backend::acquire(&backend, group, options).await
+    }
+}

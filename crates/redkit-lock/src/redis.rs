@@ -337,3 +337,175 @@ mod tests {
         }
     }
 }
+
+static MULTI_ACQUIRE: LazyLock<Script> =
+    LazyLock::new(|| Script::new("multi_acquire", include_str!("../lua/multi_acquire.lua")));
+static MULTI_EXTEND: LazyLock<Script> =
+    LazyLock::new(|| Script::new("multi_extend", include_str!("../lua/multi_extend.lua")));
+static MULTI_RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new("multi_release", include_str!("../lua/multi_release.lua")));
+static MULTI_HELD: LazyLock<Script> =
+    LazyLock::new(|| Script::new("multi_held", include_str!("../lua/multi_held.lua")));
+
+/// The keys of an all-or-none lock on `resources` of `group`: one lock key per resource
+/// and the group's fencing counter, all on the group's hash tag.
+pub(crate) fn multi_keys(
+    root: &Keyspace,
+    group: &str,
+    resources: &[String],
+) -> Result<(Vec<Key>, Key, String)> {
+    let base = root.child("multi")?.tagged(group)?;
+    let locks = resources
+        .iter()
+        .map(|r| base.child(&format!("r:{r}")))
+        .collect::<redkit_core::Result<Vec<_>>>()?;
+    Ok((locks, base.child("fence")?, format!("{base}:released")))
+}
+
+/// Checks a resource list: not empty, no duplicates, every name usable.
+pub(crate) fn check_resources(resources: &[&str]) -> Result<Vec<String>> {
+    if resources.is_empty() {
+        return Err(crate::Error::InvalidArgument("no resources to lock".into()));
+    }
+    let mut names: Vec<String> = resources.iter().map(|r| r.to_string()).collect();
+    for r in &names {
+        Keyspace::new("check")?.key(r)?;
+    }
+    names.sort();
+    names.dedup();
+    if names.len() != resources.len() {
+        return Err(crate::Error::InvalidArgument(
+            "a resource is listed twice".into(),
+        ));
+    }
+    Ok(names)
+}
+
+#[derive(Debug)]
+struct MultiBackend {
+    redis: Redis,
+    root: Keyspace,
+    resources: Vec<String>,
+}
+
+#[async_trait]
+impl Backend for MultiBackend {
+    fn validate(&self, group: &str) -> Result<()> {
+        multi_keys(&self.root, group, &self.resources).map(|_| ())
+    }
+
+    async fn try_lock(&self, group: &str, token: &str, ttl: Duration) -> Result<Attempt> {
+        let (locks, fence, _) = multi_keys(&self.root, group, &self.resources)?;
+        let mut call = MULTI_ACQUIRE.call();
+        for k in &locks {
+            call = call.key(k);
+        }
+        let (ok, n): (i64, i64) = call
+            .key(&fence)
+            .arg(token)
+            .arg(ms(ttl))
+            .invoke(&self.redis)
+            .await?;
+        Ok(if ok == 1 {
+            Attempt::Acquired {
+                fence: u64::try_from(n).unwrap_or(0),
+            }
+        } else {
+            Attempt::Busy {
+                retry_after: u64::try_from(n).ok().map(Duration::from_millis),
+            }
+        })
+    }
+
+    async fn extend(&self, group: &str, token: &str, ttl: Duration) -> Result<bool> {
+        let (locks, _, _) = multi_keys(&self.root, group, &self.resources)?;
+        let mut call = MULTI_EXTEND.call();
+        for k in &locks {
+            call = call.key(k);
+        }
+        let ok: i64 = call.arg(token).arg(ms(ttl)).invoke(&self.redis).await?;
+        Ok(ok == 1)
+    }
+
+    async fn release(&self, group: &str, token: &str) -> Result<bool> {
+        let (locks, _, channel) = multi_keys(&self.root, group, &self.resources)?;
+        let mut call = MULTI_RELEASE.call();
+        for k in &locks {
+            call = call.key(k);
+        }
+        let ok: i64 = call.arg(token).arg(channel).invoke(&self.redis).await?;
+        Ok(ok == 1)
+    }
+
+    async fn remaining(&self, group: &str, token: &str) -> Result<Option<Duration>> {
+        let (locks, _, _) = multi_keys(&self.root, group, &self.resources)?;
+        let mut call = MULTI_HELD.call();
+        for k in &locks {
+            call = call.key(k);
+        }
+        let left: i64 = call.arg(token).invoke(&self.redis).await?;
+        Ok(u64::try_from(left).ok().map(Duration::from_millis))
+    }
+
+    async fn listen(&self, group: &str) -> Result<Box<dyn Waiter>> {
+        let (_, _, channel) = multi_keys(&self.root, group, &self.resources)?;
+        Ok(Box::new(RedisWaiter(self.redis.subscribe(&channel).await?)))
+    }
+}
+
+#[async_trait]
+impl crate::LockAll for RedisLock {
+    async fn try_acquire_all(
+        &self,
+        group: &str,
+        resources: &[&str],
+        ttl: Duration,
+    ) -> Result<Option<LockGuard>> {
+        let backend: Arc<dyn Backend> = Arc::new(MultiBackend {
+            redis: self.redis.clone(),
+            root: self.root.clone(),
+            resources: check_resources(resources)?,
+        });
+        backend::try_acquire(&backend, group, AcquireOptions::new(ttl)).await
+    }
+
+    async fn acquire_all(
+        &self,
+        group: &str,
+        resources: &[&str],
+        options: AcquireOptions,
+    ) -> Result<LockGuard> {
+        let backend: Arc<dyn Backend> = Arc::new(MultiBackend {
+            redis: self.redis.clone(),
+            root: self.root.clone(),
+            resources: check_resources(resources)?,
+        });
+        backend::acquire(&backend, group, options).await
+    }
+}
+
+#[cfg(test)]
+mod multi_tests {
+    use super::*;
+
+    #[test]
+    fn a_group_is_one_slot() {
+        let root = Keyspace::new("app").unwrap();
+        let names: Vec<String> = (0..20).map(|i| format!("account:{i}")).collect();
+        let (locks, fence, _) = multi_keys(&root, "bank", &names).unwrap();
+        let mut all: Vec<&str> = locks.iter().map(Key::as_str).collect();
+        all.push(fence.as_str());
+        assert!(redkit_core::same_slot(&all));
+        assert!(check_resources(&["a", "a"]).is_err());
+        assert!(check_resources(&[]).is_err());
+        assert!(check_resources(&["a{b}"]).is_err());
+        for s in [
+            &*MULTI_ACQUIRE,
+            &*MULTI_EXTEND,
+            &*MULTI_RELEASE,
+            &*MULTI_HELD,
+        ] {
+            assert!(s.code().starts_with("-- KEYS"), "{}", s.name());
+        }
+    }
+}

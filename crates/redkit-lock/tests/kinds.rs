@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redkit_core::ManualClock;
-use redkit_lock::conformance::{self as c, RwSuite, SemSuite, Suite, Time};
+use redkit_lock::conformance::{self as c, MultiSuite, RwSuite, SemSuite, Suite, Time};
 use redkit_lock::{Lock, MemoryLock, RedisLock};
 
 fn manual() -> ManualClock {
@@ -145,5 +145,51 @@ redkit_lock::conformance_suite!(memory_one_permit, async {
         a: s.clone(),
         b: s,
         time: Time::Manual(clock),
+    }
+});
+
+macro_rules! multi {
+    ($name:ident, $make:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn all_or_none_over_a_group() {
+                c::all_or_none_over_a_group(&$make.await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn acquire_all_waits_for_the_overlapping_holder() {
+                c::acquire_all_waits_for_the_overlapping_holder(&$make.await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn an_expired_multi_hold_is_not_released_by_its_old_owner() {
+                c::an_expired_multi_hold_is_not_released_by_its_old_owner(&$make.await).await;
+            }
+        }
+    };
+}
+
+multi!(multi_memory, async {
+    let clock = manual();
+    let m = Arc::new(MemoryLock::builder().clock(clock.clone()).build());
+    MultiSuite {
+        a: m.clone(),
+        b: m,
+        time: Time::Manual(clock),
+    }
+});
+multi!(multi_standalone, async {
+    let (a, b) = redis_pair(false).await;
+    MultiSuite {
+        a: Arc::new(a),
+        b: Arc::new(b),
+        time: Time::Real,
+    }
+});
+multi!(multi_cluster, async {
+    let (a, b) = redis_pair(true).await;
+    MultiSuite {
+        a: Arc::new(a),
+        b: Arc::new(b),
+        time: Time::Real,
     }
 });
