@@ -24,9 +24,11 @@ pub(crate) async fn run(b: &Bench) {
     let handle = Redis::from_config(config).await.expect("connect");
     let run_id = std::process::id();
 
+    let batching = std::env::var("LOCK_BATCHING").map_or(true, |v| v != "0");
     let locks = Arc::new(
         RedisLock::builder(handle.clone())
             .prefix(format!("bench-lock-{run_id}"))
+            .batching(batching)
             .build()
             .expect("lock"),
     );
@@ -42,16 +44,25 @@ pub(crate) async fn run(b: &Bench) {
         }
     })
     .await;
+    let mode = match (batching, nodelay) {
+        (true, true) => "fencing",
+        (true, false) => "fencing-nodelay-off",
+        (false, true) => "fencing-unbatched",
+        (false, false) => "fencing-unbatched-nodelay-off",
+    };
     report(
         "redkit",
         "lock",
-        "fencing",
+        mode,
         b.n,
         b.c,
         "acquire_release_per_s",
         pairs,
     );
 
+    if std::env::var("LOCK_SKIP_BARE").is_ok() {
+        return;
+    }
     let client = redis::Client::open(b.url.as_str()).expect("url");
     let conn = client
         .get_multiplexed_async_connection()

@@ -99,6 +99,27 @@ impl Error {
         }
     }
 
+    /// A copy of this error, for handing one failure to several waiters (a failed batch).
+    /// Errors that cannot be cloned keep their message.
+    pub fn duplicate(&self) -> Error {
+        match self {
+            Error::Config(m) => Error::Config(m.clone()),
+            Error::Auth(e) => Error::Auth(e.clone()),
+            Error::Connection(e) => Error::Connection(e.clone()),
+            Error::Timeout(m) => Error::Timeout(m.clone()),
+            Error::Script { name, source } => Error::Script {
+                name,
+                source: source.clone(),
+            },
+            Error::Codec(e) => Error::Codec(e.to_string().into()),
+            Error::InvalidKey(m) => Error::InvalidKey(m.clone()),
+            Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+            Error::UnsupportedServer(m) => Error::UnsupportedServer(m.clone()),
+            Error::UnexpectedReply(m) => Error::UnexpectedReply(m.clone()),
+            Error::Redis(e) => Error::Redis(e.clone()),
+        }
+    }
+
     /// The underlying driver error, if there is one.
     pub fn redis_error(&self) -> Option<&RedisError> {
         match self {

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod batch;
 mod clock;
 #[cfg(feature = "cluster")]
 mod cluster;
@@ -15,6 +16,7 @@ mod subscribe;
 #[cfg(feature = "tls")]
 mod tls;
 
+pub use batch::Coalescer;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{Codec, JsonCodec};
 pub use config::{RedisConfig, RedisConfigBuilder, Secret, Topology};

@@ -22,6 +22,7 @@ pub(crate) enum Attempt {
 pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Rejects unusable resource names.
     fn validate(&self, resource: &str) -> Result<()>;
+    /// One attempt; rejects unusable names like `validate`.
     async fn try_lock(&self, resource: &str, token: &str, ttl: Duration) -> Result<Attempt>;
     async fn extend(&self, resource: &str, token: &str, ttl: Duration) -> Result<bool>;
     async fn release(&self, resource: &str, token: &str) -> Result<bool>;
@@ -38,8 +39,11 @@ pub(crate) trait Waiter: Send {
     async fn wait(&mut self);
 }
 
+/// A random 128-bit owner token, hex-encoded. It only has to be unique among the owners of
+/// one resource (it is not a secret: anyone who can write to Redis can delete a lock), so
+/// a fast per-thread generator seeded from the OS serves, with no system call per token.
 fn new_token() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    format!("{:032x}", fastrand::u128(..))
 }
 
 pub(crate) async fn try_acquire(
@@ -48,7 +52,6 @@ pub(crate) async fn try_acquire(
     options: AcquireOptions,
 ) -> Result<Option<LockGuard>> {
     options.validate()?;
-    backend.validate(resource)?;
     let token = new_token();
     let sent = Instant::now();
     match backend.try_lock(resource, &token, options.ttl).await? {

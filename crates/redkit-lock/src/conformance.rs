@@ -246,6 +246,33 @@ pub async fn the_watchdog_keeps_the_lock_until_release(s: &Suite) {
     assert!(g.release().await.unwrap());
 }
 
+pub async fn max_hold_stops_the_watchdog_and_lost_fires(s: &Suite) {
+    let r = resource("max-hold");
+    let ttl = Duration::from_millis(300);
+    let start = Instant::now();
+    let g =
+        s.a.acquire(
+            &r,
+            AcquireOptions::new(ttl)
+                .auto_extend(true)
+                .max_hold(Duration::from_millis(700)),
+        )
+        .await
+        .unwrap();
+    g.lost().await;
+    let after = start.elapsed();
+    // Renewals stop once another ttl would pass the cap; the last renewal's safe time
+    // then runs out: after more than one ttl, and not long after the cap.
+    assert!(
+        after > ttl,
+        "lost fired after {after:?}: the watchdog never renewed"
+    );
+    assert!(
+        after < Duration::from_millis(1000),
+        "lost fired after {after:?}"
+    );
+}
+
 pub async fn lost_fires_before_the_ttl_without_renewal(s: &Suite) {
     let r = resource("lost");
     let ttl = Duration::from_millis(400);
@@ -282,6 +309,7 @@ macro_rules! conformance_suite {
                 with_lock_runs_the_work_and_releases,
                 bad_input_is_a_typed_error,
                 the_watchdog_keeps_the_lock_until_release,
+                max_hold_stops_the_watchdog_and_lost_fires,
                 lost_fires_before_the_ttl_without_renewal
             );
         }

@@ -191,6 +191,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn try_lock(&self, resource: &str, token: &str, ttl: Duration) -> Result<Attempt> {
+        check_name(resource)?;
         let kind = self.kind;
         self.with_holds(resource, |holds, fence, now| {
             let left = |exp: Duration| Some(exp.saturating_sub(now));
@@ -348,6 +349,7 @@ impl Backend for MultiBackend {
     }
 
     async fn try_lock(&self, group: &str, token: &str, ttl: Duration) -> Result<Attempt> {
+        check_name(group)?;
         self.with_all(group, |mut all, fence, now| {
             if let Some((_, exp)) = all.iter().find_map(|h| h.exclusive.as_ref()) {
                 return Ok(Attempt::Busy {

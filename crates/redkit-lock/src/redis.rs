@@ -4,12 +4,16 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redkit_core::{Key, Keyspace, Redis, Script, Subscription};
+use redkit_core::{Coalescer, Key, Keyspace, Redis, Script, Subscription};
 use tracing::Instrument;
 
 use crate::backend::{self, Attempt, Backend, Waiter};
 use crate::{AcquireOptions, Lock, LockGuard, Result};
 
+static ACQUIRE_BATCH: LazyLock<Script> =
+    LazyLock::new(|| Script::new("acquire_batch", include_str!("../lua/acquire_batch.lua")));
+static RELEASE_BATCH: LazyLock<Script> =
+    LazyLock::new(|| Script::new("release_batch", include_str!("../lua/release_batch.lua")));
 static ACQUIRE: LazyLock<Script> =
     LazyLock::new(|| Script::new("acquire", include_str!("../lua/acquire.lua")));
 static EXTEND: LazyLock<Script> =
@@ -44,6 +48,8 @@ static SHARED_HELD: LazyLock<Script> =
 pub struct RedisLock {
     redis: Redis,
     root: Keyspace,
+    rw: Keyspace,
+    sem: Keyspace,
     backend: Arc<dyn Backend>,
 }
 
@@ -52,6 +58,7 @@ pub struct RedisLock {
 pub struct RedisLockBuilder {
     redis: Redis,
     prefix: String,
+    batching: bool,
 }
 
 impl RedisLock {
@@ -60,18 +67,23 @@ impl RedisLock {
         RedisLockBuilder {
             redis,
             prefix: "redkit".to_string(),
+            batching: true,
         }
     }
 
     fn sibling(&self, kind: Kind) -> RedisLock {
+        let ns = match kind {
+            Kind::Read | Kind::Write => self.rw.clone(),
+            _ => self.sem.clone(),
+        };
         RedisLock {
-            redis: self.redis.clone(),
-            root: self.root.clone(),
             backend: Arc::new(RedisBackend {
                 redis: self.redis.clone(),
-                root: self.root.clone(),
+                ns,
                 kind,
+                batches: None,
             }),
+            ..self.clone()
         }
     }
 
@@ -107,13 +119,23 @@ impl RedisLockBuilder {
         self
     }
 
+    /// Coalesce concurrent acquire and release calls of this handle into one script call
+    /// per batch (default on). Whatever queues while earlier batches are in flight goes
+    /// out together; an idle caller never waits. Off sends one script call per call.
+    pub fn batching(mut self, on: bool) -> Self {
+        self.batching = on;
+        self
+    }
+
     /// Checks the prefix and builds the lock.
     pub fn build(self) -> Result<RedisLock> {
         let root = Keyspace::new(&self.prefix)?;
         Ok(RedisLock {
             redis: self.redis.clone(),
             root: root.clone(),
-            backend: Arc::new(RedisBackend::mutex(self.redis, root)),
+            rw: namespace(&root, Kind::Read)?,
+            sem: namespace(&root, Kind::Permits(1))?,
+            backend: Arc::new(RedisBackend::mutex(self.redis, &root, self.batching)?),
         })
     }
 }
@@ -136,18 +158,137 @@ impl Kind {
 #[derive(Debug)]
 pub(crate) struct RedisBackend {
     redis: Redis,
-    root: Keyspace,
+    /// The kind's namespace (`p:lock`, `p:rw`, `p:sem`).
+    ns: Keyspace,
     kind: Kind,
+    /// Coalesced acquire and release calls (mutexes only).
+    batches: Option<Arc<Batches>>,
 }
 
 impl RedisBackend {
     /// A mutex backend on one server (Redlock uses one per node).
-    #[cfg_attr(not(feature = "redlock"), allow(dead_code))]
-    pub(crate) fn mutex(redis: Redis, root: Keyspace) -> RedisBackend {
-        RedisBackend {
+    pub(crate) fn mutex(redis: Redis, root: &Keyspace, batching: bool) -> Result<RedisBackend> {
+        Ok(RedisBackend {
+            batches: batching.then(|| Arc::new(Batches::new(&redis))),
             redis,
-            root,
+            ns: namespace(root, Kind::Mutex)?,
             kind: Kind::Mutex,
+        })
+    }
+}
+
+/// How many requests one batch script decides at most.
+const MAX_BATCH: usize = 128;
+/// How many batches may be in flight at once.
+const MAX_IN_FLIGHT: usize = 2;
+
+struct AcquireReq {
+    lock: Key,
+    fence: Key,
+    token: String,
+    ttl_ms: u64,
+}
+
+struct ReleaseReq {
+    lock: Key,
+    token: String,
+    channel: String,
+}
+
+/// Concurrent acquire and release calls of one lock handle, coalesced into one script
+/// call per batch (per hash slot on a cluster).
+pub(crate) struct Batches {
+    acquire: Coalescer<AcquireReq, Attempt>,
+    release: Coalescer<ReleaseReq, bool>,
+}
+
+impl std::fmt::Debug for Batches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batches").finish_non_exhaustive()
+    }
+}
+
+/// Splits request indices by the hash slot of their key (one group on standalone).
+fn by_slot<T>(redis: &Redis, reqs: &[T], key: impl Fn(&T) -> &Key) -> Vec<Vec<usize>> {
+    if !redis.is_cluster() {
+        return vec![(0..reqs.len()).collect()];
+    }
+    let mut groups: std::collections::BTreeMap<u16, Vec<usize>> = Default::default();
+    for (i, r) in reqs.iter().enumerate() {
+        groups.entry(key(r).slot()).or_default().push(i);
+    }
+    groups.into_values().collect()
+}
+
+impl Batches {
+    fn new(redis: &Redis) -> Batches {
+        let r = redis.clone();
+        let acquire = Coalescer::new(MAX_BATCH, MAX_IN_FLIGHT, move |reqs: Vec<AcquireReq>| {
+            let redis = r.clone();
+            async move {
+                let groups = by_slot(&redis, &reqs, |q| &q.lock);
+                let replies = futures_util::future::try_join_all(groups.iter().map(|g| {
+                    let mut call = ACQUIRE_BATCH.call();
+                    for &i in g {
+                        let q = &reqs[i];
+                        call = call.key(&q.lock).key(&q.fence).arg(&q.token).arg(q.ttl_ms);
+                    }
+                    let redis = redis.clone();
+                    async move { call.invoke::<Vec<i64>>(&redis).await }
+                }))
+                .await?;
+                let mut out: Vec<Option<Attempt>> = (0..reqs.len()).map(|_| None).collect();
+                for (g, reply) in groups.iter().zip(replies) {
+                    if reply.len() != 2 * g.len() {
+                        return Err(redkit_core::Error::unexpected_reply("acquire_batch reply"));
+                    }
+                    for (pos, &i) in g.iter().enumerate() {
+                        out[i] = Some(attempt(reply[2 * pos], reply[2 * pos + 1]));
+                    }
+                }
+                Ok(out.into_iter().flatten().collect())
+            }
+        });
+        let r = redis.clone();
+        let release = Coalescer::new(MAX_BATCH, MAX_IN_FLIGHT, move |reqs: Vec<ReleaseReq>| {
+            let redis = r.clone();
+            async move {
+                let groups = by_slot(&redis, &reqs, |q| &q.lock);
+                let replies = futures_util::future::try_join_all(groups.iter().map(|g| {
+                    let mut call = RELEASE_BATCH.call();
+                    for &i in g {
+                        let q = &reqs[i];
+                        call = call.key(&q.lock).arg(&q.token).arg(&q.channel);
+                    }
+                    let redis = redis.clone();
+                    async move { call.invoke::<Vec<i64>>(&redis).await }
+                }))
+                .await?;
+                let mut out = vec![false; reqs.len()];
+                for (g, reply) in groups.iter().zip(replies) {
+                    if reply.len() != g.len() {
+                        return Err(redkit_core::Error::unexpected_reply("release_batch reply"));
+                    }
+                    for (pos, &i) in g.iter().enumerate() {
+                        out[i] = reply[pos] == 1;
+                    }
+                }
+                Ok(out)
+            }
+        });
+        Batches { acquire, release }
+    }
+}
+
+/// An acquire script's answer: `(1, fencing token)` or `(0, holder's remaining ttl)`.
+fn attempt(ok: i64, n: i64) -> Attempt {
+    if ok == 1 {
+        Attempt::Acquired {
+            fence: u64::try_from(n).unwrap_or(0),
+        }
+    } else {
+        Attempt::Busy {
+            retry_after: u64::try_from(n).ok().map(Duration::from_millis),
         }
     }
 }
@@ -163,14 +304,18 @@ pub(crate) struct Keys {
     pub(crate) channel: String,
 }
 
-/// The keys `kind` uses for `resource`.
-pub(crate) fn keys(root: &Keyspace, kind: Kind, resource: &str) -> Result<Keys> {
-    let base = match kind {
-        Kind::Mutex => root.child("lock")?,
-        Kind::Read | Kind::Write => root.child("rw")?,
-        Kind::Permits(_) => root.child("sem")?,
-    }
-    .tagged(resource)?;
+/// The namespace of a kind under the prefix: `p:lock`, `p:rw` or `p:sem`.
+pub(crate) fn namespace(root: &Keyspace, kind: Kind) -> Result<Keyspace> {
+    Ok(root.child(match kind {
+        Kind::Mutex => "lock",
+        Kind::Read | Kind::Write => "rw",
+        Kind::Permits(_) => "sem",
+    })?)
+}
+
+/// The keys `kind` uses for `resource`, in the kind's namespace `ns`.
+pub(crate) fn keys(ns: &Keyspace, kind: Kind, resource: &str) -> Result<Keys> {
+    let base = ns.tagged(resource)?;
     let main = match kind {
         Kind::Mutex => base.clone(),
         _ => base.child("writer")?,
@@ -194,11 +339,20 @@ fn ms(d: Duration) -> u64 {
 #[async_trait]
 impl Backend for RedisBackend {
     fn validate(&self, resource: &str) -> Result<()> {
-        keys(&self.root, self.kind, resource).map(|_| ())
+        keys(&self.ns, self.kind, resource).map(|_| ())
     }
 
     async fn try_lock(&self, resource: &str, token: &str, ttl: Duration) -> Result<Attempt> {
-        let k = keys(&self.root, self.kind, resource)?;
+        let k = keys(&self.ns, self.kind, resource)?;
+        if let Some(b) = &self.batches {
+            let req = AcquireReq {
+                lock: k.main,
+                fence: k.fence,
+                token: token.to_string(),
+                ttl_ms: ms(ttl),
+            };
+            return Ok(b.acquire.call(req).await?);
+        }
         let call = match self.kind {
             Kind::Mutex => ACQUIRE.call().key(&k.main).key(&k.fence),
             Kind::Write => WRITE_ACQUIRE
@@ -222,19 +376,11 @@ impl Backend for RedisBackend {
             .arg(limit)
             .invoke(&self.redis)
             .await?;
-        Ok(if ok == 1 {
-            Attempt::Acquired {
-                fence: u64::try_from(n).unwrap_or(0),
-            }
-        } else {
-            Attempt::Busy {
-                retry_after: u64::try_from(n).ok().map(Duration::from_millis),
-            }
-        })
+        Ok(attempt(ok, n))
     }
 
     async fn extend(&self, resource: &str, token: &str, ttl: Duration) -> Result<bool> {
-        let k = keys(&self.root, self.kind, resource)?;
+        let k = keys(&self.ns, self.kind, resource)?;
         let call = if self.kind.exclusive() {
             EXTEND.call().key(&k.main)
         } else {
@@ -245,7 +391,15 @@ impl Backend for RedisBackend {
     }
 
     async fn release(&self, resource: &str, token: &str) -> Result<bool> {
-        let k = keys(&self.root, self.kind, resource)?;
+        let k = keys(&self.ns, self.kind, resource)?;
+        if let Some(b) = &self.batches {
+            let req = ReleaseReq {
+                lock: k.main,
+                token: token.to_string(),
+                channel: k.channel,
+            };
+            return Ok(b.release.call(req).await?);
+        }
         let call = if self.kind.exclusive() {
             RELEASE.call().key(&k.main)
         } else {
@@ -256,7 +410,7 @@ impl Backend for RedisBackend {
     }
 
     async fn remaining(&self, resource: &str, token: &str) -> Result<Option<Duration>> {
-        let k = keys(&self.root, self.kind, resource)?;
+        let k = keys(&self.ns, self.kind, resource)?;
         let call = if self.kind.exclusive() {
             HELD.call().key(&k.main)
         } else {
@@ -267,7 +421,7 @@ impl Backend for RedisBackend {
     }
 
     async fn listen(&self, resource: &str) -> Result<Box<dyn Waiter>> {
-        let k = keys(&self.root, self.kind, resource)?;
+        let k = keys(&self.ns, self.kind, resource)?;
         let sub = self.redis.subscribe(&k.channel).await?;
         Ok(Box::new(RedisWaiter(sub)))
     }
@@ -311,11 +465,11 @@ mod tests {
         let root = Keyspace::new("app").unwrap();
         for kind in [Kind::Mutex, Kind::Read, Kind::Write, Kind::Permits(3)] {
             for resource in ["orders:42", "a", "x:y:z"] {
-                let k = keys(&root, kind, resource).unwrap();
+                let k = keys(&namespace(&root, kind).unwrap(), kind, resource).unwrap();
                 let all = [k.main.as_str(), k.holders.as_str(), k.fence.as_str()];
                 assert!(redkit_core::same_slot(&all), "{kind:?} {all:?}");
             }
-            assert!(keys(&root, kind, "user:{x").is_err());
+            assert!(keys(&namespace(&root, kind).unwrap(), kind, "user:{x").is_err());
         }
     }
 

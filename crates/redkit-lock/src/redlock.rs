@@ -76,8 +76,8 @@ impl RedlockBuilder {
         let nodes = self
             .nodes
             .into_iter()
-            .map(|r| RedisBackend::mutex(r, root.clone()))
-            .collect();
+            .map(|r| RedisBackend::mutex(r, &root, false))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Redlock {
             backend: Arc::new(RedlockBackend {
                 nodes,

@@ -181,3 +181,43 @@ async fn fenced_value_compares_tokens_exactly_over_the_whole_u64_range() {
         "token 0 is not a fencing token"
     );
 }
+
+/// Many concurrent calls on distinct resources are coalesced into batch scripts; on a
+/// cluster each batch is split by hash slot. Every caller still gets its own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalesced_calls_on_a_cluster_each_get_their_own_answer() {
+    let cluster = testkit::cluster();
+    let locks = Arc::new(
+        RedisLock::builder(cluster.redis().await)
+            .prefix(testkit::prefix("batch"))
+            .build()
+            .unwrap(),
+    );
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let locks = Arc::clone(&locks);
+        tasks.push(tokio::spawn(async move {
+            // Every resource twice: exactly one of each pair wins.
+            let r = format!("res{}", i / 2);
+            locks
+                .try_acquire(&r, Duration::from_secs(10))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut won = Vec::new();
+    for t in tasks {
+        if let Some(g) = t.await.unwrap() {
+            won.push(g);
+        }
+    }
+    assert_eq!(won.len(), 150, "one winner per resource");
+    let mut names: Vec<String> = won.iter().map(|g| g.resource().to_string()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 150);
+    let releases = won.into_iter().map(|g| tokio::spawn(g.release()));
+    for r in releases {
+        assert!(r.await.unwrap().unwrap());
+    }
+}

@@ -1,0 +1,199 @@
+//! Coalescing concurrent calls into batches, without a timer.
+//!
+//! When many tasks each await one small script call, the server spends most of its time
+//! on the per-command overhead (parsing, dispatch, a reply per call), and on a small
+//! machine the client does too. A [`Coalescer`] sends the first request at once; whatever
+//! arrives while batches are in flight is queued and goes out together as the next batch,
+//! so one script call decides many requests. An idle caller never waits for a timer.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> redkit_core::Result<()> {
+//! use redkit_core::Coalescer;
+//! let doubler = Coalescer::new(64, 2, |batch: Vec<u32>| async move {
+//!     Ok(batch.into_iter().map(|n| n * 2).collect())
+//! });
+//! assert_eq!(doubler.call(21).await?, 42);
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+
+type Flush<Req, Resp> =
+    Arc<dyn Fn(Vec<Req>) -> Pin<Box<dyn Future<Output = Result<Vec<Resp>>> + Send>> + Send + Sync>;
+type Job<Req, Resp> = (Req, oneshot::Sender<Result<Resp>>);
+
+/// Sends requests in batches through a flush function; see the module docs.
+pub struct Coalescer<Req, Resp> {
+    flush: Flush<Req, Resp>,
+    max_batch: usize,
+    max_in_flight: usize,
+    /// Started on first use, on the runtime of that call.
+    tx: OnceLock<mpsc::UnboundedSender<Job<Req, Resp>>>,
+}
+
+impl<Req, Resp> fmt::Debug for Coalescer<Req, Resp> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Coalescer")
+            .field("max_batch", &self.max_batch)
+            .field("max_in_flight", &self.max_in_flight)
+            .finish()
+    }
+}
+
+impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
+    /// `flush` gets a batch of at most `max_batch` requests and returns one answer per
+    /// request, in order. At most `max_in_flight` batches run at once; while they do, new
+    /// requests queue up for the next batch.
+    pub fn new<F, Fut>(max_batch: usize, max_in_flight: usize, flush: F) -> Self
+    where
+        F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<Resp>>> + Send + 'static,
+    {
+        Coalescer {
+            flush: Arc::new(move |batch| Box::pin(flush(batch))),
+            max_batch: max_batch.max(1),
+            max_in_flight: max_in_flight.max(1),
+            tx: OnceLock::new(),
+        }
+    }
+
+    /// Queues one request and waits for its answer.
+    pub async fn call(&self, req: Req) -> Result<Resp> {
+        let tx = self.tx.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(drive(
+                rx,
+                Arc::clone(&self.flush),
+                self.max_batch,
+                self.max_in_flight,
+            ));
+            tx
+        });
+        let (done, answer) = oneshot::channel();
+        tx.send((req, done))
+            .map_err(|_| stopped("the batching task has stopped"))?;
+        answer
+            .await
+            .map_err(|_| stopped("the batching task dropped the request"))?
+    }
+}
+
+fn stopped(what: &str) -> Error {
+    Error::Connection(redis::RedisError::from((
+        redis::ErrorKind::Io,
+        "request batching",
+        what.to_string(),
+    )))
+}
+
+async fn drive<Req, Resp>(
+    mut rx: mpsc::UnboundedReceiver<Job<Req, Resp>>,
+    flush: Flush<Req, Resp>,
+    max_batch: usize,
+    max_in_flight: usize,
+) {
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        if in_flight.len() >= max_in_flight {
+            in_flight.next().await;
+            continue;
+        }
+        tokio::select! {
+            biased;
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            job = rx.recv() => {
+                let Some(first) = job else {
+                    while in_flight.next().await.is_some() {}
+                    return;
+                };
+                let mut batch = Vec::with_capacity(max_batch.min(64));
+                batch.push(first);
+                while batch.len() < max_batch {
+                    match rx.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                in_flight.push(run(Arc::clone(&flush), batch));
+            }
+        }
+    }
+}
+
+async fn run<Req, Resp>(flush: Flush<Req, Resp>, batch: Vec<Job<Req, Resp>>) {
+    let (reqs, waiters): (Vec<Req>, Vec<_>) = batch.into_iter().unzip();
+    let n = reqs.len();
+    match flush(reqs).await {
+        Ok(answers) if answers.len() == n => {
+            for (waiter, answer) in waiters.into_iter().zip(answers) {
+                let _ = waiter.send(Ok(answer));
+            }
+        }
+        Ok(answers) => {
+            for waiter in waiters {
+                let _ = waiter.send(Err(Error::unexpected_reply(format!(
+                    "a batch of {n} got {} answers",
+                    answers.len()
+                ))));
+            }
+        }
+        Err(e) => {
+            for waiter in waiters {
+                let _ = waiter.send(Err(e.duplicate()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_calls_share_batches_and_keep_their_answers() {
+        let batches = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&batches);
+        let c = Arc::new(Coalescer::new(16, 1, move |batch: Vec<u64>| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            async move {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                Ok(batch.into_iter().map(|n| n + 1000).collect())
+            }
+        }));
+        let mut tasks = Vec::new();
+        for i in 0..200u64 {
+            let c = Arc::clone(&c);
+            tasks.push(tokio::spawn(async move { (i, c.call(i).await.unwrap()) }));
+        }
+        for t in tasks {
+            let (i, answer) = t.await.unwrap();
+            assert_eq!(answer, i + 1000);
+        }
+        let n = batches.load(Ordering::SeqCst);
+        assert!((200 / 16..200).contains(&n), "{n} batches for 200 calls");
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_fails_every_call_in_it() {
+        let c = Coalescer::new(8, 1, |_batch: Vec<u8>| async {
+            Err::<Vec<u8>, _>(Error::Timeout("server paused".into()))
+        });
+        let err = c.call(1).await.unwrap_err();
+        assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+        let short = Coalescer::new(8, 1, |_batch: Vec<u8>| async { Ok(Vec::<u8>::new()) });
+        assert!(matches!(
+            short.call(1).await,
+            Err(Error::UnexpectedReply(_))
+        ));
+    }
+}
