@@ -121,3 +121,67 @@ pub(crate) async fn run(b: &Bench) {
             .unwrap();
     }
 }
+
+/// `lock-handoff`: `C` tasks contend for one resource. A holder keeps it 1 ms, releases
+/// it, and waits 10 ms before asking again, so the next holder is one of the waiters.
+/// Reports the mean and worst time from a release to the next acquisition, with release
+/// notifications and with waiters polling on the timed fallback alone.
+pub(crate) async fn handoff(b: &Bench) {
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    let handle = Redis::from_config(RedisConfig::builder().url(&b.url).build().expect("config"))
+        .await
+        .expect("connect");
+    for notify in [true, false] {
+        let n = if notify { b.n } else { (b.n / 10).max(b.c) };
+        let locks = Arc::new(
+            RedisLock::builder(handle.clone())
+                .prefix(format!("bench-handoff-{}", std::process::id()))
+                .notifications(notify)
+                .build()
+                .expect("lock"),
+        );
+        let origin = std::time::Instant::now();
+        let released_at = Arc::new(AtomicU64::new(0));
+        let gaps = Arc::new(std::sync::Mutex::new(Vec::with_capacity(n)));
+        let done = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..b.c)
+            .map(|_| {
+                let (locks, released_at, gaps, done) = (
+                    Arc::clone(&locks),
+                    Arc::clone(&released_at),
+                    Arc::clone(&gaps),
+                    Arc::clone(&done),
+                );
+                tokio::spawn(async move {
+                    let opts = redkit_lock::AcquireOptions::new(Duration::from_secs(10))
+                        .wait(Duration::from_secs(120));
+                    while done.fetch_add(1, Ordering::Relaxed) < n {
+                        let g = locks.acquire("hot", opts.clone()).await.unwrap();
+                        let now = origin.elapsed().as_micros() as u64;
+                        let last = released_at.load(Ordering::Acquire);
+                        if last > 0 {
+                            gaps.lock().unwrap().push(now.saturating_sub(last));
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        released_at.store(origin.elapsed().as_micros() as u64, Ordering::Release);
+                        g.release().await.unwrap();
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task");
+        }
+        let gaps = gaps.lock().unwrap();
+        let mean = gaps.iter().sum::<u64>() as f64 / gaps.len().max(1) as f64 / 1000.0;
+        let worst = gaps.iter().copied().max().unwrap_or(0) as f64 / 1000.0;
+        let mode = if notify { "notified" } else { "polling" };
+        let line = serde_json::json!({
+            "peer": "redkit", "case": "lock-handoff", "mode": mode, "N": n, "C": b.c,
+            "mean_handoff_ms": (mean * 100.0).round() / 100.0,
+            "max_handoff_ms": (worst * 100.0).round() / 100.0,
+        });
+        println!("{line}");
+    }
+}

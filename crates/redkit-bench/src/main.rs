@@ -2,7 +2,7 @@
 //! `redis://127.0.0.1:$PORT`) and prints one JSON line per measurement, in the shape of the
 //! peer scripts in `shared/peers` (`peer`, `case`, `N`, `C`, then the metric).
 //!
-//! Cases: `lock` — uncontended acquire + release pairs (see `lock.rs`); `raw` — SET or GET (one command per operation) through the shared multiplexed connection, through a pool
+//! Cases: `lock-handoff` — contended hand-offs, notified vs polling; `lock` — uncontended acquire + release pairs (see `lock.rs`); `raw` — SET or GET (one command per operation) through the shared multiplexed connection, through a pool
 //! checkout per operation, and through a bare redis-rs multiplexed connection (the
 //! baseline for redkit's own overhead). `N` and `C` override the operation count and
 //! the number of concurrent tasks.
@@ -14,7 +14,7 @@ mod lock;
 mod raw;
 
 /// Every case this binary runs (`redkit-bench --list`).
-const CASES: &[&str] = &["raw", "lock"];
+const CASES: &[&str] = &["raw", "lock", "lock-handoff"];
 
 /// Settings shared by every case.
 #[derive(Debug, Clone)]
@@ -99,6 +99,14 @@ async fn main() {
                     c: env_usize("C").unwrap_or(64),
                 };
                 lock::run(&bench).await;
+            }
+            "lock-handoff" => {
+                let bench = Bench {
+                    url: url.clone(),
+                    n: env_usize("N").unwrap_or(2_000),
+                    c: env_usize("C").unwrap_or(8),
+                };
+                lock::handoff(&bench).await;
             }
             other => {
                 eprintln!("unknown case {other:?}; known: {}", CASES.join(", "));

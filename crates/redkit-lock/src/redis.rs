@@ -50,6 +50,7 @@ pub struct RedisLock {
     root: Keyspace,
     rw: Keyspace,
     sem: Keyspace,
+    notify: bool,
     backend: Arc<dyn Backend>,
 }
 
@@ -59,6 +60,7 @@ pub struct RedisLockBuilder {
     redis: Redis,
     prefix: String,
     batching: bool,
+    notify: bool,
 }
 
 impl RedisLock {
@@ -68,6 +70,7 @@ impl RedisLock {
             redis,
             prefix: "redkit".to_string(),
             batching: true,
+            notify: true,
         }
     }
 
@@ -82,6 +85,7 @@ impl RedisLock {
                 ns,
                 kind,
                 batches: None,
+                notify: self.notify,
             }),
             ..self.clone()
         }
@@ -127,6 +131,14 @@ impl RedisLockBuilder {
         self
     }
 
+    /// Whether waiters subscribe to release notifications (default on). Off, they wake
+    /// only on the timed fallback (the holder's remaining TTL, at most 1 s, plus jitter):
+    /// for ACL users without pub/sub permission.
+    pub fn notifications(mut self, on: bool) -> Self {
+        self.notify = on;
+        self
+    }
+
     /// Checks the prefix and builds the lock.
     pub fn build(self) -> Result<RedisLock> {
         let root = Keyspace::new(&self.prefix)?;
@@ -135,7 +147,13 @@ impl RedisLockBuilder {
             root: root.clone(),
             rw: namespace(&root, Kind::Read)?,
             sem: namespace(&root, Kind::Permits(1))?,
-            backend: Arc::new(RedisBackend::mutex(self.redis, &root, self.batching)?),
+            notify: self.notify,
+            backend: Arc::new(RedisBackend::mutex(
+                self.redis,
+                &root,
+                self.batching,
+                self.notify,
+            )?),
         })
     }
 }
@@ -163,13 +181,21 @@ pub(crate) struct RedisBackend {
     kind: Kind,
     /// Coalesced acquire and release calls (mutexes only).
     batches: Option<Arc<Batches>>,
+    /// Whether waiters subscribe to release notifications (else they poll).
+    notify: bool,
 }
 
 impl RedisBackend {
     /// A mutex backend on one server (Redlock uses one per node).
-    pub(crate) fn mutex(redis: Redis, root: &Keyspace, batching: bool) -> Result<RedisBackend> {
+    pub(crate) fn mutex(
+        redis: Redis,
+        root: &Keyspace,
+        batching: bool,
+        notify: bool,
+    ) -> Result<RedisBackend> {
         Ok(RedisBackend {
             batches: batching.then(|| Arc::new(Batches::new(&redis))),
+            notify,
             redis,
             ns: namespace(root, Kind::Mutex)?,
             kind: Kind::Mutex,
@@ -421,6 +447,11 @@ impl Backend for RedisBackend {
     }
 
     async fn listen(&self, resource: &str) -> Result<Box<dyn Waiter>> {
+        if !self.notify {
+            return Err(crate::Error::InvalidArgument(
+                "release notifications are off".into(),
+            ));
+        }
         let k = keys(&self.ns, self.kind, resource)?;
         let sub = self.redis.subscribe(&k.channel).await?;
         Ok(Box::new(RedisWaiter(sub)))

@@ -76,7 +76,7 @@ impl RedlockBuilder {
         let nodes = self
             .nodes
             .into_iter()
-            .map(|r| RedisBackend::mutex(r, &root, false))
+            .map(|r| RedisBackend::mutex(r, &root, false, true))
             .collect::<Result<Vec<_>>>()?;
         Ok(Redlock {
             backend: Arc::new(RedlockBackend {
