@@ -221,3 +221,46 @@ async fn coalesced_calls_on_a_cluster_each_get_their_own_answer() {
         assert!(r.await.unwrap().unwrap());
     }
 }
+
+/// Without notifications a waiter still gets the lock, on the timed fallback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_notifications_waiters_fall_back_to_polling() {
+    let redis = testkit::redis().await;
+    let prefix = testkit::prefix("poll");
+    let a = RedisLock::builder(redis.clone())
+        .prefix(&prefix)
+        .build()
+        .unwrap();
+    let b = Arc::new(
+        RedisLock::builder(redis)
+            .prefix(&prefix)
+            .notifications(false)
+            .build()
+            .unwrap(),
+    );
+    let holder = a
+        .try_acquire("r", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let waiter = {
+        let b = Arc::clone(&b);
+        tokio::spawn(async move {
+            b.acquire(
+                "r",
+                AcquireOptions::new(Duration::from_secs(5)).wait(Duration::from_secs(10)),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let released = Instant::now();
+    assert!(holder.release().await.unwrap());
+    let g = waiter.await.unwrap().unwrap();
+    let took = released.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "fallback is at most 1.25 s: {took:?}"
+    );
+    g.release().await.unwrap();
+}
