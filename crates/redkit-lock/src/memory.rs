@@ -59,12 +59,7 @@ impl MemoryLock {
 
     /// A counting semaphore (see [`crate::RedisLock::semaphore`]).
     pub fn semaphore(&self, permits: u32) -> Result<MemoryLock> {
-        if permits == 0 {
-            return Err(crate::Error::InvalidArgument(
-                "a semaphore needs at least one permit".into(),
-            ));
-        }
-        Ok(self.sibling(Kind::Permits(permits)))
+        Ok(self.sibling(Kind::semaphore(permits)?))
     }
 }
 

@@ -107,12 +107,7 @@ impl RedisLock {
     /// expiring with its TTL unless extended. Every user of one resource must pass the same
     /// `permits`.
     pub fn semaphore(&self, permits: u32) -> Result<RedisLock> {
-        if permits == 0 {
-            return Err(crate::Error::InvalidArgument(
-                "a semaphore needs at least one permit".into(),
-            ));
-        }
-        Ok(self.sibling(Kind::Permits(permits)))
+        Ok(self.sibling(Kind::semaphore(permits)?))
     }
 }
 
@@ -168,6 +163,16 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
+    /// A semaphore of `permits` (at least one).
+    pub(crate) fn semaphore(permits: u32) -> Result<Kind> {
+        if permits == 0 {
+            return Err(crate::Error::InvalidArgument(
+                "a semaphore needs at least one permit".into(),
+            ));
+        }
+        Ok(Kind::Permits(permits))
+    }
+
     pub(crate) fn exclusive(self) -> bool {
         matches!(self, Kind::Mutex | Kind::Write)
     }
