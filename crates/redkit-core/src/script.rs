@@ -66,17 +66,76 @@ impl Script {
     pub fn call(&self) -> Invocation<'_> {
         Invocation {
             script: self,
-            keys: Vec::new(),
-            args: Vec::new(),
+            keys: ArgBuf::default(),
+            args: ArgBuf::default(),
         }
+    }
+}
+
+/// Arguments packed into one buffer: no allocation per argument.
+#[derive(Default, Clone)]
+struct ArgBuf {
+    data: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl ArgBuf {
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let arg = &self.data[start..end];
+            start = end;
+            arg
+        })
+    }
+
+    fn first(&self) -> Option<&[u8]> {
+        self.iter().next()
+    }
+}
+
+impl redis::RedisWrite for ArgBuf {
+    fn write_arg(&mut self, arg: &[u8]) {
+        self.data.extend_from_slice(arg);
+        self.ends.push(self.data.len());
+    }
+
+    fn writer_for_next_arg(&mut self) -> impl std::io::Write + '_ {
+        ArgWriter { buf: self }
+    }
+}
+
+/// Appends to the last argument; the argument ends when the writer is dropped.
+struct ArgWriter<'a> {
+    buf: &'a mut ArgBuf,
+}
+
+impl std::io::Write for ArgWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buf.data.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ArgWriter<'_> {
+    fn drop(&mut self) {
+        self.buf.ends.push(self.buf.data.len());
     }
 }
 
 /// One call of a [`Script`] with its keys and arguments.
 pub struct Invocation<'s> {
     script: &'s Script,
-    keys: Vec<Vec<u8>>,
-    args: Vec<Vec<u8>>,
+    keys: ArgBuf,
+    args: ArgBuf,
 }
 
 impl fmt::Debug for Invocation<'_> {
@@ -96,19 +155,19 @@ fn is_noscript(e: &redis::RedisError) -> bool {
 impl<'s> Invocation<'s> {
     /// Adds a key (`KEYS[n]`).
     pub fn key(mut self, key: impl ToRedisArgs) -> Self {
-        self.keys.extend(key.to_redis_args());
+        key.write_redis_args(&mut self.keys);
         self
     }
 
     /// Adds an argument (`ARGV[n]`).
     pub fn arg(mut self, arg: impl ToRedisArgs) -> Self {
-        self.args.extend(arg.to_redis_args());
+        arg.write_redis_args(&mut self.args);
         self
     }
 
     /// The keys added so far, to check that they share one cluster slot.
-    pub fn keys(&self) -> &[Vec<u8>] {
-        &self.keys
+    pub fn keys(&self) -> Vec<&[u8]> {
+        self.keys.iter().collect()
     }
 
     fn command(&self, by_hash: bool) -> Cmd {
@@ -122,11 +181,11 @@ impl<'s> Invocation<'s> {
             c
         };
         cmd.arg(self.keys.len());
-        for k in &self.keys {
-            cmd.arg(k.as_slice());
+        for k in self.keys.iter() {
+            cmd.arg(k);
         }
-        for a in &self.args {
-            cmd.arg(a.as_slice());
+        for a in self.args.iter() {
+            cmd.arg(a);
         }
         cmd
     }
@@ -211,7 +270,7 @@ impl Pipeline {
     /// Adds a script call; its reply is part of the result. Pipelined scripts must be
     /// `'static` (the usual `LazyLock<Script>`), so a `NOSCRIPT` retry can rebuild them.
     pub fn invoke(&mut self, invocation: Invocation<'static>) -> &mut Self {
-        let slot = invocation.keys.first().map_or(0, |k| key_slot(k));
+        let slot = invocation.keys.first().map_or(0, key_slot);
         self.entries.push(Entry {
             cmd: invocation.command(true),
             script: Some(invocation),
@@ -307,5 +366,51 @@ impl Pipeline {
         }
         redis::from_redis_value(Value::Array(values))
             .map_err(|e| Error::unexpected_reply(format!("pipeline reply: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invocations_pack_every_kind_of_argument() {
+        let script = Script::new("t", "-- KEYS[1]\nreturn 1");
+        let inv = script
+            .call()
+            .key("k1")
+            .key(&["k2", "k3"][..])
+            .arg(5i64)
+            .arg(1.5f64)
+            .arg("")
+            .arg(b"bytes".to_vec())
+            .arg(vec!["m", "n"]);
+        assert_eq!(inv.keys(), vec![&b"k1"[..], b"k2", b"k3"]);
+        let cmd = inv.command(true);
+        let args: Vec<Vec<u8>> = cmd
+            .args_iter()
+            .map(|a| match a {
+                redis::Arg::Simple(b) => b.to_vec(),
+                _ => b"<other>".to_vec(),
+            })
+            .collect();
+        let expected: Vec<&[u8]> = vec![
+            b"EVALSHA",
+            script.hash().as_bytes(),
+            b"3",
+            b"k1",
+            b"k2",
+            b"k3",
+            b"5",
+            b"1.5",
+            b"",
+            b"bytes",
+            b"m",
+            b"n",
+        ];
+        assert_eq!(
+            args,
+            expected.iter().map(|a| a.to_vec()).collect::<Vec<_>>()
+        );
     }
 }

@@ -374,16 +374,18 @@ impl Backend for RedisBackend {
     }
 
     async fn try_lock(&self, resource: &str, token: &str, ttl: Duration) -> Result<Attempt> {
-        let k = keys(&self.ns, self.kind, resource)?;
         if let Some(b) = &self.batches {
+            // The mutex fast path builds only the two keys it needs.
+            let lock = self.ns.tagged(resource)?;
             let req = AcquireReq {
-                lock: k.main,
-                fence: k.fence,
+                fence: lock.child("fence")?,
+                lock,
                 token: token.to_string(),
                 ttl_ms: ms(ttl),
             };
             return Ok(b.acquire.call(req).await?);
         }
+        let k = keys(&self.ns, self.kind, resource)?;
         let call = match self.kind {
             Kind::Mutex => ACQUIRE.call().key(&k.main).key(&k.fence),
             Kind::Write => WRITE_ACQUIRE
@@ -422,15 +424,16 @@ impl Backend for RedisBackend {
     }
 
     async fn release(&self, resource: &str, token: &str) -> Result<bool> {
-        let k = keys(&self.ns, self.kind, resource)?;
         if let Some(b) = &self.batches {
+            let lock = self.ns.tagged(resource)?;
             let req = ReleaseReq {
-                lock: k.main,
+                channel: format!("{lock}:released"),
+                lock,
                 token: token.to_string(),
-                channel: k.channel,
             };
             return Ok(b.release.call(req).await?);
         }
+        let k = keys(&self.ns, self.kind, resource)?;
         let call = if self.kind.exclusive() {
             RELEASE.call().key(&k.main)
         } else {
