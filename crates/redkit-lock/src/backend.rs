@@ -20,9 +20,7 @@ pub(crate) enum Attempt {
 /// The atomic steps a backend provides; all compare the owner token.
 #[async_trait]
 pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
-    /// Rejects unusable resource names.
-    fn validate(&self, resource: &str) -> Result<()>;
-    /// One attempt; rejects unusable names like `validate`.
+    /// One attempt; rejects unusable resource names with a typed error.
     async fn try_lock(&self, resource: &str, token: &str, ttl: Duration) -> Result<Attempt>;
     async fn extend(&self, resource: &str, token: &str, ttl: Duration) -> Result<bool>;
     async fn release(&self, resource: &str, token: &str) -> Result<bool>;
@@ -77,7 +75,6 @@ pub(crate) async fn acquire(
     options: AcquireOptions,
 ) -> Result<LockGuard> {
     options.validate()?;
-    backend.validate(resource)?;
     let token = new_token();
     let start = Instant::now();
     let deadline = start + options.wait;

@@ -181,10 +181,6 @@ fn check_name(resource: &str) -> Result<()> {
 
 #[async_trait]
 impl Backend for MemoryBackend {
-    fn validate(&self, resource: &str) -> Result<()> {
-        check_name(resource)
-    }
-
     async fn try_lock(&self, resource: &str, token: &str, ttl: Duration) -> Result<Attempt> {
         check_name(resource)?;
         let kind = self.kind;
@@ -339,10 +335,6 @@ fn owns(h: &Holds, token: &str) -> bool {
 
 #[async_trait]
 impl Backend for MultiBackend {
-    fn validate(&self, group: &str) -> Result<()> {
-        check_name(group)
-    }
-
     async fn try_lock(&self, group: &str, token: &str, ttl: Duration) -> Result<Attempt> {
         check_name(group)?;
         self.with_all(group, |mut all, fence, now| {
@@ -408,6 +400,16 @@ impl Backend for MultiBackend {
     }
 }
 
+impl MemoryLock {
+    /// A backend that takes all of `resources` or none.
+    fn all_of(&self, resources: &[&str]) -> Result<Arc<dyn Backend>> {
+        Ok(Arc::new(MultiBackend {
+            shared: Arc::clone(&self.shared),
+            resources: crate::redis::check_resources(resources)?,
+        }))
+    }
+}
+
 #[async_trait]
 impl crate::LockAll for MemoryLock {
     async fn try_acquire_all(
@@ -416,10 +418,7 @@ impl crate::LockAll for MemoryLock {
         resources: &[&str],
         ttl: Duration,
     ) -> Result<Option<LockGuard>> {
-        let backend: Arc<dyn Backend> = Arc::new(MultiBackend {
-            shared: Arc::clone(&self.shared),
-            resources: crate::redis::check_resources(resources)?,
-        });
+        let backend = self.all_of(resources)?;
         backend::try_acquire(&backend, group, AcquireOptions::new(ttl)).await
     }
 
@@ -429,10 +428,7 @@ impl crate::LockAll for MemoryLock {
         resources: &[&str],
         options: AcquireOptions,
     ) -> Result<LockGuard> {
-        let backend: Arc<dyn Backend> = Arc::new(MultiBackend {
-            shared: Arc::clone(&self.shared),
-            resources: crate::redis::check_resources(resources)?,
-        });
+        let backend = self.all_of(resources)?;
         backend::acquire(&backend, group, options).await
     }
 }

@@ -369,10 +369,6 @@ fn ms(d: Duration) -> u64 {
 
 #[async_trait]
 impl Backend for RedisBackend {
-    fn validate(&self, resource: &str) -> Result<()> {
-        keys(&self.ns, self.kind, resource).map(|_| ())
-    }
-
     async fn try_lock(&self, resource: &str, token: &str, ttl: Duration) -> Result<Attempt> {
         if let Some(b) = &self.batches {
             // The mutex fast path builds only the two keys it needs.
@@ -583,10 +579,6 @@ struct MultiBackend {
 
 #[async_trait]
 impl Backend for MultiBackend {
-    fn validate(&self, group: &str) -> Result<()> {
-        multi_keys(&self.root, group, &self.resources).map(|_| ())
-    }
-
     async fn try_lock(&self, group: &str, token: &str, ttl: Duration) -> Result<Attempt> {
         let (locks, fence, _) = multi_keys(&self.root, group, &self.resources)?;
         let mut call = MULTI_ACQUIRE.call();
@@ -646,6 +638,17 @@ impl Backend for MultiBackend {
     }
 }
 
+impl RedisLock {
+    /// A backend that takes all of `resources` or none.
+    fn all_of(&self, resources: &[&str]) -> Result<Arc<dyn Backend>> {
+        Ok(Arc::new(MultiBackend {
+            redis: self.redis.clone(),
+            root: self.root.clone(),
+            resources: check_resources(resources)?,
+        }))
+    }
+}
+
 #[async_trait]
 impl crate::LockAll for RedisLock {
     async fn try_acquire_all(
@@ -654,11 +657,7 @@ impl crate::LockAll for RedisLock {
         resources: &[&str],
         ttl: Duration,
     ) -> Result<Option<LockGuard>> {
-        let backend: Arc<dyn Backend> = Arc::new(MultiBackend {
-            redis: self.redis.clone(),
-            root: self.root.clone(),
-            resources: check_resources(resources)?,
-        });
+        let backend = self.all_of(resources)?;
         backend::try_acquire(&backend, group, AcquireOptions::new(ttl)).await
     }
 
@@ -668,11 +667,7 @@ impl crate::LockAll for RedisLock {
         resources: &[&str],
         options: AcquireOptions,
     ) -> Result<LockGuard> {
-        let backend: Arc<dyn Backend> = Arc::new(MultiBackend {
-            redis: self.redis.clone(),
-            root: self.root.clone(),
-            resources: check_resources(resources)?,
-        });
+        let backend = self.all_of(resources)?;
         backend::acquire(&backend, group, options).await
     }
 }

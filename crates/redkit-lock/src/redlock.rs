@@ -129,10 +129,6 @@ impl RedlockBackend {
 
 #[async_trait]
 impl Backend for RedlockBackend {
-    fn validate(&self, resource: &str) -> Result<()> {
-        self.nodes[0].validate(resource)
-    }
-
     async fn try_lock(&self, resource: &str, token: &str, ttl: Duration) -> Result<Attempt> {
         let start = Instant::now();
         let mut results = self.on_all(|n| n.try_lock(resource, token, ttl)).await;
