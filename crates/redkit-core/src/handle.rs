@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use crate::config::{RedisConfig, Topology, redact_url};
 use crate::error::{Error, Result};
-use crate::keyspace::Keyspace;
+use crate::keyspace::{Key, Keyspace};
 use crate::subscribe::{Subscriber, Subscription};
 
 /// The oldest server redkit runs on: GEOSEARCH, XAUTOCLAIM, BLMOVE and GETEX need 6.2.
@@ -198,6 +198,20 @@ impl Redis {
     /// Whether the handle talks to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self.inner.config.topology, Topology::Cluster { .. })
+    }
+
+    /// Groups item indices by the hash slot of each item's key, for batches that must
+    /// send one script call per slot: one group of everything on a standalone server or
+    /// sentinel, one group per slot (in slot order) on a cluster.
+    pub fn group_by_slot<T>(&self, items: &[T], key: impl Fn(&T) -> &Key) -> Vec<Vec<usize>> {
+        if !self.is_cluster() {
+            return vec![(0..items.len()).collect()];
+        }
+        let mut groups: std::collections::BTreeMap<u16, Vec<usize>> = Default::default();
+        for (i, item) in items.iter().enumerate() {
+            groups.entry(key(item).slot()).or_default().push(i);
+        }
+        groups.into_values().collect()
     }
 
     /// The subscription hub of this handle (created on first use).

@@ -239,25 +239,13 @@ impl std::fmt::Debug for Batches {
     }
 }
 
-/// Splits request indices by the hash slot of their key (one group on standalone).
-fn by_slot<T>(redis: &Redis, reqs: &[T], key: impl Fn(&T) -> &Key) -> Vec<Vec<usize>> {
-    if !redis.is_cluster() {
-        return vec![(0..reqs.len()).collect()];
-    }
-    let mut groups: std::collections::BTreeMap<u16, Vec<usize>> = Default::default();
-    for (i, r) in reqs.iter().enumerate() {
-        groups.entry(key(r).slot()).or_default().push(i);
-    }
-    groups.into_values().collect()
-}
-
 impl Batches {
     fn new(redis: &Redis) -> Batches {
         let r = redis.clone();
         let acquire = Coalescer::new(MAX_BATCH, MAX_IN_FLIGHT, move |reqs: Vec<AcquireReq>| {
             let redis = r.clone();
             async move {
-                let groups = by_slot(&redis, &reqs, |q| &q.lock);
+                let groups = redis.group_by_slot(&reqs, |q| &q.lock);
                 let replies = futures_util::future::try_join_all(groups.iter().map(|g| {
                     let mut call = ACQUIRE_BATCH.call();
                     for &i in g {
@@ -284,7 +272,7 @@ impl Batches {
         let release = Coalescer::new(MAX_BATCH, MAX_IN_FLIGHT, move |reqs: Vec<ReleaseReq>| {
             let redis = r.clone();
             async move {
-                let groups = by_slot(&redis, &reqs, |q| &q.lock);
+                let groups = redis.group_by_slot(&reqs, |q| &q.lock);
                 let replies = futures_util::future::try_join_all(groups.iter().map(|g| {
                     let mut call = RELEASE_BATCH.call();
                     for &i in g {

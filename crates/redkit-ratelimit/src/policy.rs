@@ -1,0 +1,281 @@
+//! What both backends share: the validated limits, request checks, key phases and the
+//! decoding of the per-limit numbers every backend produces.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use crate::limit::{Limit, MAX_CAPACITY, MAX_WINDOW};
+use crate::{Decision, Error, LimitStatus, Op, Request, Result};
+
+/// A validated set of limits.
+#[derive(Debug, Clone)]
+pub(crate) struct Policy {
+    pub(crate) limits: Vec<Limit>,
+    /// Key suffix per limit.
+    pub(crate) suffixes: Vec<String>,
+    /// Per limit: script id, capacity, window or interval (us), block (us).
+    pub(crate) params: Vec<[u64; 4]>,
+    /// The smallest capacity: the largest cost that can ever pass.
+    max_cost: (u64, usize),
+    aligned: bool,
+}
+
+/// Per-limit numbers of one decision, as both backends produce them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Raw {
+    pub(crate) remaining: i64,
+    pub(crate) reset_us: i64,
+    /// -1: this limit alone had room.
+    pub(crate) retry_us: i64,
+}
+
+/// A request with its validated numbers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Prepared {
+    /// The script's op code: 1 check, 2 peek, 3 penalty, 4 reward, 5 block, 6 reset.
+    pub(crate) op: u8,
+    /// Cost, points, or block microseconds.
+    pub(crate) amount: u64,
+    pub(crate) phase: u64,
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl Policy {
+    pub(crate) fn new(limits: Vec<Limit>, aligned: bool) -> Result<Policy> {
+        if limits.is_empty() {
+            return Err(Error::InvalidLimit(
+                "a rate limiter needs at least one limit".into(),
+            ));
+        }
+        let mut suffixes = HashSet::new();
+        let mut names = HashSet::new();
+        for l in &limits {
+            l.validate()?;
+            if !suffixes.insert(l.suffix()) {
+                return Err(Error::InvalidLimit(format!(
+                    "two {} limits with the same window {:?}: their state would be shared",
+                    l.algorithm(),
+                    l.window()
+                )));
+            }
+            if !names.insert(l.policy_name()) {
+                return Err(Error::InvalidLimit(format!(
+                    "two limits are named {:?}",
+                    l.policy_name()
+                )));
+            }
+        }
+        let params = limits
+            .iter()
+            .map(|l| {
+                [
+                    u64::from(l.algorithm().script_id()),
+                    l.capacity(),
+                    l.interval_us(),
+                    micros(l.block()),
+                ]
+            })
+            .collect();
+        let max_cost = limits
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.capacity(), i))
+            .min()
+            .unwrap_or((0, 0));
+        Ok(Policy {
+            suffixes: limits.iter().map(Limit::suffix).collect(),
+            limits,
+            params,
+            max_cost,
+            aligned,
+        })
+    }
+
+    /// The key's window phase in microseconds: spreads window ends of different keys
+    /// (FNV-1a of the key, 40 bits); 0 for aligned windows.
+    pub(crate) fn phase(&self, key: &str) -> u64 {
+        if self.aligned {
+            return 0;
+        }
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in key.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h >> 24
+    }
+
+    /// Checks a request's numbers (the key is checked where keys are built).
+    pub(crate) fn prepare(&self, r: &Request<'_>) -> Result<Prepared> {
+        let (op, amount) = match r.op {
+            Op::Check { cost } => {
+                if cost == 0 {
+                    return Err(Error::InvalidArgument(
+                        "a check costs at least 1 (use peek to look without consuming)".into(),
+                    ));
+                }
+                let (capacity, i) = self.max_cost;
+                if cost > capacity {
+                    return Err(Error::CostTooLarge {
+                        cost,
+                        capacity,
+                        limit: self.limits[i].policy_name(),
+                    });
+                }
+                (1, cost)
+            }
+            Op::Peek => (2, 1),
+            Op::Penalty { points } => (3, self.points(points)?),
+            Op::Reward { points } => (4, self.points(points)?),
+            Op::Block { duration } => {
+                if duration.is_zero() || duration > MAX_WINDOW {
+                    return Err(Error::InvalidArgument(format!(
+                        "a block lasts more than zero and at most {MAX_WINDOW:?}, not {duration:?}"
+                    )));
+                }
+                (5, micros(duration))
+            }
+            Op::Reset => (6, 0),
+        };
+        Ok(Prepared {
+            op,
+            amount,
+            phase: self.phase(r.key),
+        })
+    }
+
+    fn points(&self, points: u64) -> Result<u64> {
+        if points > MAX_CAPACITY {
+            return Err(Error::InvalidArgument(format!(
+                "{points} points is more than the largest supported, {MAX_CAPACITY}"
+            )));
+        }
+        Ok(points)
+    }
+
+    /// A decision from the allowed flag and one `Raw` per limit.
+    pub(crate) fn decision(&self, allowed: bool, raws: &[Raw]) -> Decision {
+        let statuses = self
+            .limits
+            .iter()
+            .zip(raws)
+            .map(|(l, r)| LimitStatus {
+                allowed: r.retry_us < 0,
+                limit: l.capacity(),
+                remaining: u64::try_from(r.remaining).unwrap_or(0),
+                reset_after: Duration::from_micros(u64::try_from(r.reset_us).unwrap_or(0)),
+                retry_after: u64::try_from(r.retry_us).ok().map(Duration::from_micros),
+            })
+            .collect();
+        Decision::from_statuses(allowed, statuses)
+    }
+
+    /// Decodes a flat reply: per request, allowed then three numbers per limit.
+    pub(crate) fn decode(&self, reply: &[i64], requests: usize) -> Result<Vec<Result<Decision>>> {
+        let width = 1 + 3 * self.limits.len();
+        if reply.len() != width * requests {
+            return Err(Error::Store(redkit_core::Error::unexpected_reply(format!(
+                "rate-limit script returned {} numbers for {requests} requests",
+                reply.len()
+            ))));
+        }
+        let mut raws = Vec::with_capacity(self.limits.len());
+        Ok(reply
+            .chunks_exact(width)
+            .map(|chunk| {
+                if chunk[0] < 0 {
+                    return Err(Error::Store(redkit_core::Error::unexpected_reply(
+                        "a key of this rate limit holds another type of value (WRONGTYPE)",
+                    )));
+                }
+                raws.clear();
+                raws.extend(chunk[1..].chunks_exact(3).map(|n| Raw {
+                    remaining: n[0],
+                    reset_us: n[1],
+                    retry_us: n[2],
+                }));
+                Ok(self.decision(chunk[0] == 1, &raws))
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_algorithm_and_window_twice_is_refused() {
+        let s = Duration::from_secs(1);
+        assert!(Policy::new(vec![], false).is_err());
+        assert!(
+            Policy::new(
+                vec![Limit::fixed_window(1, s), Limit::fixed_window(5, s)],
+                false
+            )
+            .is_err()
+        );
+        assert!(
+            Policy::new(
+                vec![
+                    Limit::fixed_window(1, s).name("a"),
+                    Limit::sliding_window(5, s).name("a")
+                ],
+                false
+            )
+            .is_err()
+        );
+        assert!(
+            Policy::new(
+                vec![Limit::fixed_window(1, s), Limit::sliding_window(5, s)],
+                false
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn costs_are_checked_against_the_smallest_capacity() {
+        let p = Policy::new(
+            vec![
+                Limit::fixed_window(10, Duration::from_secs(1)),
+                Limit::gcra(3, Duration::from_secs(1)).name("steady"),
+            ],
+            false,
+        )
+        .unwrap();
+        assert!(p.prepare(&Request::check("k", 3)).is_ok());
+        match p.prepare(&Request::check("k", 4)) {
+            Err(Error::CostTooLarge {
+                cost: 4,
+                capacity: 3,
+                limit,
+            }) => assert_eq!(limit, "steady"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            p.prepare(&Request::check("k", 0)),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            p.prepare(&Request::block("k", Duration::ZERO)),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            p.prepare(&Request::penalty("k", u64::MAX)),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn phases_differ_by_key_unless_aligned() {
+        let l = vec![Limit::fixed_window(1, Duration::from_secs(1))];
+        let p = Policy::new(l.clone(), false).unwrap();
+        assert_ne!(p.phase("a"), p.phase("b"));
+        assert!(p.phase("a") < 1 << 40);
+        assert_eq!(Policy::new(l, true).unwrap().phase("a"), 0);
+    }
+}

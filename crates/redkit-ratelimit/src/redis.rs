@@ -1,0 +1,356 @@
+//! [`RedisRateLimiter`]: every limit decided by one Lua script on the server's clock.
+
+use std::fmt;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redkit_core::{Coalescer, Key, Keyspace, Redis, Script};
+use tracing::Instrument;
+
+use crate::limit::Limit;
+use crate::policy::{Policy, Prepared};
+use crate::{Decision, Error, RateLimiter, Request, Result};
+
+/// One script for every algorithm, so a batch of requests is one call: the algorithm
+/// files define functions, `decide.lua` runs the batch.
+static DECIDE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "decide",
+        concat!(
+            include_str!("../lua/common.lua"),
+            include_str!("../lua/fixed_window.lua"),
+            include_str!("../lua/sliding_window.lua"),
+            include_str!("../lua/sliding_log.lua"),
+            include_str!("../lua/gcra.lua"),
+            include_str!("../lua/decide.lua"),
+        ),
+    )
+});
+
+/// Batches of at most this many requests per script call.
+const MAX_BATCH: usize = 128;
+/// Batches in flight at once per limiter.
+const MAX_IN_FLIGHT: usize = 2;
+
+/// What a [`RedisRateLimiter`] answers when Redis fails or misses the deadline.
+///
+/// Bad input is never covered: it is an error whatever the policy.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub enum OnError {
+    /// Return the error (default): callers decide, nothing passes unchecked.
+    #[default]
+    FailClosed,
+    /// Allow the request, with [`Decision::degraded`] set. Availability over protection.
+    FailOpen,
+    /// Ask another limiter, usually a [`MemoryRateLimiter`](crate::MemoryRateLimiter)
+    /// holding this process's share, until Redis is back. Its decisions are marked
+    /// [`Decision::degraded`]; nothing is copied back to Redis afterwards.
+    Insurance(Arc<dyn RateLimiter>),
+}
+
+impl fmt::Debug for OnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OnError::FailClosed => f.write_str("FailClosed"),
+            OnError::FailOpen => f.write_str("FailOpen"),
+            OnError::Insurance(l) => f.debug_tuple("Insurance").field(l).finish(),
+        }
+    }
+}
+
+/// A rate limiter on Redis (standalone, cluster or sentinel).
+///
+/// Keys: `<prefix>:rl:{<key>}:<algorithm code><window in µs>`, e.g.
+/// `api:rl:{user:42}:fw60000000`; every limit of one key shares its hash tag, so a check
+/// of several limits is one atomic script on one slot. Concurrent calls on one limiter
+/// are coalesced into one script call per batch (per slot on a cluster); a lone call
+/// goes out at once.
+#[derive(Clone)]
+pub struct RedisRateLimiter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    redis: Redis,
+    ns: Keyspace,
+    policy: Policy,
+    batches: Option<Coalescer<Item, Result<Decision>>>,
+    deadline: Option<Duration>,
+    on_error: OnError,
+}
+
+impl fmt::Debug for RedisRateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisRateLimiter")
+            .field("prefix", &self.inner.ns.prefix())
+            .field("limits", &self.inner.policy.limits)
+            .field("on_error", &self.inner.on_error)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`RedisRateLimiter`].
+#[derive(Debug)]
+pub struct RedisRateLimiterBuilder {
+    redis: Redis,
+    prefix: String,
+    limits: Vec<Limit>,
+    aligned: bool,
+    batching: bool,
+    deadline: Option<Duration>,
+    on_error: OnError,
+}
+
+/// One request ready to send: its keys (one per limit) and numbers.
+struct Item {
+    keys: Vec<Key>,
+    prep: Prepared,
+}
+
+impl RedisRateLimiter {
+    /// A builder; add at least one [`Limit`]. The key prefix defaults to `redkit`.
+    pub fn builder(redis: Redis) -> RedisRateLimiterBuilder {
+        RedisRateLimiterBuilder {
+            redis,
+            prefix: "redkit".into(),
+            limits: Vec::new(),
+            aligned: false,
+            batching: true,
+            deadline: None,
+            on_error: OnError::FailClosed,
+        }
+    }
+
+    fn item(&self, r: &Request<'_>) -> Result<Item> {
+        let prep = self.inner.policy.prepare(r)?;
+        let subject = self.inner.ns.tagged(r.key)?;
+        let keys = self
+            .inner
+            .policy
+            .suffixes
+            .iter()
+            .map(|s| subject.child(s))
+            .collect::<redkit_core::Result<Vec<Key>>>()?;
+        Ok(Item { keys, prep })
+    }
+
+    async fn send(&self, requests: &[Request<'_>]) -> Result<Vec<Decision>> {
+        let items = requests
+            .iter()
+            .map(|r| self.item(r))
+            .collect::<Result<Vec<Item>>>()?;
+        let work = async {
+            match (&self.inner.batches, items.len()) {
+                (Some(batches), 1) => {
+                    let item = items.into_iter().next().ok_or_else(|| {
+                        Error::Store(redkit_core::Error::unexpected_reply("empty batch"))
+                    })?;
+                    Ok(vec![batches.call(item).await??])
+                }
+                _ => decide(&self.inner.redis, &self.inner.policy, &items)
+                    .await?
+                    .into_iter()
+                    .collect(),
+            }
+        };
+        match self.inner.deadline {
+            Some(d) => tokio::time::timeout(d, work)
+                .await
+                .map_err(|_| Error::Deadline(d))?,
+            None => work.await,
+        }
+    }
+}
+
+impl RedisRateLimiterBuilder {
+    /// The key prefix (`<prefix>:rl:{key}:...`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Adds a limit. Several limits are checked and consumed together, atomically.
+    pub fn limit(mut self, limit: Limit) -> Self {
+        self.limits.push(limit);
+        self
+    }
+
+    /// Window limits end at the same instant for every key (multiples of the window since
+    /// the UNIX epoch, like a calendar minute) instead of at a per-key offset. Offsets
+    /// (the default) spread resets, so clients do not all come back at once.
+    pub fn aligned_windows(mut self, on: bool) -> Self {
+        self.aligned = on;
+        self
+    }
+
+    /// Coalesce concurrent single requests into one script call per batch (default on).
+    pub fn batching(mut self, on: bool) -> Self {
+        self.batching = on;
+        self
+    }
+
+    /// A deadline for each call: past it the call fails with [`Error::Deadline`] (which
+    /// the [`OnError`] policy covers). Default: none beyond the connection's timeouts.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// What to answer when Redis fails (default [`OnError::FailClosed`]).
+    pub fn on_error(mut self, policy: OnError) -> Self {
+        self.on_error = policy;
+        self
+    }
+
+    /// Validates the limits and the prefix.
+    pub fn build(self) -> Result<RedisRateLimiter> {
+        let policy = Policy::new(self.limits, self.aligned)?;
+        let ns = Keyspace::new(&self.prefix)
+            .and_then(|k| k.child("rl"))
+            .map_err(|e| Error::InvalidLimit(format!("bad prefix: {e}")))?;
+        if self.deadline == Some(Duration::ZERO) {
+            return Err(Error::InvalidArgument(
+                "the deadline must be above zero".into(),
+            ));
+        }
+        let batches = self.batching.then(|| {
+            let redis = self.redis.clone();
+            let policy = policy.clone();
+            Coalescer::new(MAX_BATCH, MAX_IN_FLIGHT, move |items: Vec<Item>| {
+                let redis = redis.clone();
+                let policy = policy.clone();
+                async move {
+                    decide(&redis, &policy, &items).await.map_err(|e| match e {
+                        Error::Store(e) => e,
+                        other => redkit_core::Error::unexpected_reply(other.to_string()),
+                    })
+                }
+            })
+        });
+        Ok(RedisRateLimiter {
+            inner: Arc::new(Inner {
+                redis: self.redis,
+                ns,
+                policy,
+                batches,
+                deadline: self.deadline,
+                on_error: self.on_error,
+            }),
+        })
+    }
+}
+
+/// Runs the items as one script call per hash slot; one result per item, in order.
+async fn decide(redis: &Redis, policy: &Policy, items: &[Item]) -> Result<Vec<Result<Decision>>> {
+    let groups = redis.group_by_slot(items, |it| &it.keys[0]);
+    let replies = futures_util::future::try_join_all(groups.iter().map(|g| {
+        let mut call = DECIDE.call();
+        for &i in g {
+            for k in &items[i].keys {
+                call = call.key(k);
+            }
+        }
+        call = call.arg(policy.params.len());
+        for p in &policy.params {
+            call = call.arg(p[0]).arg(p[1]).arg(p[2]).arg(p[3]);
+        }
+        for &i in g {
+            let p = items[i].prep;
+            call = call.arg(p.op).arg(p.amount).arg(p.phase);
+        }
+        async move { call.invoke::<Vec<i64>>(redis).await }
+    }))
+    .await?;
+    let mut out: Vec<Option<Result<Decision>>> = (0..items.len()).map(|_| None).collect();
+    for (g, reply) in groups.iter().zip(replies) {
+        for (&i, d) in g.iter().zip(policy.decode(&reply, g.len())?) {
+            out[i] = Some(d);
+        }
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+#[async_trait]
+impl RateLimiter for RedisRateLimiter {
+    async fn run(&self, requests: &[Request<'_>]) -> Result<Vec<Decision>> {
+        let span = tracing::debug_span!(
+            "redkit.ratelimit",
+            prefix = self.inner.ns.prefix(),
+            requests = requests.len()
+        );
+        let result = self.send(requests).instrument(span).await;
+        match result {
+            Err(e) if e.is_store_failure() => match &self.inner.on_error {
+                OnError::FailClosed => Err(e),
+                OnError::FailOpen => {
+                    tracing::warn!(error = %e, "rate limiter store failed; allowing (fail open)");
+                    Ok(requests
+                        .iter()
+                        .map(|_| Decision::open(&self.inner.policy.limits))
+                        .collect())
+                }
+                OnError::Insurance(insurance) => {
+                    tracing::warn!(error = %e, "rate limiter store failed; using the insurance limiter");
+                    let mut ds = insurance.run(requests).await?;
+                    for d in &mut ds {
+                        d.degraded = true;
+                    }
+                    Ok(ds)
+                }
+            },
+            other => other,
+        }
+    }
+
+    fn limits(&self) -> &[Limit] {
+        &self.inner.policy.limits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_script_has_a_key_header_and_every_part() {
+        let code = DECIDE.code();
+        assert!(code.starts_with("-- KEYS"));
+        for part in [
+            "local fixed_window",
+            "local sliding_window",
+            "local sliding_log",
+            "local gcra",
+            "redis.call('TIME')",
+        ] {
+            assert!(code.contains(part), "{part}");
+        }
+        assert!(!code.contains("KEYS[1]..") && !code.contains("redis.call('KEYS'"));
+    }
+
+    #[test]
+    fn the_keys_of_one_request_share_a_slot() {
+        let ns = Keyspace::new("app").unwrap().child("rl").unwrap();
+        let policy = Policy::new(
+            vec![
+                Limit::fixed_window(10, Duration::from_secs(1)),
+                Limit::sliding_window(100, Duration::from_secs(60)),
+                Limit::sliding_log(5, Duration::from_secs(60)),
+                Limit::token_bucket(5, 1, Duration::from_secs(1)),
+                Limit::gcra(1000, Duration::from_secs(3600)),
+            ],
+            false,
+        )
+        .unwrap();
+        for subject in ["user:42", "10.0.0.1", "a", "ключ"] {
+            let tag = ns.tagged(subject).unwrap();
+            let keys: Vec<Key> = policy
+                .suffixes
+                .iter()
+                .map(|s| tag.child(s).unwrap())
+                .collect();
+            redkit_testkit::assert_same_slot(&keys);
+        }
+    }
+}
