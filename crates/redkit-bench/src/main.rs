@@ -2,7 +2,7 @@
 //! `redis://127.0.0.1:$PORT`) and prints one JSON line per measurement, in the shape of the
 //! peer scripts in `shared/peers` (`peer`, `case`, `N`, `C`, then the metric).
 //!
-//! Cases: `lock-handoff` — contended hand-offs, notified vs polling; `lock` — uncontended acquire + release pairs (see `lock.rs`); `raw` — SET or GET (one command per operation) through the shared multiplexed connection, through a pool
+//! Cases: `ratelimit` — single `check()` calls over 1000 keys (see `ratelimit.rs`); `lock-handoff` — contended hand-offs, notified vs polling; `lock` — uncontended acquire + release pairs (see `lock.rs`); `raw` — SET or GET (one command per operation) through the shared multiplexed connection, through a pool
 //! checkout per operation, and through a bare redis-rs multiplexed connection (the
 //! baseline for redkit's own overhead). `N` and `C` override the operation count and
 //! the number of concurrent tasks.
@@ -11,10 +11,11 @@
 use std::time::Instant;
 
 mod lock;
+mod ratelimit;
 mod raw;
 
 /// Every case this binary runs (`redkit-bench --list`).
-const CASES: &[&str] = &["raw", "lock", "lock-handoff"];
+const CASES: &[&str] = &["raw", "lock", "lock-handoff", "ratelimit"];
 
 /// Settings shared by every case.
 #[derive(Debug, Clone)]
@@ -66,8 +67,21 @@ where
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // RUNTIME=current runs everything on one thread (the default is tokio's multi-thread
+    // runtime with a worker per core).
+    let runtime = match std::env::var("RUNTIME").as_deref() {
+        Ok("current") => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    };
+    runtime.expect("tokio runtime").block_on(cases());
+}
+
+async fn cases() {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| {
         let port = std::env::var("PORT").unwrap_or_else(|_| "6379".into());
         format!("redis://127.0.0.1:{port}")
@@ -99,6 +113,14 @@ async fn main() {
                     c: env_usize("C").unwrap_or(64),
                 };
                 lock::run(&bench).await;
+            }
+            "ratelimit" => {
+                let bench = Bench {
+                    url: url.clone(),
+                    n: env_usize("N").unwrap_or(200_000),
+                    c: env_usize("C").unwrap_or(64),
+                };
+                ratelimit::run(&bench).await;
             }
             "lock-handoff" => {
                 let bench = Bench {

@@ -1,8 +1,10 @@
--- KEYS, ARGV: none of their own; the first part of decide.lua's script (the parts are
--- concatenated into one script: common, fixed_window, sliding_window, sliding_log, gcra,
--- decide).
--- Times are integer microseconds of the server's TIME. Integers are written with %d so
--- Lua never prints them in exponent form, and stay below 2^53 so doubles hold them exactly.
+-- KEYS and ARGV: see decide.lua. The script is the concatenation of common.lua, fast.lua,
+-- the general part (fixed_window.lua, sliding_window.lua, sliding_log.lua, gcra.lua,
+-- general.lua, wrapped in a function so its closures are only built when a batch needs
+-- them) and decide.lua.
+-- Times are integer microseconds of the server's TIME, kept below 2^53 so doubles hold
+-- them exactly. Numbers passed to redis.call reach Redis as plain integers; in strings
+-- built with `..` they are written with %d so Lua never prints them in exponent form.
 local function int(x)
   return string.format('%d', x)
 end
@@ -20,7 +22,7 @@ local function blocked_until(v)
   return nil
 end
 
--- Blocks a string state until `till`; the key vanishes when the block ends.
+-- Blocks a state until `till`; the key vanishes when the block ends.
 local function block_string(key, till)
   redis.call('SET', key, 'B:' .. int(till), 'PXAT', ms_ceil(till))
 end
@@ -28,3 +30,26 @@ end
 -- The most points an operation adds: keeps every count and time exact in a double.
 local MAX_POINTS = 2 ^ 40
 local MAX_AHEAD = 2 ^ 47
+
+-- Fixed window state is a hash: field = window index, value = count. The key expires at
+-- the end of the window whose first unit created the field; a field left from the
+-- previous window (a key that outlived its window by a clock tick) is never read.
+local function fw_add(key, field, n, window_end)
+  local count = redis.call('HINCRBY', key, field, n)
+  if count == n then
+    redis.call('PEXPIREAT', key, ms_ceil(window_end))
+  end
+  return count
+end
+
+-- GCRA state is the TAT as a string. Its key expires at the end of the bucket after the
+-- TAT's (buckets of b = capacity * interval): within one bucket the TTL is kept, so most
+-- writes skip setting it again.
+local function tat_save(key, stored, tat, b)
+  local bucket = math.floor(tat / b)
+  if stored and math.floor(stored / b) == bucket then
+    redis.call('SET', key, tat, 'KEEPTTL')
+  else
+    redis.call('SET', key, tat, 'PXAT', math.ceil((bucket + 2) * b / 1000))
+  end
+end

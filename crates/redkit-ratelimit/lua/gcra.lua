@@ -1,7 +1,7 @@
 -- KEYS, ARGV: see decide.lua (this file is a part of its script).
 -- GCRA, which is also the token bucket with continuous refill: one emission interval T
 -- per unit, capacity c. State: the theoretical arrival time (TAT) of the next unit as an
--- integer string (or "B:<until>"), expiring when the bucket is full again. A request of
+-- integer string (or "B:<until>"), expiring after the TAT (see tat_save). A request of
 -- cost n fits when max(TAT, now) + n*T - now <= c*T; tokens left = (c*T - (TAT - now)) / T.
 -- Denials write nothing.
 local gcra = {}
@@ -14,7 +14,8 @@ function gcra.load(key, p, now, ph)
     if till then
       if till > now then s.till = till end
     else
-      s.tat = math.max(tonumber(v) or now, now)
+      s.stored = tonumber(v)
+      s.tat = math.max(s.stored or now, now)
     end
   end
   s.now = now
@@ -33,22 +34,24 @@ function gcra.wait(key, s, p, now, cost)
   return s.tat + cost * p.w - p.c * p.w - now
 end
 
-local function gcra_save(key, s, now)
+local function gcra_save(key, s, p, now)
   if s.tat > now then
-    redis.call('SET', key, int(s.tat), 'PXAT', ms_ceil(s.tat))
+    tat_save(key, s.stored, s.tat, p.c * p.w)
+    s.stored = s.tat
   else
     redis.call('DEL', key)
+    s.stored = nil
   end
 end
 
 function gcra.consume(key, s, p, now, cost)
   s.tat = math.min(s.tat + cost * p.w, now + MAX_AHEAD)
-  gcra_save(key, s, now)
+  gcra_save(key, s, p, now)
 end
 
 function gcra.give(key, s, p, now, n)
   s.tat = math.max(s.tat - n * p.w, now)
-  gcra_save(key, s, now)
+  gcra_save(key, s, p, now)
 end
 
 function gcra.block(key, s, p, now, till)

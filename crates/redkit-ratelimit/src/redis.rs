@@ -12,17 +12,23 @@ use crate::limit::Limit;
 use crate::policy::{Policy, Prepared};
 use crate::{Decision, Error, RateLimiter, Request, Result};
 
-/// One script for every algorithm, so a batch of requests is one call: the algorithm
-/// files define functions, `decide.lua` runs the batch.
+/// One script for every algorithm, so a batch of requests is one call. `fast.lua` decides
+/// the common check in one or two commands; the general part (every algorithm, several
+/// limits, every op) is wrapped in a function so its closures are built only when a batch
+/// needs it; `decide.lua` runs the batch.
 static DECIDE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "decide",
         concat!(
             include_str!("../lua/common.lua"),
+            include_str!("../lua/fast.lua"),
+            "local function general(now, L, base)\n",
             include_str!("../lua/fixed_window.lua"),
             include_str!("../lua/sliding_window.lua"),
             include_str!("../lua/sliding_log.lua"),
             include_str!("../lua/gcra.lua"),
+            include_str!("../lua/general.lua"),
+            "end\n",
             include_str!("../lua/decide.lua"),
         ),
     )
@@ -75,7 +81,7 @@ pub struct RedisRateLimiter {
 struct Inner {
     redis: Redis,
     ns: Keyspace,
-    policy: Policy,
+    policy: Arc<Policy>,
     batches: Option<Coalescer<Item, Result<Decision>>>,
     deadline: Option<Duration>,
     on_error: OnError,
@@ -206,7 +212,7 @@ impl RedisRateLimiterBuilder {
 
     /// Validates the limits and the prefix.
     pub fn build(self) -> Result<RedisRateLimiter> {
-        let policy = Policy::new(self.limits, self.aligned)?;
+        let policy = Arc::new(Policy::new(self.limits, self.aligned)?);
         let ns = Keyspace::new(&self.prefix)
             .and_then(|k| k.child("rl"))
             .map_err(|e| Error::InvalidLimit(format!("bad prefix: {e}")))?;
@@ -217,10 +223,10 @@ impl RedisRateLimiterBuilder {
         }
         let batches = self.batching.then(|| {
             let redis = self.redis.clone();
-            let policy = policy.clone();
+            let policy = Arc::clone(&policy);
             Coalescer::new(MAX_BATCH, MAX_IN_FLIGHT, move |items: Vec<Item>| {
                 let redis = redis.clone();
-                let policy = policy.clone();
+                let policy = Arc::clone(&policy);
                 async move {
                     decide(&redis, &policy, &items).await.map_err(|e| match e {
                         Error::Store(e) => e,
