@@ -27,7 +27,9 @@ pub use redis::{OnError, RedisRateLimiter, RedisRateLimiterBuilder};
 pub trait RateLimiter: Send + Sync + fmt::Debug {
     /// Runs the requests in order, atomically each, and returns one decision per request.
     /// Invalid requests (bad key, zero cost, cost above a capacity) fail the whole batch
-    /// before anything is sent.
+    /// before anything is sent. If a key holds data of another type (written by something
+    /// else), the call fails with a store error, but the batch's other requests have been
+    /// decided; concurrent single calls that the limiter batches together are isolated.
     async fn run(&self, requests: &[Request<'_>]) -> Result<Vec<Decision>>;
 
     /// The limits every key is held to, in the order of [`Decision::statuses`].
