@@ -66,9 +66,9 @@ async fn every_algorithm_admits_exactly_its_limit(a: Redis, b: Redis) {
     for limit in algorithms(40) {
         // An hour's window: nothing refills during the test, so "never more than the
         // limit in any window" means exactly the limit in total.
-        let (admitted, _) = hammer(a.clone(), b.clone(), &[limit.clone()], 1).await;
+        let (admitted, _) = hammer(a.clone(), b.clone(), std::slice::from_ref(&limit), 1).await;
         assert_eq!(admitted, 40, "{limit:?}");
-        let (admitted, _) = hammer(a.clone(), b.clone(), &[limit.clone()], 3).await;
+        let (admitted, _) = hammer(a.clone(), b.clone(), std::slice::from_ref(&limit), 3).await;
         assert_eq!(admitted, 39, "{limit:?} with cost 3");
     }
 }
