@@ -63,7 +63,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         core_tour(redis).await?;
     }
     lock_tour(redis.as_ref()).await?;
-    println!("\npattern crates: each one adds its part of the tour when it lands.");
+    ratelimit_tour(redis.as_ref()).await?;
+    println!("\nthe other pattern crates add their part of the tour when they land.");
     drop(server);
     Ok(())
 }
@@ -205,5 +206,58 @@ async fn lock_tour(redis: Option<&Redis>) -> Result<(), Box<dyn std::error::Erro
         "the waiter was woken by the release after {waited:?}, ran with token {}",
         token?
     );
+    Ok(())
+}
+
+async fn ratelimit_tour(redis: Option<&Redis>) -> Result<(), Box<dyn std::error::Error>> {
+    use redkit::ratelimit::{Limit, MemoryRateLimiter, RateLimiter, RedisRateLimiter};
+    println!("\n-- redkit-ratelimit --");
+    // 3 per 10 s and 1 per second, steady: both consumed together, or neither
+    let per_10s = Limit::fixed_window(3, Duration::from_secs(10)).name("10s");
+    let steady = Limit::gcra(1, Duration::from_secs(1))
+        .burst(2)
+        .name("steady");
+    let limiter: Arc<dyn RateLimiter> = match redis {
+        Some(r) => Arc::new(
+            RedisRateLimiter::builder(r.clone())
+                .prefix("tour")
+                .limit(per_10s)
+                .limit(steady)
+                .build()?,
+        ),
+        None => {
+            println!("(in-memory limiter: same decisions, one process)");
+            Arc::new(
+                MemoryRateLimiter::builder()
+                    .limit(per_10s)
+                    .limit(steady)
+                    .build()?,
+            )
+        }
+    };
+    let user = format!("user-{}", std::process::id());
+    for i in 1..=3 {
+        let d = limiter.check(&user, 1).await?;
+        println!(
+            "check {i}: allowed {} remaining {} (binding limit {}) retry after {:?}",
+            d.allowed, d.remaining, d.limit, d.retry_after
+        );
+    }
+    let batch = limiter
+        .check_many(&[("tour-a", 1), ("tour-b", 2), ("tour-a", 1)])
+        .await?;
+    println!(
+        "three checks in one round trip: {:?}",
+        batch.iter().map(|d| d.allowed).collect::<Vec<_>>()
+    );
+    limiter.block(&user, Duration::from_millis(300)).await?;
+    println!(
+        "blocked for 300 ms: peek says allowed = {}",
+        limiter.peek(&user).await?.allowed
+    );
+    match limiter.check(&user, 5).await {
+        Err(e) => println!("a cost above every capacity is an error, not a wait: {e}"),
+        Ok(d) => println!("unexpected: {d:?}"),
+    }
     Ok(())
 }

@@ -8,6 +8,8 @@ mod redis;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 use std::fmt;
 use std::time::Duration;

@@ -1,0 +1,152 @@
+//! The tower Layer: 429 with Retry-After, IETF RateLimit headers and problem+json.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use redkit_ratelimit::tower::{KeyExtractor, RateLimitLayer};
+use redkit_ratelimit::{Limit, RateLimiter, RedisRateLimiter};
+use tower::{Layer, ServiceExt, service_fn};
+
+async fn ok(_req: Request<()>) -> Result<Response<String>, Infallible> {
+    Ok(Response::new("hello".to_string()))
+}
+
+fn request(key: Option<&str>) -> Request<()> {
+    let mut b = Request::builder().uri("/");
+    if let Some(k) = key {
+        b = b.header("x-api-key", k);
+    }
+    b.body(()).unwrap()
+}
+
+async fn limiter(limits: Vec<Limit>) -> Arc<dyn RateLimiter> {
+    let mut b = RedisRateLimiter::builder(redkit_testkit::redis().await)
+        .prefix(redkit_testkit::prefix("rl-tower"));
+    for l in limits {
+        b = b.limit(l);
+    }
+    Arc::new(b.build().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_requests_get_429_with_the_ietf_headers() {
+    let l = limiter(vec![
+        Limit::fixed_window(2, Duration::from_secs(60)).name("minute"),
+        Limit::gcra(100, Duration::from_secs(3600)).name("hour"),
+    ])
+    .await;
+    let svc = RateLimitLayer::new(l, KeyExtractor::header("x-api-key")).layer(service_fn(ok));
+    let key = redkit_testkit::prefix("client");
+    let resp = svc.clone().oneshot(request(Some(&key))).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let h = resp.headers();
+    assert_eq!(
+        h["ratelimit-policy"],
+        "\"minute\";q=2;w=60, \"hour\";q=100;w=3600"
+    );
+    let rl = h["ratelimit"].to_str().unwrap();
+    assert!(rl.starts_with("\"minute\";r=1;t="), "{rl}");
+    assert!(rl.contains("\"hour\";r=99;t=36"), "{rl}");
+
+    svc.clone().oneshot(request(Some(&key))).await.unwrap();
+    let resp = svc.clone().oneshot(request(Some(&key))).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let h = resp.headers();
+    let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(h["content-type"], "application/problem+json");
+    let rl = h["ratelimit"].to_str().unwrap();
+    assert!(rl.starts_with(&format!("\"minute\";r=0;t={retry}")), "{rl}");
+    let body: serde_json::Value = serde_json::from_str(resp.body()).unwrap();
+    assert_eq!(body["status"], 429);
+    assert_eq!(body["violated-policies"], serde_json::json!(["minute"]));
+
+    // another key is unaffected; a key with braces is escaped, not refused
+    let other = svc.clone().oneshot(request(Some("{x}"))).await.unwrap();
+    assert_eq!(other.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_a_key_pass_or_get_400_when_required() {
+    let l = limiter(vec![Limit::fixed_window(1, Duration::from_secs(60))]).await;
+    let open =
+        RateLimitLayer::new(l.clone(), KeyExtractor::header("x-api-key")).layer(service_fn(ok));
+    for _ in 0..3 {
+        assert_eq!(
+            open.clone().oneshot(request(None)).await.unwrap().status(),
+            StatusCode::OK
+        );
+    }
+    let strict =
+        RateLimitLayer::new(l, KeyExtractor::header("x-api-key").required()).layer(service_fn(ok));
+    assert_eq!(
+        strict.oneshot(request(None)).await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peer_ip_is_the_key_and_a_dead_store_answers_503() {
+    let mut server = redkit_testkit::Server::start();
+    let redis = redkit_core::Redis::from_config(
+        server
+            .config()
+            .response_timeout(Duration::from_millis(300))
+            .reconnect_retries(1)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let l = RedisRateLimiter::builder(redis)
+        .limit(Limit::fixed_window(1, Duration::from_secs(60)))
+        .deadline(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let svc = RateLimitLayer::new(Arc::new(l), KeyExtractor::peer_ip()).layer(service_fn(ok));
+    let from = |ip: &str| {
+        let mut r = request(None);
+        r.extensions_mut().insert(
+            format!("{ip}:4000")
+                .parse::<std::net::SocketAddr>()
+                .unwrap(),
+        );
+        r
+    };
+    assert_eq!(
+        svc.clone()
+            .oneshot(from("10.0.0.1"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        svc.clone()
+            .oneshot(from("10.0.0.1"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        svc.clone()
+            .oneshot(from("10.0.0.2"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    server.kill();
+    assert_eq!(
+        svc.clone()
+            .oneshot(from("10.0.0.3"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
