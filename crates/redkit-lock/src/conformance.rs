@@ -4,27 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redkit_core::ManualClock;
-
 use crate::{AcquireOptions, Error, Lock, LockExt};
 
-/// How the suite moves time past a TTL.
-#[derive(Debug, Clone)]
-pub enum Time {
-    /// Real time passes (Redis backends).
-    Real,
-    /// A manual clock the backend reads (memory backend).
-    Manual(ManualClock),
-}
-
-impl Time {
-    pub async fn pass(&self, d: Duration) {
-        match self {
-            Time::Real => tokio::time::sleep(d).await,
-            Time::Manual(c) => c.advance(d),
-        }
-    }
-}
+pub use redkit_testkit::Time;
 
 /// Two lock handles on the same store (two "processes") and the way time moves.
 #[derive(Debug, Clone)]

@@ -6,27 +6,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redkit_core::ManualClock;
-
 use crate::{Algorithm, Error, Limit, RateLimiter, Request};
 
-/// How the suite lets time pass.
-#[derive(Debug, Clone)]
-pub enum Time {
-    /// Real time passes (Redis backends).
-    Real,
-    /// A manual clock the backend reads (memory backend).
-    Manual(ManualClock),
-}
-
-impl Time {
-    pub async fn pass(&self, d: Duration) {
-        match self {
-            Time::Real => tokio::time::sleep(d).await,
-            Time::Manual(c) => c.advance(d),
-        }
-    }
-}
+pub use redkit_testkit::Time;
 
 type Make = dyn Fn(Vec<Limit>) -> (Arc<dyn RateLimiter>, Arc<dyn RateLimiter>) + Send + Sync;
 

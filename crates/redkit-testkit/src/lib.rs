@@ -29,6 +29,26 @@ pub fn docker_available() -> bool {
 }
 pub use proxy::Proxy;
 pub use redkit_core::{Redis, same_slot};
+
+/// How a conformance suite lets time pass: real time for Redis backends, a manual clock
+/// that the backend reads for in-memory ones.
+#[derive(Debug, Clone)]
+pub enum Time {
+    /// Real time passes (Redis backends).
+    Real,
+    /// A manual clock the backend reads (memory backends).
+    Manual(redkit_core::ManualClock),
+}
+
+impl Time {
+    /// Lets `d` pass: sleeps, or advances the manual clock.
+    pub async fn pass(&self, d: std::time::Duration) {
+        match self {
+            Time::Real => tokio::time::sleep(d).await,
+            Time::Manual(c) => c.advance(d),
+        }
+    }
+}
 pub use sentinel::{MASTER_NAME, SentinelGroup};
 pub use server::{Server, ServerBuilder, free_port, redis_server_available};
 pub use tls::TlsFiles;
