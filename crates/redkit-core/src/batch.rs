@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -102,29 +103,36 @@ async fn drive<Req, Resp>(
     max_in_flight: usize,
 ) {
     let mut in_flight = FuturesUnordered::new();
+    let mut queued: VecDeque<Job<Req, Resp>> = VecDeque::new();
+    let mut open = true;
     loop {
-        if in_flight.len() >= max_in_flight {
-            in_flight.next().await;
-            continue;
+        // Take in what has arrived, without waiting.
+        while open && queued.len() < max_batch * max_in_flight {
+            match rx.try_recv() {
+                Ok(job) => queued.push_back(job),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+            }
+        }
+        // Spread what is queued over the free slots: with two slots and 64 requests, 32 go
+        // now and 32 right behind them, so the server works on one batch while the next
+        // one is built and sent (one batch of 64 would leave both sides waiting in turn).
+        while !queued.is_empty() && in_flight.len() < max_in_flight {
+            let slots = max_in_flight - in_flight.len();
+            let take = queued.len().div_ceil(slots).min(max_batch);
+            let batch: Vec<_> = queued.drain(..take).collect();
+            in_flight.push(run(Arc::clone(&flush), batch));
+        }
+        if !open && queued.is_empty() && in_flight.is_empty() {
+            return;
         }
         tokio::select! {
             biased;
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-            job = rx.recv() => {
-                let Some(first) = job else {
-                    while in_flight.next().await.is_some() {}
-                    return;
-                };
-                let mut batch = Vec::with_capacity(max_batch.min(64));
-                batch.push(first);
-                while batch.len() < max_batch {
-                    match rx.try_recv() {
-                        Ok(job) => batch.push(job),
-                        Err(_) => break,
-                    }
-                }
-                in_flight.push(run(Arc::clone(&flush), batch));
-            }
+            job = rx.recv(), if open && queued.len() < max_batch * max_in_flight => match job {
+                Some(job) => queued.push_back(job),
+                None => open = false,
+            },
         }
     }
 }

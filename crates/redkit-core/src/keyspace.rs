@@ -9,6 +9,7 @@
 //! assert_eq!(key.child("fence")?.as_str(), "app:lock:{orders:42}:fence");
 //! assert_eq!(key.slot(), key.child("fence")?.slot());
 //! assert!(locks.tagged("bad{name}").is_err());
+//! assert_eq!(locks.tagged_child("orders:42", "fence")?, key.child("fence")?);
 //! # Ok(()) }
 //! ```
 
@@ -85,6 +86,20 @@ impl Keyspace {
     pub fn tagged(&self, name: &str) -> Result<Key> {
         check_segment("name", name)?;
         Ok(Key(check_len(format!("{}:{{{name}}}", self.prefix))?))
+    }
+
+    /// [`Keyspace::tagged`] and [`Key::child`] in one step and one allocation:
+    /// `app:rl` + `user:7` + `fw60` → `app:rl:{user:7}:fw60`.
+    pub fn tagged_child(&self, name: &str, suffix: &str) -> Result<Key> {
+        check_segment("name", name)?;
+        check_segment("key suffix", suffix)?;
+        let mut key = String::with_capacity(self.prefix.len() + name.len() + suffix.len() + 4);
+        key.push_str(&self.prefix);
+        key.push_str(":{");
+        key.push_str(name);
+        key.push_str("}:");
+        key.push_str(suffix);
+        Ok(Key(check_len(key)?))
     }
 
     /// A key with no hash tag: `app:cache` + `users:7` → `app:cache:users:7`.

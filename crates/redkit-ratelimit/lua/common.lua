@@ -29,7 +29,8 @@ end
 
 -- The most points an operation adds: keeps every count and time exact in a double.
 local MAX_POINTS = 2 ^ 40
-local MAX_AHEAD = 2 ^ 47
+-- How far ahead a TAT may run after penalties (about 1.1 years).
+local MAX_AHEAD = 2 ^ 45
 
 -- Fixed window state is a hash: field = window index, value = count. The key expires at
 -- the end of the window whose first unit created the field; a field left from the

@@ -6,9 +6,10 @@
 --   then 3 values per request: op (1 check, 2 peek, 3 penalty, 4 reward, 5 block,
 --   6 reset), amount (cost, points, or block microseconds), phase in microseconds.
 -- Decides the requests in order, atomically, on the server's clock. A check consumes every
--- limit or none. Returns per request: allowed (1 or 0), then per limit: remaining, reset
--- after (us), retry after (us, -1 when that limit alone would allow). A request whose keys
--- hold another type of value fails alone (before it writes anything): allowed is -1.
+-- limit or none. Returns per request and limit: remaining, reset after (us), retry after
+-- (us, -1 when that limit alone would allow; the request passed when every limit says -1).
+-- A request whose keys hold another type of value fails alone (before it writes
+-- anything): its numbers are all -2.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local L = tonumber(ARGV[1])

@@ -1,6 +1,6 @@
 -- KEYS and ARGV: see decide.lua (this file is a part of its script).
 -- The hot path: a check of one fixed window or GCRA limit with no block configured, one
--- or two commands. Each appends its four numbers to `out` and returns true, or returns
+-- or two commands. Each appends its three numbers to `out` and returns true, or returns
 -- false without writing when the state needs the general path (blocked, another type).
 
 local function fast_fixed(out, key, now, c, w, cost, ph)
@@ -16,12 +16,12 @@ local function fast_fixed(out, key, now, c, w, cost, ph)
   if count > c then
     -- denials are free: take the units back
     redis.call('HINCRBY', key, idx, -cost)
-    out[k + 1], out[k + 2], out[k + 3], out[k + 4] = 0, math.max(c - count + cost, 0), left, left
+    out[k + 1], out[k + 2], out[k + 3] = math.max(c - count + cost, 0), left, left
   else
     if count == cost then
       redis.call('PEXPIREAT', key, math.ceil((now + left) / 1000))
     end
-    out[k + 1], out[k + 2], out[k + 3], out[k + 4] = 1, c - count, left, -1
+    out[k + 1], out[k + 2], out[k + 3] = c - count, left, -1
   end
   return true
 end
@@ -46,10 +46,10 @@ local function fast_gcra(out, key, now, c, T, cost)
   local k = #out
   if new - now <= tol then
     tat_save(key, stored, new, tol)
-    out[k + 1], out[k + 2], out[k + 3], out[k + 4] = 1, math.floor((tol - (new - now)) / T), new - now, -1
+    out[k + 1], out[k + 2], out[k + 3] = math.floor((tol - (new - now)) / T), new - now, -1
   else
-    out[k + 1], out[k + 2], out[k + 3], out[k + 4] =
-      0, math.max(math.floor((tol - (tat - now)) / T), 0), tat - now, new - tol - now
+    out[k + 1], out[k + 2], out[k + 3] =
+      math.max(math.floor((tol - (tat - now)) / T), 0), tat - now, new - tol - now
   end
   return true
 end

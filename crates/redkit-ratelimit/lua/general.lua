@@ -68,7 +68,6 @@ local function one(i)
     end
   end
 
-  out[#out + 1] = all and 1 or 0
   for j = 1, L do
     local p, s = limits[j], states[j]
     if s.till then
@@ -92,8 +91,8 @@ end
 return function(i)
   local ok, res = pcall(one, i)
   if not ok then
-    res = { -1 }
-    for j = 1, 3 * L do res[j + 1] = 0 end
+    res = {}
+    for j = 1, 3 * L do res[j] = -2 end
   end
   return res
 end

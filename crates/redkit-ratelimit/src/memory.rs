@@ -14,7 +14,7 @@ use crate::policy::{Policy, Prepared, Raw};
 use crate::{Decision, Error, RateLimiter, Request, Result};
 
 const MAX_POINTS: i64 = MAX_CAPACITY as i64;
-const MAX_AHEAD: i64 = 1 << 47;
+const MAX_AHEAD: i64 = 1 << 45;
 
 /// A rate limiter in process memory: for tests (with a
 /// [`ManualClock`](redkit_core::ManualClock)), single-process services, and as the

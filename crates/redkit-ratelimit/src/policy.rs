@@ -173,9 +173,10 @@ impl Policy {
         Decision::from_statuses(allowed, statuses)
     }
 
-    /// Decodes a flat reply: per request, allowed then three numbers per limit.
+    /// Decodes the script's reply: per request, three numbers per limit (remaining, reset,
+    /// retry); a request passed when every retry is -1, and failed when they are -2.
     pub(crate) fn decode(&self, reply: &[i64], requests: usize) -> Result<Vec<Result<Decision>>> {
-        let width = 1 + 3 * self.limits.len();
+        let width = 3 * self.limits.len();
         if reply.len() != width * requests {
             return Err(Error::Store(redkit_core::Error::unexpected_reply(format!(
                 "rate-limit script returned {} numbers for {requests} requests",
@@ -186,18 +187,19 @@ impl Policy {
         Ok(reply
             .chunks_exact(width)
             .map(|chunk| {
-                if chunk[0] < 0 {
+                if chunk[0] == -2 {
                     return Err(Error::Store(redkit_core::Error::unexpected_reply(
                         "a key of this rate limit holds another type of value (WRONGTYPE)",
                     )));
                 }
                 raws.clear();
-                raws.extend(chunk[1..].chunks_exact(3).map(|n| Raw {
+                raws.extend(chunk.chunks_exact(3).map(|n| Raw {
                     remaining: n[0],
                     reset_us: n[1],
                     retry_us: n[2],
                 }));
-                Ok(self.decision(chunk[0] == 1, &raws))
+                let allowed = raws.iter().all(|r| r.retry_us < 0);
+                Ok(self.decision(allowed, &raws))
             })
             .collect())
     }
@@ -268,6 +270,20 @@ mod tests {
             p.prepare(&Request::penalty("k", u64::MAX)),
             Err(Error::InvalidArgument(_))
         ));
+    }
+
+    #[test]
+    fn replies_decode_and_short_ones_are_errors() {
+        let p = Policy::new(vec![Limit::fixed_window(5, Duration::from_secs(1))], false).unwrap();
+        let ds = p
+            .decode(&[4, 1000, -1, 0, 500, 500, -2, -2, -2], 3)
+            .unwrap();
+        assert!(ds[0].as_ref().unwrap().allowed);
+        let denied = ds[1].as_ref().unwrap();
+        assert!(!denied.allowed);
+        assert_eq!(denied.retry_after, Some(Duration::from_micros(500)));
+        assert!(ds[2].is_err());
+        assert!(p.decode(&[4, 1000], 1).is_err());
     }
 
     #[test]

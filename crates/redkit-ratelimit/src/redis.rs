@@ -1,6 +1,7 @@
 //! [`RedisRateLimiter`]: every limit decided by one Lua script on the server's clock.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -131,42 +132,94 @@ impl RedisRateLimiter {
 
     fn item(&self, r: &Request<'_>) -> Result<Item> {
         let prep = self.inner.policy.prepare(r)?;
-        let subject = self.inner.ns.tagged(r.key)?;
         let keys = self
             .inner
             .policy
             .suffixes
             .iter()
-            .map(|s| subject.child(s))
+            .map(|s| self.inner.ns.tagged_child(r.key, s))
             .collect::<redkit_core::Result<Vec<Key>>>()?;
         Ok(Item { keys, prep })
     }
 
+    /// One request: through the batches when they are on.
+    async fn send_one(&self, r: &Request<'_>) -> Result<Decision> {
+        let item = self.item(r)?;
+        let work = async {
+            match &self.inner.batches {
+                Some(batches) => batches.call(item).await?,
+                None => decide(
+                    &self.inner.redis,
+                    &self.inner.policy,
+                    std::slice::from_ref(&item),
+                )
+                .await?
+                .pop()
+                .unwrap_or_else(|| {
+                    Err(Error::Store(redkit_core::Error::unexpected_reply(
+                        "no decision",
+                    )))
+                }),
+            }
+        };
+        self.within_deadline(work).await
+    }
+
+    /// Several requests: one script call per hash slot, not batched with other calls.
     async fn send(&self, requests: &[Request<'_>]) -> Result<Vec<Decision>> {
+        if let [one] = requests {
+            return Ok(vec![self.send_one(one).await?]);
+        }
         let items = requests
             .iter()
             .map(|r| self.item(r))
             .collect::<Result<Vec<Item>>>()?;
         let work = async {
-            match (&self.inner.batches, items.len()) {
-                (Some(batches), 1) => {
-                    let item = items.into_iter().next().ok_or_else(|| {
-                        Error::Store(redkit_core::Error::unexpected_reply("empty batch"))
-                    })?;
-                    Ok(vec![batches.call(item).await??])
-                }
-                _ => decide(&self.inner.redis, &self.inner.policy, &items)
-                    .await?
-                    .into_iter()
-                    .collect(),
-            }
+            decide(&self.inner.redis, &self.inner.policy, &items)
+                .await?
+                .into_iter()
+                .collect()
         };
+        self.within_deadline(work).await
+    }
+
+    async fn within_deadline<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
         match self.inner.deadline {
             Some(d) => tokio::time::timeout(d, work)
                 .await
                 .map_err(|_| Error::Deadline(d))?,
             None => work.await,
         }
+    }
+
+    /// Answers for requests whose store call failed, as the [`OnError`] policy says.
+    async fn recover(&self, e: Error, requests: &[Request<'_>]) -> Result<Vec<Decision>> {
+        match &self.inner.on_error {
+            OnError::FailClosed => Err(e),
+            OnError::FailOpen => {
+                tracing::warn!(error = %e, "rate limiter store failed; allowing (fail open)");
+                Ok(requests
+                    .iter()
+                    .map(|_| Decision::open(&self.inner.policy.limits))
+                    .collect())
+            }
+            OnError::Insurance(insurance) => {
+                tracing::warn!(error = %e, "rate limiter store failed; using the insurance limiter");
+                let mut ds = insurance.run(requests).await?;
+                for d in &mut ds {
+                    d.degraded = true;
+                }
+                Ok(ds)
+            }
+        }
+    }
+
+    fn span(&self, requests: usize) -> tracing::Span {
+        tracing::debug_span!(
+            "redkit.ratelimit",
+            prefix = self.inner.ns.prefix(),
+            requests
+        )
     }
 }
 
@@ -250,6 +303,9 @@ impl RedisRateLimiterBuilder {
 
 /// Runs the items as one script call per hash slot; one result per item, in order.
 async fn decide(redis: &Redis, policy: &Policy, items: &[Item]) -> Result<Vec<Result<Decision>>> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
     let groups = redis.group_by_slot(items, |it| &it.keys[0]);
     let replies = futures_util::future::try_join_all(groups.iter().map(|g| {
         let mut call = DECIDE.call();
@@ -281,31 +337,25 @@ async fn decide(redis: &Redis, policy: &Policy, items: &[Item]) -> Result<Vec<Re
 #[async_trait]
 impl RateLimiter for RedisRateLimiter {
     async fn run(&self, requests: &[Request<'_>]) -> Result<Vec<Decision>> {
-        let span = tracing::debug_span!(
-            "redkit.ratelimit",
-            prefix = self.inner.ns.prefix(),
-            requests = requests.len()
-        );
-        let result = self.send(requests).instrument(span).await;
-        match result {
-            Err(e) if e.is_store_failure() => match &self.inner.on_error {
-                OnError::FailClosed => Err(e),
-                OnError::FailOpen => {
-                    tracing::warn!(error = %e, "rate limiter store failed; allowing (fail open)");
-                    Ok(requests
-                        .iter()
-                        .map(|_| Decision::open(&self.inner.policy.limits))
-                        .collect())
-                }
-                OnError::Insurance(insurance) => {
-                    tracing::warn!(error = %e, "rate limiter store failed; using the insurance limiter");
-                    let mut ds = insurance.run(requests).await?;
-                    for d in &mut ds {
-                        d.degraded = true;
-                    }
-                    Ok(ds)
-                }
-            },
+        match self
+            .send(requests)
+            .instrument(self.span(requests.len()))
+            .await
+        {
+            Err(e) if e.is_store_failure() => self.recover(e, requests).await,
+            other => other,
+        }
+    }
+
+    async fn check(&self, key: &str, cost: u64) -> Result<Decision> {
+        let request = Request::check(key, cost);
+        match self.send_one(&request).instrument(self.span(1)).await {
+            Err(e) if e.is_store_failure() => {
+                let mut ds = self.recover(e, std::slice::from_ref(&request)).await?;
+                ds.pop().ok_or_else(|| {
+                    Error::Store(redkit_core::Error::unexpected_reply("no decision"))
+                })
+            }
             other => other,
         }
     }
