@@ -110,7 +110,10 @@ pub(crate) async fn run(b: &Bench) {
             results[path].push(per_s);
         }
     }
-    let suffix = if nodelay { "" } else { "-nodelay-off" };
+    let mut suffix = if nodelay { "" } else { "-nodelay-off" }.to_string();
+    if std::env::var("RUNTIME").as_deref() == Ok("current") {
+        suffix.push_str("-current-thread");
+    }
     for ((peer, mode), mut values) in labels.into_iter().zip(results) {
         if values.is_empty() {
             continue;
