@@ -68,6 +68,26 @@ pub trait RateLimiter: Send + Sync + fmt::Debug {
         single(self.run(&[Request::block(key, duration)]).await)
     }
 
+    /// Checks `cost` units and, while denied, sleeps until the limit says the request can
+    /// pass (plus up to 5% jitter, so waiters do not come back together) — as long as that
+    /// stays within `max_wait` in total. Returns the last decision: allowed, or denied
+    /// when waiting longer would exceed `max_wait`.
+    async fn wait(&self, key: &str, cost: u64, max_wait: Duration) -> Result<Decision> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        loop {
+            let d = self.check(key, cost).await?;
+            let Some(retry) = d.retry_after.filter(|_| !d.allowed) else {
+                return Ok(d);
+            };
+            let jitter = retry.mul_f64(fastrand::f64() * 0.05);
+            let wake = tokio::time::Instant::now() + retry + jitter;
+            if wake > deadline {
+                return Ok(d);
+            }
+            tokio::time::sleep_until(wake).await;
+        }
+    }
+
     /// Checks many `(key, cost)` pairs in one round trip (one per hash slot on a cluster),
     /// in order: a key listed twice sees the first check's consumption.
     async fn check_many(&self, checks: &[(&str, u64)]) -> Result<Vec<Decision>> {

@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use crate::limit::Limit;
 use crate::policy::{Policy, Prepared};
-use crate::{Decision, Error, RateLimiter, Request, Result};
+use crate::{Decision, Error, Op, RateLimiter, Request, Result};
 
 /// One script for every algorithm, so a batch of requests is one call. `fast.lua` decides
 /// the common check in one or two commands; the general part (every algorithm, several
@@ -86,6 +86,73 @@ struct Inner {
     batches: Option<Coalescer<Item, Result<Decision>>>,
     deadline: Option<Duration>,
     on_error: OnError,
+    denied: Option<DenyCache>,
+}
+
+/// Recent denials, answered in process until they end: a key that was denied a cost
+/// cannot pass that cost or more before its `retry_after`, whatever else happens in this
+/// process, so these answers never admit too much. Bounded: when full, expired entries
+/// are dropped, and if none has expired new denials are not remembered.
+struct DenyCache {
+    max: usize,
+    entries: std::sync::Mutex<std::collections::HashMap<String, Denial>>,
+}
+
+struct Denial {
+    until: std::time::Instant,
+    cost: u64,
+    decision: Decision,
+}
+
+impl DenyCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Denial>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A remembered denial that covers a check of `cost` now.
+    fn get(&self, key: &str, cost: u64) -> Option<Decision> {
+        let now = std::time::Instant::now();
+        let entries = self.lock();
+        let denial = entries.get(key)?;
+        if denial.until <= now || cost < denial.cost {
+            return None;
+        }
+        let left = denial.until - now;
+        let mut d = denial.decision.clone();
+        d.retry_after = Some(left);
+        for s in d.statuses.iter_mut() {
+            s.retry_after = s.retry_after.map(|r| r.min(left));
+        }
+        Some(d)
+    }
+
+    fn remember(&self, key: &str, cost: u64, d: &Decision) {
+        let Some(retry) = d.retry_after.filter(|_| !d.allowed) else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        let mut entries = self.lock();
+        if entries.len() >= self.max && !entries.contains_key(key) {
+            entries.retain(|_, e| e.until > now);
+            if entries.len() >= self.max {
+                return;
+            }
+        }
+        entries.insert(
+            key.to_string(),
+            Denial {
+                until: now + retry,
+                cost,
+                decision: d.clone(),
+            },
+        );
+    }
+
+    fn forget(&self, key: &str) {
+        self.lock().remove(key);
+    }
 }
 
 impl fmt::Debug for RedisRateLimiter {
@@ -108,6 +175,7 @@ pub struct RedisRateLimiterBuilder {
     batching: bool,
     deadline: Option<Duration>,
     on_error: OnError,
+    deny_cache: usize,
 }
 
 /// One request ready to send: its keys (one per limit) and numbers.
@@ -127,6 +195,7 @@ impl RedisRateLimiter {
             batching: true,
             deadline: None,
             on_error: OnError::FailClosed,
+            deny_cache: 0,
         }
     }
 
@@ -257,6 +326,17 @@ impl RedisRateLimiterBuilder {
         self
     }
 
+    /// Remember denials of up to `max_keys` keys in this process and answer repeated
+    /// checks of a denied key locally, without a round trip, until its `retry_after` ends
+    /// (a check of a smaller cost still goes to Redis). Attack traffic on a few keys then
+    /// costs Redis nothing. A reset, reward or block done by *another* process is seen
+    /// here only when the remembered denial ends: the cache can deny a little too long,
+    /// never admit too much. Off (0) by default.
+    pub fn deny_cache(mut self, max_keys: usize) -> Self {
+        self.deny_cache = max_keys;
+        self
+    }
+
     /// What to answer when Redis fails (default [`OnError::FailClosed`]).
     pub fn on_error(mut self, policy: OnError) -> Self {
         self.on_error = policy;
@@ -296,6 +376,10 @@ impl RedisRateLimiterBuilder {
                 batches,
                 deadline: self.deadline,
                 on_error: self.on_error,
+                denied: (self.deny_cache > 0).then(|| DenyCache {
+                    max: self.deny_cache,
+                    entries: Default::default(),
+                }),
             }),
         })
     }
@@ -337,6 +421,14 @@ async fn decide(redis: &Redis, policy: &Policy, items: &[Item]) -> Result<Vec<Re
 #[async_trait]
 impl RateLimiter for RedisRateLimiter {
     async fn run(&self, requests: &[Request<'_>]) -> Result<Vec<Decision>> {
+        if let Some(cache) = &self.inner.denied {
+            // what this process changes on purpose, it sees at once
+            for r in requests {
+                if !matches!(r.op, Op::Check { .. } | Op::Peek) {
+                    cache.forget(r.key);
+                }
+            }
+        }
         match self
             .send(requests)
             .instrument(self.span(requests.len()))
@@ -348,8 +440,15 @@ impl RateLimiter for RedisRateLimiter {
     }
 
     async fn check(&self, key: &str, cost: u64) -> Result<Decision> {
+        if let Some(d) = self.inner.denied.as_ref().and_then(|c| c.get(key, cost)) {
+            return Ok(d);
+        }
         let request = Request::check(key, cost);
-        match self.send_one(&request).instrument(self.span(1)).await {
+        let result = self.send_one(&request).instrument(self.span(1)).await;
+        if let (Ok(d), Some(cache)) = (&result, &self.inner.denied) {
+            cache.remember(key, cost, d);
+        }
+        match result {
             Err(e) if e.is_store_failure() => {
                 let mut ds = self.recover(e, std::slice::from_ref(&request)).await?;
                 ds.pop().ok_or_else(|| {
