@@ -73,18 +73,18 @@ pub trait RateLimiter: Send + Sync + fmt::Debug {
     /// stays within `max_wait` in total. Returns the last decision: allowed, or denied
     /// when waiting longer would exceed `max_wait`.
     async fn wait(&self, key: &str, cost: u64, max_wait: Duration) -> Result<Decision> {
-        let deadline = tokio::time::Instant::now() + max_wait;
+        let start = tokio::time::Instant::now();
         loop {
             let d = self.check(key, cost).await?;
             let Some(retry) = d.retry_after.filter(|_| !d.allowed) else {
                 return Ok(d);
             };
             let jitter = retry.mul_f64(fastrand::f64() * 0.05);
-            let wake = tokio::time::Instant::now() + retry + jitter;
-            if wake > deadline {
+            let sleep = retry.saturating_add(jitter);
+            if start.elapsed().saturating_add(sleep) > max_wait {
                 return Ok(d);
             }
-            tokio::time::sleep_until(wake).await;
+            tokio::time::sleep(sleep).await;
         }
     }
 

@@ -140,10 +140,13 @@ impl DenyCache {
                 return;
             }
         }
+        let Some(until) = now.checked_add(retry) else {
+            return;
+        };
         entries.insert(
             key.to_string(),
             Denial {
-                until: now + retry,
+                until,
                 cost,
                 decision: d.clone(),
             },
@@ -321,6 +324,8 @@ impl RedisRateLimiterBuilder {
 
     /// A deadline for each call: past it the call fails with [`Error::Deadline`] (which
     /// the [`OnError`] policy covers). Default: none beyond the connection's timeouts.
+    /// A request already sent may still be decided (and consume) on the server after its
+    /// caller stopped waiting; it is never sent again.
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);
         self

@@ -92,7 +92,7 @@ async fn wait_sleeps_until_allowed_within_its_bound() {
     let d = l.wait(&k, 1, Duration::from_millis(20)).await.unwrap();
     assert!(!d.allowed, "a 100 ms wait fits no 20 ms bound");
     assert!(started.elapsed() < Duration::from_millis(50));
-    let d = l.wait(&k, 1, Duration::from_secs(1)).await.unwrap();
+    let d = l.wait(&k, 1, Duration::MAX).await.unwrap();
     assert!(d.allowed);
     let waited = started.elapsed();
     assert!(
