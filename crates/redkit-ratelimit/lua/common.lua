@@ -32,15 +32,15 @@ local MAX_POINTS = 2 ^ 40
 -- How far ahead a TAT may run after penalties (about 1.1 years).
 local MAX_AHEAD = 2 ^ 45
 
--- Fixed window state is a hash: field = window index, value = count. The key expires at
--- the end of the window whose first unit created the field; a field left from the
--- previous window (a key that outlived its window by a clock tick) is never read.
-local function fw_add(key, field, n, window_end)
-  local count = redis.call('HINCRBY', key, field, n)
-  if count == n then
-    redis.call('PEXPIREAT', key, ms_ceil(window_end))
-  end
-  return count
+-- Fixed window state is one integer: tag * FW_SPAN + count, where tag is the window's
+-- index modulo FW_TAGS. A value with another tag is left from an earlier window (a key
+-- that outlived its window by a clock tick) and counts as empty. Counts stay below
+-- FW_SPAN and values below 2^53, so doubles hold them exactly.
+local FW_SPAN = 2 ^ 41
+local FW_TAGS = 2048
+
+local function fw_base(idx)
+  return (idx % FW_TAGS) * FW_SPAN
 end
 
 -- GCRA state is the TAT as a string. Its key expires at the end of the bucket after the

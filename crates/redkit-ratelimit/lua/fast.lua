@@ -7,20 +7,24 @@ local function fast_fixed(out, key, now, c, w, cost, ph)
   local shifted = now + ph % w
   local idx = math.floor(shifted / w)
   local left = (idx + 1) * w - shifted
-  -- numbers below 2^53 reach Redis as plain integers, no formatting needed
-  local count = redis.pcall('HINCRBY', key, idx, cost)
-  if type(count) ~= 'number' then
+  local base = fw_base(idx)
+  local v = redis.pcall('INCRBY', key, cost)
+  if type(v) ~= 'number' then
     return false
+  end
+  local prev = v - cost
+  local count = v - base
+  if v == cost or prev < base or prev >= base + FW_SPAN then
+    -- a new key, or one left from an earlier window: this window starts with this cost
+    count = cost
+    redis.call('SET', key, base + cost, 'PXAT', math.ceil((now + left) / 1000))
   end
   local k = #out
   if count > c then
     -- denials are free: take the units back
-    redis.call('HINCRBY', key, idx, -cost)
+    redis.call('INCRBY', key, -cost)
     out[k + 1], out[k + 2], out[k + 3] = math.max(c - count + cost, 0), left, left
   else
-    if count == cost then
-      redis.call('PEXPIREAT', key, math.ceil((now + left) / 1000))
-    end
     out[k + 1], out[k + 2], out[k + 3] = c - count, left, -1
   end
   return true

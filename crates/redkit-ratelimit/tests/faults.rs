@@ -158,3 +158,40 @@ async fn a_key_holding_foreign_data_fails_alone() {
 }
 
 use redkit_core::redis;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_left_from_an_earlier_window_counts_as_empty() {
+    let redis = redkit_testkit::redis().await;
+    let prefix = redkit_testkit::prefix("rl-stale");
+    let l = RedisRateLimiter::builder(redis.clone())
+        .prefix(&prefix)
+        .aligned_windows(true)
+        .limit(Limit::fixed_window(5, HOUR))
+        .build()
+        .unwrap();
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    let idx = now_us / HOUR.as_micros() as u64;
+    let value = |window: u64| (window % 2048) * (1u64 << 41) + 5;
+    let key = |name: &str| format!("{prefix}:rl:{{{name}}}:fw{}", HOUR.as_micros());
+    for (name, window, counted) in [("old", idx - 1, false), ("now", idx, true)] {
+        let _: () = redis
+            .query(
+                redis::cmd("SET")
+                    .arg(key(name))
+                    .arg(value(window))
+                    .arg("EX")
+                    .arg(3600),
+            )
+            .await
+            .unwrap();
+        // the general path (peek) and the hot path (check) read it alike
+        let peek = l.peek(name).await.unwrap();
+        assert_eq!(peek.remaining, if counted { 0 } else { 5 }, "{name}");
+        let d = l.check(name, 1).await.unwrap();
+        assert_eq!(d.allowed, !counted, "{name}: {d:?}");
+        assert_eq!(d.remaining, if counted { 0 } else { 4 }, "{name}: {d:?}");
+    }
+}
