@@ -195,3 +195,31 @@ async fn a_count_left_from_an_earlier_window_counts_as_empty() {
         assert_eq!(d.remaining, if counted { 0 } else { 4 }, "{name}: {d:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_key_lives_as_long_as_its_state() {
+    let redis = redkit_testkit::redis().await;
+    let prefix = redkit_testkit::prefix("rl-ttl");
+    // one unit per 50 ms, burst 2: the TAT crosses a 100 ms bucket every other check
+    let limit = Limit::gcra(20, Duration::from_secs(1)).burst(2);
+    let l = RedisRateLimiter::builder(redis.clone())
+        .prefix(&prefix)
+        .limit(limit)
+        .build()
+        .unwrap();
+    let key = format!("{prefix}:rl:{{steady}}:gc1000000");
+    let mut allowed = 0;
+    for _ in 0..40 {
+        let d = l.check("steady", 1).await.unwrap();
+        allowed += u32::from(d.allowed);
+        let pttl: i64 = redis.query(redis::cmd("PTTL").arg(&key)).await.unwrap();
+        assert!(
+            pttl >= 0 && Duration::from_millis(pttl as u64 + 1) >= d.reset_after,
+            "ttl {pttl} ms < state {:?}",
+            d.reset_after
+        );
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    // steady consumption at about the rate, never resting long enough to refill fully
+    assert!(allowed >= 30, "{allowed}");
+}
