@@ -9,7 +9,8 @@
 -- limit or none. Returns per request and limit: remaining, reset after (us), retry after
 -- (us, -1 when that limit alone would allow; the request passed when every limit says -1).
 -- A request whose keys hold another type of value fails alone (before it writes
--- anything): its numbers are all -2.
+-- anything): its numbers are all -2. The array is packed with MessagePack: one bulk reply
+-- costs the server no more than an array of integers, and the client far less to read.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local L = tonumber(ARGV[1])
@@ -33,4 +34,4 @@ for i = 1, (#ARGV - base) / 3 do
     for _, v in ipairs(slow(i)) do out[#out + 1] = v end
   end
 end
-return out
+return cmsgpack.pack(out)
