@@ -9,6 +9,7 @@ mod config;
 mod error;
 mod handle;
 mod keyspace;
+mod packed;
 mod script;
 #[cfg(feature = "sentinel")]
 mod sentinel;
@@ -23,6 +24,7 @@ pub use config::{RedisConfig, RedisConfigBuilder, Secret, Topology};
 pub use error::{Error, Result};
 pub use handle::{Connection, Dedicated, MIN_SERVER_VERSION, Redis, ServerInfo};
 pub use keyspace::{CLUSTER_SLOTS, Key, Keyspace, MAX_KEY_LEN, key_slot, same_slot};
+pub use packed::PackedInts;
 pub use script::{Invocation, Pipeline, Script};
 pub use subscribe::{Event, Message, Subscriber, Subscription};
 

@@ -253,7 +253,11 @@ impl Batches {
                         call = call.key(&q.lock).key(&q.fence).arg(&q.token).arg(q.ttl_ms);
                     }
                     let redis = redis.clone();
-                    async move { call.invoke::<Vec<i64>>(&redis).await }
+                    async move {
+                        call.invoke::<redkit_core::PackedInts>(&redis)
+                            .await
+                            .map(|p| p.0)
+                    }
                 }))
                 .await?;
                 let mut out: Vec<Option<Attempt>> = (0..reqs.len()).map(|_| None).collect();
@@ -280,7 +284,11 @@ impl Batches {
                         call = call.key(&q.lock).arg(&q.token).arg(&q.channel);
                     }
                     let redis = redis.clone();
-                    async move { call.invoke::<Vec<i64>>(&redis).await }
+                    async move {
+                        call.invoke::<redkit_core::PackedInts>(&redis)
+                            .await
+                            .map(|p| p.0)
+                    }
                 }))
                 .await?;
                 let mut out = vec![false; reqs.len()];

@@ -205,62 +205,6 @@ impl Policy {
     }
 }
 
-/// Reads a MessagePack array of integers (what `cmsgpack.pack` makes of a Lua array of
-/// whole numbers).
-pub(crate) fn unpack_ints(bytes: &[u8]) -> Result<Vec<i64>> {
-    let bad = |what: &str| {
-        Error::Store(redkit_core::Error::unexpected_reply(format!(
-            "rate-limit script reply: {what}"
-        )))
-    };
-    let mut at = 0usize;
-    let mut take = |n: usize| -> Result<&[u8]> {
-        let field = bytes.get(at..at + n).ok_or_else(|| bad("truncated"))?;
-        at += n;
-        Ok(field)
-    };
-    fn be(b: &[u8]) -> u64 {
-        b.iter().fold(0u64, |n, &d| (n << 8) | u64::from(d))
-    }
-    let head = take(1)?[0];
-    let len = match head {
-        0x90..=0x9f => usize::from(head & 0x0f),
-        0x80 => 0, // an empty Lua table packs as an empty map
-        0xdc => be(take(2)?) as usize,
-        0xdd => be(take(4)?) as usize,
-        _ => return Err(bad("not an array")),
-    };
-    let mut out = Vec::with_capacity(len.min(bytes.len()));
-    for _ in 0..len {
-        let tag = take(1)?[0];
-        let n = match tag {
-            0x00..=0x7f => i64::from(tag),
-            0xe0..=0xff => i64::from(tag as i8),
-            0xcc => be(take(1)?) as i64,
-            0xcd => be(take(2)?) as i64,
-            0xce => be(take(4)?) as i64,
-            0xcf => i64::try_from(be(take(8)?)).map_err(|_| bad("integer out of range"))?,
-            0xd0 => i64::from(take(1)?[0] as i8),
-            0xd1 => i64::from(be(take(2)?) as u16 as i16),
-            0xd2 => i64::from(be(take(4)?) as u32 as i32),
-            0xd3 => be(take(8)?) as i64,
-            0xcb => {
-                let f = f64::from_bits(be(take(8)?));
-                if f.fract() != 0.0 || !f.is_finite() || f.abs() > 9.0e15 {
-                    return Err(bad("a number that is not a whole number"));
-                }
-                f as i64
-            }
-            _ => return Err(bad("not an integer")),
-        };
-        out.push(n);
-    }
-    if at != bytes.len() {
-        return Err(bad("trailing bytes"));
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,39 +284,6 @@ mod tests {
         assert_eq!(denied.retry_after, Some(Duration::from_micros(500)));
         assert!(ds[2].is_err());
         assert!(p.decode(&[4, 1000], 1).is_err());
-    }
-
-    #[test]
-    fn messagepack_integer_arrays_unpack() {
-        // [1, -1, 200, -200, 70000, 1 << 40, -(1 << 40), 3.0]
-        let mut b = vec![
-            0x98, 0x01, 0xff, 0xcc, 200, 0xd1, 0xff, 0x38, 0xce, 0, 1, 0x11, 0x70,
-        ];
-        b.push(0xcf);
-        b.extend_from_slice(&(1u64 << 40).to_be_bytes());
-        b.push(0xd3);
-        b.extend_from_slice(&(-(1i64 << 40)).to_be_bytes());
-        b.push(0xcb);
-        b.extend_from_slice(&3.0f64.to_bits().to_be_bytes());
-        assert_eq!(
-            unpack_ints(&b).unwrap(),
-            [1, -1, 200, -200, 70000, 1 << 40, -(1 << 40), 3]
-        );
-        assert_eq!(unpack_ints(&[0x90]).unwrap(), Vec::<i64>::new());
-        for bad in [
-            &[][..],
-            &[0x91],
-            &[0x91, 0xcd, 0x01],
-            &[0x92, 0x01],
-            &[0x91, 0x01, 0x01],
-            &[0xa1, b'x'],
-            &[0x91, 0xa1],
-        ] {
-            assert!(unpack_ints(bad).is_err(), "{bad:?}");
-        }
-        let mut half = vec![0x91, 0xcb];
-        half.extend_from_slice(&0.5f64.to_bits().to_be_bytes());
-        assert!(unpack_ints(&half).is_err());
     }
 
     #[test]

@@ -411,15 +411,12 @@ async fn decide(redis: &Redis, policy: &Policy, items: &[Item]) -> Result<Vec<Re
             let p = items[i].prep;
             call = call.arg(p.op).arg(p.amount).arg(p.phase);
         }
-        async move { call.invoke::<Vec<u8>>(redis).await }
+        async move { call.invoke::<redkit_core::PackedInts>(redis).await }
     }))
     .await?;
     let mut out: Vec<Option<Result<Decision>>> = (0..items.len()).map(|_| None).collect();
     for (g, reply) in groups.iter().zip(replies) {
-        for (&i, d) in g
-            .iter()
-            .zip(policy.decode(&crate::policy::unpack_ints(&reply)?, g.len())?)
-        {
+        for (&i, d) in g.iter().zip(policy.decode(&reply.0, g.len())?) {
             out[i] = Some(d);
         }
     }
