@@ -50,10 +50,15 @@ pub(crate) async fn run(b: &Bench) {
         (false, true) => "fencing-unbatched",
         (false, false) => "fencing-unbatched-nodelay-off",
     };
+    let mode = if std::env::var("RUNTIME").as_deref() == Ok("current") {
+        format!("{mode}-current-thread")
+    } else {
+        mode.to_string()
+    };
     report(
         "redkit",
         "lock",
-        mode,
+        &mode,
         b.n,
         b.c,
         "acquire_release_per_s",
