@@ -19,7 +19,8 @@ use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use crate::handle::Redis;
-use crate::keyspace::key_slot;
+use crate::keyspace::{Key, key_slot};
+use crate::packed::PackedInts;
 
 /// A Lua script with a name (used in errors and traces) and its SHA1.
 pub struct Script {
@@ -212,6 +213,45 @@ impl<'s> Invocation<'s> {
         }
         .instrument(span)
         .await
+    }
+}
+
+impl Redis {
+    /// Runs a batch of items as one script call per hash slot (one call on a standalone
+    /// server), all calls at once. `call` builds the invocation for a group of item
+    /// indices; the script must answer `width` integers per item, in the group's order,
+    /// packed with `cmsgpack.pack` (see [`PackedInts`]). Returns the numbers of every
+    /// item in item order: item `i`'s are at `i * width .. (i + 1) * width`.
+    pub async fn invoke_by_slot<'s, T>(
+        &self,
+        items: &[T],
+        key: impl Fn(&T) -> &Key,
+        width: usize,
+        call: impl Fn(&[usize]) -> Invocation<'s>,
+    ) -> Result<Vec<i64>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let groups = self.group_by_slot(items, key);
+        let replies = futures_util::future::try_join_all(groups.iter().map(|g| {
+            let invocation = call(g);
+            async move { invocation.invoke::<PackedInts>(self).await }
+        }))
+        .await?;
+        let mut out = vec![0; items.len() * width];
+        for (g, PackedInts(reply)) in groups.iter().zip(replies) {
+            if reply.len() != g.len() * width {
+                return Err(Error::unexpected_reply(format!(
+                    "a script answered {} numbers for {} items of {width}",
+                    reply.len(),
+                    g.len()
+                )));
+            }
+            for (&i, numbers) in g.iter().zip(reply.chunks_exact(width.max(1))) {
+                out[i * width..(i + 1) * width].copy_from_slice(numbers);
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -245,62 +245,47 @@ impl Batches {
         let acquire = Coalescer::new(MAX_BATCH, MAX_IN_FLIGHT, move |reqs: Vec<AcquireReq>| {
             let redis = r.clone();
             async move {
-                let groups = redis.group_by_slot(&reqs, |q| &q.lock);
-                let replies = futures_util::future::try_join_all(groups.iter().map(|g| {
-                    let mut call = ACQUIRE_BATCH.call();
-                    for &i in g {
-                        let q = &reqs[i];
-                        call = call.key(&q.lock).key(&q.fence).arg(&q.token).arg(q.ttl_ms);
-                    }
-                    let redis = redis.clone();
-                    async move {
-                        call.invoke::<redkit_core::PackedInts>(&redis)
-                            .await
-                            .map(|p| p.0)
-                    }
-                }))
-                .await?;
-                let mut out: Vec<Option<Attempt>> = (0..reqs.len()).map(|_| None).collect();
-                for (g, reply) in groups.iter().zip(replies) {
-                    if reply.len() != 2 * g.len() {
-                        return Err(redkit_core::Error::unexpected_reply("acquire_batch reply"));
-                    }
-                    for (pos, &i) in g.iter().enumerate() {
-                        out[i] = Some(attempt(reply[2 * pos], reply[2 * pos + 1]));
-                    }
-                }
-                Ok(out.into_iter().flatten().collect())
+                let numbers = redis
+                    .invoke_by_slot(
+                        &reqs,
+                        |q| &q.lock,
+                        2,
+                        |group| {
+                            let mut call = ACQUIRE_BATCH.call();
+                            for &i in group {
+                                let q = &reqs[i];
+                                call = call.key(&q.lock).key(&q.fence).arg(&q.token).arg(q.ttl_ms);
+                            }
+                            call
+                        },
+                    )
+                    .await?;
+                Ok(numbers
+                    .chunks_exact(2)
+                    .map(|n| attempt(n[0], n[1]))
+                    .collect())
             }
         });
         let r = redis.clone();
         let release = Coalescer::new(MAX_BATCH, MAX_IN_FLIGHT, move |reqs: Vec<ReleaseReq>| {
             let redis = r.clone();
             async move {
-                let groups = redis.group_by_slot(&reqs, |q| &q.lock);
-                let replies = futures_util::future::try_join_all(groups.iter().map(|g| {
-                    let mut call = RELEASE_BATCH.call();
-                    for &i in g {
-                        let q = &reqs[i];
-                        call = call.key(&q.lock).arg(&q.token).arg(&q.channel);
-                    }
-                    let redis = redis.clone();
-                    async move {
-                        call.invoke::<redkit_core::PackedInts>(&redis)
-                            .await
-                            .map(|p| p.0)
-                    }
-                }))
-                .await?;
-                let mut out = vec![false; reqs.len()];
-                for (g, reply) in groups.iter().zip(replies) {
-                    if reply.len() != g.len() {
-                        return Err(redkit_core::Error::unexpected_reply("release_batch reply"));
-                    }
-                    for (pos, &i) in g.iter().enumerate() {
-                        out[i] = reply[pos] == 1;
-                    }
-                }
-                Ok(out)
+                let numbers = redis
+                    .invoke_by_slot(
+                        &reqs,
+                        |q| &q.lock,
+                        1,
+                        |group| {
+                            let mut call = RELEASE_BATCH.call();
+                            for &i in group {
+                                let q = &reqs[i];
+                                call = call.key(&q.lock).arg(&q.token).arg(&q.channel);
+                            }
+                            call
+                        },
+                    )
+                    .await?;
+                Ok(numbers.into_iter().map(|n| n == 1).collect())
             }
         });
         Batches { acquire, release }

@@ -392,35 +392,32 @@ impl RedisRateLimiterBuilder {
 
 /// Runs the items as one script call per hash slot; one result per item, in order.
 async fn decide(redis: &Redis, policy: &Policy, items: &[Item]) -> Result<Vec<Result<Decision>>> {
-    if items.is_empty() {
-        return Ok(Vec::new());
-    }
-    let groups = redis.group_by_slot(items, |it| &it.keys[0]);
-    let replies = futures_util::future::try_join_all(groups.iter().map(|g| {
-        let mut call = DECIDE.call();
-        for &i in g {
-            for k in &items[i].keys {
-                call = call.key(k);
-            }
-        }
-        call = call.arg(policy.params.len());
-        for p in &policy.params {
-            call = call.arg(p[0]).arg(p[1]).arg(p[2]).arg(p[3]);
-        }
-        for &i in g {
-            let p = items[i].prep;
-            call = call.arg(p.op).arg(p.amount).arg(p.phase);
-        }
-        async move { call.invoke::<redkit_core::PackedInts>(redis).await }
-    }))
-    .await?;
-    let mut out: Vec<Option<Result<Decision>>> = (0..items.len()).map(|_| None).collect();
-    for (g, reply) in groups.iter().zip(replies) {
-        for (&i, d) in g.iter().zip(policy.decode(&reply.0, g.len())?) {
-            out[i] = Some(d);
-        }
-    }
-    Ok(out.into_iter().flatten().collect())
+    let width = 3 * policy.params.len();
+    let numbers = redis
+        .invoke_by_slot(
+            items,
+            |it| &it.keys[0],
+            width,
+            |group| {
+                let mut call = DECIDE.call();
+                for &i in group {
+                    for k in &items[i].keys {
+                        call = call.key(k);
+                    }
+                }
+                call = call.arg(policy.params.len());
+                for p in &policy.params {
+                    call = call.arg(p[0]).arg(p[1]).arg(p[2]).arg(p[3]);
+                }
+                for &i in group {
+                    let p = items[i].prep;
+                    call = call.arg(p.op).arg(p.amount).arg(p.phase);
+                }
+                call
+            },
+        )
+        .await?;
+    policy.decode(&numbers, items.len())
 }
 
 #[async_trait]
