@@ -29,6 +29,8 @@ pub struct MemoryRateLimiter {
 
 struct Inner {
     policy: Policy,
+    /// The policy's limits as the arithmetic reads them.
+    params: Vec<P>,
     ns: Keyspace,
     clock: Arc<dyn Clock>,
     map: Mutex<Map>,
@@ -159,9 +161,20 @@ impl MemoryRateLimiterBuilder {
     pub fn build(self) -> Result<MemoryRateLimiter> {
         let policy = Policy::new(self.limits, self.aligned)?;
         let ns = Keyspace::new("memory").and_then(|k| k.child("rl"))?;
+        let params = policy
+            .params
+            .iter()
+            .map(|p| P {
+                id: p[0],
+                c: p[1] as i64,
+                w: p[2] as i64,
+                blk: p[3] as i64,
+            })
+            .collect();
         Ok(MemoryRateLimiter {
             inner: Arc::new(Inner {
                 policy,
+                params,
                 ns,
                 clock: self.clock,
                 map: Mutex::new(Map::default()),
@@ -424,16 +437,7 @@ impl Work {
 impl MemoryRateLimiter {
     fn one(&self, map: &mut Map, key: &str, prep: Prepared, now: i64) -> Decision {
         let policy = &self.inner.policy;
-        let ps: Vec<P> = policy
-            .params
-            .iter()
-            .map(|p| P {
-                id: p[0],
-                c: p[1] as i64,
-                w: p[2] as i64,
-                blk: p[3] as i64,
-            })
-            .collect();
+        let ps = self.inner.params.as_slice();
         let keys: Vec<String> = policy
             .suffixes
             .iter()
@@ -447,13 +451,13 @@ impl MemoryRateLimiter {
         }
         let mut works: Vec<Work> = keys
             .iter()
-            .zip(&ps)
+            .zip(ps)
             .map(|(k, &p)| Work::load(map, k, p, now, ph))
             .collect();
         let cost = if op == 1 { amount } else { 1 };
         let mut fits: Vec<bool> = works
             .iter()
-            .zip(&ps)
+            .zip(ps)
             .map(|(w, &p)| w.fits(p, now, cost))
             .collect();
         let mut all = fits.iter().all(|&f| f);
@@ -489,7 +493,7 @@ impl MemoryRateLimiter {
         }
         let raws: Vec<Raw> = works
             .iter()
-            .zip(&ps)
+            .zip(ps)
             .zip(&fits)
             .map(|((w, &p), &fit)| match w.till {
                 Some(till) => Raw {
