@@ -1,16 +1,21 @@
 -- KEYS[1] writer key (a string with the writer's token; never set for semaphores)
 -- KEYS[2] holders (sorted set: owner token -> expiry in server ms)
 -- KEYS[3] fencing counter (never expires)
+-- KEYS[4] waiting writers (sorted set: token -> expiry of the intent; none for semaphores)
 -- ARGV[1] owner token, ARGV[2] ttl in ms, ARGV[3] most holders at once (0: no limit)
 -- Takes a shared hold (a reader, or one permit of a semaphore) on server time. Returns
--- {1, fencing token}, or {0, ms until a holder expires} when a writer holds the resource
--- or every permit is taken.
+-- {1, fencing token}, or {0, ms to wait} when a writer holds the resource, a writer waits
+-- for it (writer preference), or every permit is taken.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 local writer_ttl = redis.call('PTTL', KEYS[1])
 if writer_ttl > 0 or writer_ttl == -1 then
   return {0, writer_ttl}
+end
+local waiting = redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')
+if waiting[2] and tonumber(waiting[2]) > now then
+  return {0, tonumber(waiting[2]) - now}
 end
 local limit = tonumber(ARGV[3])
 if limit > 0 and redis.call('ZCARD', KEYS[2]) >= limit then

@@ -1,16 +1,29 @@
 -- KEYS[1] writer key, KEYS[2] readers (sorted set: token -> expiry in server ms),
--- KEYS[3] fencing counter (never expires)
--- ARGV[1] owner token, ARGV[2] ttl in ms
+-- KEYS[3] fencing counter (never expires), KEYS[4] waiting writers (sorted set: token ->
+-- expiry of the intent in server ms)
+-- ARGV[1] owner token, ARGV[2] ttl in ms, ARGV[3] intent in ms (0: a single attempt that
+-- does not wait, so it records no intent)
 -- Takes the exclusive (write) side when no live reader and no writer holds the resource.
--- Returns {1, fencing token}, or {0, ms until the blocking holder expires}.
+-- A writer that will wait records its intent, which keeps new readers out (writer
+-- preference); taking the lock clears it. Returns {1, fencing token}, or {0, ms until the
+-- blocking holder expires}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local intent = tonumber(ARGV[3])
+local function busy(ms)
+  if intent > 0 then
+    redis.call('ZADD', KEYS[4], now + intent, ARGV[1])
+    redis.call('PEXPIRE', KEYS[4], intent)
+  end
+  return {0, ms}
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
 if last[2] then
-  return {0, math.max(1, tonumber(last[2]) - now)}
+  return busy(math.max(1, tonumber(last[2]) - now))
 end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('ZREM', KEYS[4], ARGV[1])
   return {1, redis.call('INCR', KEYS[3])}
 end
-return {0, redis.call('PTTL', KEYS[1])}
+return busy(redis.call('PTTL', KEYS[1]))

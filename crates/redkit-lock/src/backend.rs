@@ -22,6 +22,21 @@ pub(crate) enum Attempt {
 pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
     /// One attempt; rejects unusable resource names with a typed error.
     async fn try_lock(&self, resource: &str, token: &str, ttl: Duration) -> Result<Attempt>;
+    /// One attempt of a caller that keeps waiting when busy. The writer side of a
+    /// read-write lock records its intent then, so new readers stay out until it is in
+    /// (writer preference); the other kinds just try.
+    async fn try_lock_waiting(
+        &self,
+        resource: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<Attempt> {
+        self.try_lock(resource, token, ttl).await
+    }
+    /// The waiting caller gave up: drop its intent (an intent also lapses by itself).
+    async fn withdraw(&self, _resource: &str, _token: &str) -> Result<()> {
+        Ok(())
+    }
     async fn extend(&self, resource: &str, token: &str, ttl: Duration) -> Result<bool>;
     async fn release(&self, resource: &str, token: &str) -> Result<bool>;
     /// Remaining TTL while `token` owns the lock.
@@ -67,6 +82,10 @@ pub(crate) async fn try_acquire(
 
 /// The longest pause between attempts when no notification arrives.
 const MAX_FALLBACK: Duration = Duration::from_secs(1);
+/// How long a waiting writer's intent keeps new readers out unless renewed: longer than
+/// the longest pause between its attempts (the fallback plus its jitter), so it does not
+/// lapse while the writer waits; a writer that vanishes keeps readers out this long.
+pub(crate) const WRITER_INTENT: Duration = Duration::from_millis(3000);
 const MIN_FALLBACK: Duration = Duration::from_millis(5);
 
 pub(crate) async fn acquire(
@@ -82,7 +101,10 @@ pub(crate) async fn acquire(
     let mut listening_failed = false;
     loop {
         let sent = Instant::now();
-        let retry_after = match backend.try_lock(resource, &token, options.ttl).await? {
+        let retry_after = match backend
+            .try_lock_waiting(resource, &token, options.ttl)
+            .await?
+        {
             Attempt::Acquired { fence } => {
                 return Ok(LockGuard::new(
                     Arc::clone(backend),
@@ -97,6 +119,9 @@ pub(crate) async fn acquire(
         };
         let now = Instant::now();
         if now >= deadline {
+            if let Err(e) = backend.withdraw(resource, &token).await {
+                tracing::debug!(error = %e, "could not withdraw a waiting writer's intent; it lapses");
+            }
             return Err(Error::WaitTimeout {
                 resource: resource.to_string(),
                 waited: now - start,

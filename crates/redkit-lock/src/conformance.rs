@@ -420,6 +420,70 @@ pub async fn an_expired_reader_does_not_block_writers(s: &RwSuite) {
     w.release().await.unwrap();
 }
 
+pub async fn a_waiting_writer_keeps_new_readers_out(s: &RwSuite) {
+    let r = resource("rw-prefer");
+    let long = Duration::from_secs(30);
+    let reader = s.read_a.try_acquire(&r, long).await.unwrap().unwrap();
+    let write_b = Arc::clone(&s.write_b);
+    let r2 = r.clone();
+    let writer = tokio::spawn(async move {
+        write_b
+            .acquire(&r2, AcquireOptions::new(TTL).wait(Duration::from_secs(20)))
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        s.read_b.try_acquire(&r, TTL).await.unwrap().is_none(),
+        "a new reader got in ahead of the waiting writer"
+    );
+    reader
+        .extend(long)
+        .await
+        .expect("readers already in keep their hold");
+    assert!(reader.release().await.unwrap());
+    let w = writer.await.unwrap();
+    assert!(s.read_b.try_acquire(&r, TTL).await.unwrap().is_none());
+    assert!(w.release().await.unwrap());
+    let after = s
+        .read_b
+        .try_acquire(&r, TTL)
+        .await
+        .unwrap()
+        .expect("readers come back once the writer is done");
+    after.release().await.unwrap();
+}
+
+pub async fn a_writer_that_does_not_wait_or_gives_up_leaves_readers_in(s: &RwSuite) {
+    let r = resource("rw-noprefer");
+    let reader = s.read_a.try_acquire(&r, TTL).await.unwrap().unwrap();
+    assert!(s.write_b.try_acquire(&r, TTL).await.unwrap().is_none());
+    let second = s
+        .read_b
+        .try_acquire(&r, TTL)
+        .await
+        .unwrap()
+        .expect("a single write attempt records no intent");
+    let err = s
+        .write_b
+        .acquire(
+            &r,
+            AcquireOptions::new(TTL).wait(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::WaitTimeout { .. }), "{err:?}");
+    let third = s
+        .read_b
+        .try_acquire(&r, TTL)
+        .await
+        .unwrap()
+        .expect("a writer that gave up withdrew its intent");
+    for g in [reader, second, third] {
+        g.release().await.unwrap();
+    }
+}
+
 /// Semaphores of a given size over two handles.
 #[derive(Clone)]
 pub struct SemSuite {

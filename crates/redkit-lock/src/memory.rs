@@ -99,6 +99,8 @@ impl MemoryLockBuilder {
 struct Holds {
     exclusive: Option<(String, Duration)>,
     shared: HashMap<String, Duration>,
+    /// Writers waiting for a read-write lock: token -> end of the intent.
+    waiting: HashMap<String, Duration>,
 }
 
 impl Holds {
@@ -107,6 +109,7 @@ impl Holds {
             self.exclusive = None;
         }
         self.shared.retain(|_, exp| *exp > now);
+        self.waiting.retain(|_, exp| *exp > now);
     }
 
     /// The expiry of `token`'s hold of the given kind.
@@ -171,6 +174,55 @@ impl MemoryBackend {
         holds.prune(now);
         f(holds, fences.entry(key).or_insert(0), now)
     }
+
+    /// One attempt; a writer that will wait records an intent of `intent`.
+    fn attempt(
+        &self,
+        resource: &str,
+        token: &str,
+        ttl: Duration,
+        intent: Option<Duration>,
+    ) -> Result<Attempt> {
+        check_name(resource)?;
+        let kind = self.kind;
+        self.with_holds(resource, |holds, fence, now| {
+            let left = |exp: Duration| Some(exp.saturating_sub(now));
+            let busy = |holds: &mut Holds, retry_after| {
+                if let Some(intent) = intent {
+                    holds.waiting.insert(token.to_string(), now + intent);
+                }
+                Ok(Attempt::Busy { retry_after })
+            };
+            if let Some((_, exp)) = holds.exclusive.clone() {
+                return busy(holds, left(exp));
+            }
+            if kind == Kind::Read {
+                if let Some(end) = holds.waiting.values().max().copied() {
+                    return busy(holds, left(end));
+                }
+            }
+            match kind {
+                Kind::Mutex | Kind::Write if !holds.shared.is_empty() => {
+                    let end = holds.shared.values().max().and_then(|e| left(*e));
+                    busy(holds, end)
+                }
+                Kind::Permits(n) if holds.shared.len() >= n as usize => {
+                    let end = holds.shared.values().min().and_then(|e| left(*e));
+                    busy(holds, end)
+                }
+                _ => {
+                    holds.waiting.remove(token);
+                    if kind.exclusive() {
+                        holds.exclusive = Some((token.to_string(), now + ttl));
+                    } else {
+                        holds.shared.insert(token.to_string(), now + ttl);
+                    }
+                    *fence += 1;
+                    Ok(Attempt::Acquired { fence: *fence })
+                }
+            }
+        })
+    }
 }
 
 /// Names are checked exactly as the Redis backend checks them.
@@ -182,32 +234,22 @@ fn check_name(resource: &str) -> Result<()> {
 #[async_trait]
 impl Backend for MemoryBackend {
     async fn try_lock(&self, resource: &str, token: &str, ttl: Duration) -> Result<Attempt> {
-        check_name(resource)?;
-        let kind = self.kind;
-        self.with_holds(resource, |holds, fence, now| {
-            let left = |exp: Duration| Some(exp.saturating_sub(now));
-            let busy = |retry_after| Ok(Attempt::Busy { retry_after });
-            if let Some((_, exp)) = &holds.exclusive {
-                return busy(left(*exp));
-            }
-            match kind {
-                Kind::Mutex | Kind::Write if !holds.shared.is_empty() => {
-                    busy(holds.shared.values().max().and_then(|e| left(*e)))
-                }
-                Kind::Permits(n) if holds.shared.len() >= n as usize => {
-                    busy(holds.shared.values().min().and_then(|e| left(*e)))
-                }
-                _ => {
-                    if kind.exclusive() {
-                        holds.exclusive = Some((token.to_string(), now + ttl));
-                    } else {
-                        holds.shared.insert(token.to_string(), now + ttl);
-                    }
-                    *fence += 1;
-                    Ok(Attempt::Acquired { fence: *fence })
-                }
-            }
-        })
+        self.attempt(resource, token, ttl, None)
+    }
+
+    async fn try_lock_waiting(
+        &self,
+        resource: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<Attempt> {
+        let intent = (self.kind == Kind::Write).then_some(crate::backend::WRITER_INTENT);
+        self.attempt(resource, token, ttl, intent)
+    }
+
+    async fn withdraw(&self, resource: &str, token: &str) -> Result<()> {
+        self.with_holds(resource, |holds, _, _| holds.waiting.remove(token));
+        Ok(())
     }
 
     async fn extend(&self, resource: &str, token: &str, ttl: Duration) -> Result<bool> {

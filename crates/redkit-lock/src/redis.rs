@@ -313,6 +313,8 @@ pub(crate) struct Keys {
     /// The shared holders (readers, permits).
     pub(crate) holders: Key,
     pub(crate) fence: Key,
+    /// Writers waiting for a read-write lock (their intents keep new readers out).
+    pub(crate) waiting: Key,
     pub(crate) channel: String,
 }
 
@@ -340,6 +342,7 @@ pub(crate) fn keys(ns: &Keyspace, kind: Kind, resource: &str) -> Result<Keys> {
             "readers"
         })?,
         fence: base.child("fence")?,
+        waiting: base.child("writers-waiting")?,
         channel: format!("{base}:released"),
     })
 }
@@ -348,9 +351,15 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-#[async_trait]
-impl Backend for RedisBackend {
-    async fn try_lock(&self, resource: &str, token: &str, ttl: Duration) -> Result<Attempt> {
+impl RedisBackend {
+    /// One attempt; a writer that will wait records an intent of `intent` (zero: none).
+    async fn attempt(
+        &self,
+        resource: &str,
+        token: &str,
+        ttl: Duration,
+        intent: Duration,
+    ) -> Result<Attempt> {
         if let Some(b) = &self.batches {
             // The mutex fast path builds only the two keys it needs.
             let lock = self.ns.tagged(resource)?;
@@ -369,24 +378,60 @@ impl Backend for RedisBackend {
                 .call()
                 .key(&k.main)
                 .key(&k.holders)
-                .key(&k.fence),
+                .key(&k.fence)
+                .key(&k.waiting),
             Kind::Read | Kind::Permits(_) => SHARED_ACQUIRE
                 .call()
                 .key(&k.main)
                 .key(&k.holders)
-                .key(&k.fence),
+                .key(&k.fence)
+                .key(&k.waiting),
         };
-        let limit = match self.kind {
-            Kind::Permits(n) => n,
+        // the write script's third argument is the intent, the shared one's the limit
+        let third = match self.kind {
+            Kind::Permits(n) => u64::from(n),
+            Kind::Write if !intent.is_zero() => ms(intent),
             _ => 0,
         };
         let (ok, n): (i64, i64) = call
             .arg(token)
             .arg(ms(ttl))
-            .arg(limit)
+            .arg(third)
             .invoke(&self.redis)
             .await?;
         Ok(attempt(ok, n))
+    }
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+    async fn try_lock(&self, resource: &str, token: &str, ttl: Duration) -> Result<Attempt> {
+        self.attempt(resource, token, ttl, Duration::ZERO).await
+    }
+
+    async fn try_lock_waiting(
+        &self,
+        resource: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<Attempt> {
+        let intent = if self.kind == Kind::Write {
+            backend::WRITER_INTENT
+        } else {
+            Duration::ZERO
+        };
+        self.attempt(resource, token, ttl, intent).await
+    }
+
+    async fn withdraw(&self, resource: &str, token: &str) -> Result<()> {
+        if self.kind == Kind::Write {
+            let k = keys(&self.ns, self.kind, resource)?;
+            let _: i64 = self
+                .redis
+                .query(redkit_core::redis::cmd("ZREM").arg(&k.waiting).arg(token))
+                .await?;
+        }
+        Ok(())
     }
 
     async fn extend(&self, resource: &str, token: &str, ttl: Duration) -> Result<bool> {
@@ -482,7 +527,12 @@ mod tests {
         for kind in [Kind::Mutex, Kind::Read, Kind::Write, Kind::Permits(3)] {
             for resource in ["orders:42", "a", "x:y:z"] {
                 let k = keys(&namespace(&root, kind).unwrap(), kind, resource).unwrap();
-                let all = [k.main.as_str(), k.holders.as_str(), k.fence.as_str()];
+                let all = [
+                    k.main.as_str(),
+                    k.holders.as_str(),
+                    k.fence.as_str(),
+                    k.waiting.as_str(),
+                ];
                 assert!(redkit_core::same_slot(&all), "{kind:?} {all:?}");
             }
             assert!(keys(&namespace(&root, kind).unwrap(), kind, "user:{x").is_err());

@@ -85,6 +85,14 @@ macro_rules! kinds {
                 c::an_expired_reader_does_not_block_writers(&$rw.await).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_waiting_writer_keeps_new_readers_out() {
+                c::a_waiting_writer_keeps_new_readers_out(&$rw.await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_writer_that_does_not_wait_or_gives_up_leaves_readers_in() {
+                c::a_writer_that_does_not_wait_or_gives_up_leaves_readers_in(&$rw.await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_semaphore_admits_at_most_its_permits() {
                 c::a_semaphore_admits_at_most_its_permits(&$sem.await).await;
             }
