@@ -196,10 +196,10 @@ impl MemoryBackend {
             if let Some((_, exp)) = holds.exclusive.clone() {
                 return busy(holds, left(exp));
             }
-            if kind == Kind::Read {
-                if let Some(end) = holds.waiting.values().max().copied() {
-                    return busy(holds, left(end));
-                }
+            if kind == Kind::Read
+                && let Some(end) = holds.waiting.values().max().copied()
+            {
+                return busy(holds, left(end));
             }
             match kind {
                 Kind::Mutex | Kind::Write if !holds.shared.is_empty() => {
