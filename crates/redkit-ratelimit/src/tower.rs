@@ -139,12 +139,25 @@ fn peer(parts: &Parts) -> Option<IpAddr> {
     None
 }
 
+/// Which rate-limit header fields responses carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum HeaderStyle {
+    /// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers-10).
+    #[default]
+    Ietf,
+    /// The draft-10 fields plus `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
+    /// `X-RateLimit-Reset` (seconds) of the binding limit, which older clients read.
+    IetfAndLegacy,
+}
+
 /// Rate-limits the wrapped service; see the [module docs](self).
 #[derive(Clone)]
 pub struct RateLimitLayer {
     limiter: Arc<dyn RateLimiter>,
     key: KeyExtractor,
     headers_when_allowed: bool,
+    style: HeaderStyle,
 }
 
 impl fmt::Debug for RateLimitLayer {
@@ -163,7 +176,14 @@ impl RateLimitLayer {
             limiter,
             key,
             headers_when_allowed: true,
+            style: HeaderStyle::Ietf,
         }
+    }
+
+    /// Which header fields to send (default [`HeaderStyle::Ietf`]).
+    pub fn header_style(mut self, style: HeaderStyle) -> Self {
+        self.style = style;
+        self
     }
 
     /// Whether allowed responses carry the `RateLimit` headers too (default on; denied
@@ -228,11 +248,11 @@ where
                 Ok(d) if d.allowed => {
                     let mut resp = inner.call(req).await?;
                     if layer.headers_when_allowed {
-                        set_headers(resp.headers_mut(), layer.limiter.limits(), &d);
+                        set_headers(resp.headers_mut(), layer.limiter.limits(), &d, layer.style);
                     }
                     Ok(resp)
                 }
-                Ok(d) => Ok(too_many(layer.limiter.limits(), &d)),
+                Ok(d) => Ok(too_many(layer.limiter.limits(), &d, layer.style)),
                 Err(Error::InvalidKey(_)) => {
                     Ok(plain(StatusCode::BAD_REQUEST, "bad rate-limit key"))
                 }
@@ -304,16 +324,22 @@ pub fn ratelimit_header(limits: &[Limit], d: &Decision) -> String {
         .join(", ")
 }
 
-fn set_headers(headers: &mut http::HeaderMap, limits: &[Limit], d: &Decision) {
+fn set_headers(headers: &mut http::HeaderMap, limits: &[Limit], d: &Decision, style: HeaderStyle) {
     if let Ok(v) = HeaderValue::from_str(&policy_header(limits)) {
         headers.insert(RATELIMIT_POLICY, v);
     }
     if let Ok(v) = HeaderValue::from_str(&ratelimit_header(limits, d)) {
         headers.insert(RATELIMIT, v);
     }
+    if style == HeaderStyle::IetfAndLegacy {
+        headers.insert("x-ratelimit-limit", HeaderValue::from(d.limit));
+        headers.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
+        let reset = d.retry_after.unwrap_or(d.reset_after);
+        headers.insert("x-ratelimit-reset", HeaderValue::from(secs(reset)));
+    }
 }
 
-fn too_many<B: From<String>>(limits: &[Limit], d: &Decision) -> Response<B> {
+fn too_many<B: From<String>>(limits: &[Limit], d: &Decision, style: HeaderStyle) -> Response<B> {
     let violated: Vec<String> = limits
         .iter()
         .zip(&d.statuses)
@@ -328,7 +354,7 @@ fn too_many<B: From<String>>(limits: &[Limit], d: &Decision) -> Response<B> {
     let mut resp = Response::new(B::from(body));
     *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
     let headers = resp.headers_mut();
-    set_headers(headers, limits, d);
+    set_headers(headers, limits, d, style);
     let retry = d.retry_after.unwrap_or(d.reset_after);
     headers.insert(RETRY_AFTER, HeaderValue::from(secs(retry)));
     headers.insert(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
-use redkit_ratelimit::tower::{KeyExtractor, RateLimitLayer};
+use redkit_ratelimit::tower::{HeaderStyle, KeyExtractor, RateLimitLayer};
 use redkit_ratelimit::{Limit, RateLimiter, RedisRateLimiter};
 use tower::{Layer, ServiceExt, service_fn};
 
@@ -148,5 +148,27 @@ async fn the_peer_ip_is_the_key_and_a_dead_store_answers_503() {
             .unwrap()
             .status(),
         StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_headers_are_opt_in() {
+    let l = limiter(vec![Limit::fixed_window(2, Duration::from_secs(60))]).await;
+    let ietf = RateLimitLayer::new(l.clone(), KeyExtractor::global()).layer(service_fn(ok));
+    let resp = ietf.oneshot(request(None)).await.unwrap();
+    assert!(resp.headers().get("x-ratelimit-limit").is_none());
+    let both = RateLimitLayer::new(l, KeyExtractor::global())
+        .header_style(HeaderStyle::IetfAndLegacy)
+        .layer(service_fn(ok));
+    let resp = both.clone().oneshot(request(None)).await.unwrap();
+    let h = resp.headers();
+    assert_eq!(h["x-ratelimit-limit"], "2");
+    assert_eq!(h["x-ratelimit-remaining"], "0");
+    assert!(h.contains_key("ratelimit"));
+    let denied = both.oneshot(request(None)).await.unwrap();
+    assert_eq!(denied.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        denied.headers()["x-ratelimit-reset"],
+        denied.headers()["retry-after"]
     );
 }
