@@ -191,6 +191,37 @@ mod tests {
         assert!((200 / 16..200).contains(&n), "{n} batches for 200 calls");
     }
 
+    #[tokio::test(flavor = "current_thread")]
+    async fn queued_requests_are_spread_over_the_free_slots() {
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&sizes);
+        let c = Arc::new(Coalescer::new(128, 2, move |batch: Vec<u32>| {
+            seen.lock().unwrap().push(batch.len());
+            async move {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                Ok(batch)
+            }
+        }));
+        // On one thread all 64 calls queue before the batching task first runs.
+        let calls: Vec<_> = (0..64)
+            .map(|i| {
+                let c = Arc::clone(&c);
+                tokio::spawn(async move { c.call(i).await.unwrap() })
+            })
+            .collect();
+        for (i, call) in calls.into_iter().enumerate() {
+            assert_eq!(call.await.unwrap(), i as u32);
+        }
+        assert_eq!(
+            *sizes.lock().unwrap(),
+            [32, 32],
+            "two half batches, not one of 64"
+        );
+        // a lone call goes out alone, at once
+        assert_eq!(c.call(7).await.unwrap(), 7);
+        assert_eq!(sizes.lock().unwrap().last(), Some(&1));
+    }
+
     #[tokio::test]
     async fn a_failed_batch_fails_every_call_in_it() {
         let c = Coalescer::new(8, 1, |_batch: Vec<u8>| async {
