@@ -14,6 +14,15 @@ async fn ok(_req: Request<()>) -> Result<Response<String>, Infallible> {
     Ok(Response::new("hello".to_string()))
 }
 
+/// The status a service answers `req` with.
+async fn status<S>(svc: &S, req: Request<()>) -> StatusCode
+where
+    S: tower::Service<Request<()>, Response = Response<String>, Error = Infallible> + Clone,
+    S::Future: Send,
+{
+    svc.clone().oneshot(req).await.unwrap().status()
+}
+
 fn request(key: Option<&str>) -> Request<()> {
     let mut b = Request::builder().uri("/");
     if let Some(k) = key {
@@ -75,15 +84,12 @@ async fn requests_without_a_key_pass_or_get_400_when_required() {
     let open =
         RateLimitLayer::new(l.clone(), KeyExtractor::header("x-api-key")).layer(service_fn(ok));
     for _ in 0..3 {
-        assert_eq!(
-            open.clone().oneshot(request(None)).await.unwrap().status(),
-            StatusCode::OK
-        );
+        assert_eq!(status(&open, request(None)).await, StatusCode::OK);
     }
     let strict =
         RateLimitLayer::new(l, KeyExtractor::header("x-api-key").required()).layer(service_fn(ok));
     assert_eq!(
-        strict.oneshot(request(None)).await.unwrap().status(),
+        status(&strict, request(None)).await,
         StatusCode::BAD_REQUEST
     );
 }
@@ -116,37 +122,15 @@ async fn the_peer_ip_is_the_key_and_a_dead_store_answers_503() {
         );
         r
     };
+    assert_eq!(status(&svc, from("10.0.0.1")).await, StatusCode::OK);
     assert_eq!(
-        svc.clone()
-            .oneshot(from("10.0.0.1"))
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        svc.clone()
-            .oneshot(from("10.0.0.1"))
-            .await
-            .unwrap()
-            .status(),
+        status(&svc, from("10.0.0.1")).await,
         StatusCode::TOO_MANY_REQUESTS
     );
-    assert_eq!(
-        svc.clone()
-            .oneshot(from("10.0.0.2"))
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(status(&svc, from("10.0.0.2")).await, StatusCode::OK);
     server.kill();
     assert_eq!(
-        svc.clone()
-            .oneshot(from("10.0.0.3"))
-            .await
-            .unwrap()
-            .status(),
+        status(&svc, from("10.0.0.3")).await,
         StatusCode::SERVICE_UNAVAILABLE
     );
 }
