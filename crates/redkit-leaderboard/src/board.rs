@@ -386,6 +386,24 @@ impl Spec {
         self.sign * self.group(stored) + 0.0
     }
 
+    /// The ranks of a run of entries that starts at 0-based position `pos`, given the
+    /// rank of its first entry and every entry's group: equal groups share a rank in the
+    /// standard and dense styles.
+    pub(crate) fn ranks(&self, first: u64, pos: u64, groups: &[f64]) -> Vec<u64> {
+        let mut out: Vec<u64> = Vec::with_capacity(groups.len());
+        for (i, g) in groups.iter().enumerate() {
+            let rank = match out.last() {
+                None => first,
+                Some(_) if self.board.ranking == Ranking::Ordinal => pos + i as u64 + 1,
+                Some(&prev) if groups[i - 1] == *g => prev,
+                Some(_) if self.board.ranking == Ranking::Standard => pos + i as u64 + 1,
+                Some(&prev) => prev + 1,
+            };
+            out.push(rank);
+        }
+        out
+    }
+
     /// The tie-break step of a time, or an error outside the horizon.
     pub(crate) fn step(&self, now_ms: i64) -> Result<f64> {
         if self.bits == 0 {

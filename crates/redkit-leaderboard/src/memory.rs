@@ -121,27 +121,21 @@ impl Sheet {
         run: impl Iterator<Item = &'a (Stored, String)>,
         pos: u64,
     ) -> Vec<Entry> {
-        let mut out: Vec<Entry> = Vec::new();
-        let mut prev: Option<(f64, u64)> = None;
-        for (i, (stored, member)) in run.enumerate() {
-            let g = spec.group(stored.0);
-            let at = pos + i as u64;
-            let rank = match prev {
-                None => self.first_rank(spec, g, at),
-                Some(_) if spec.board.ranking == Ranking::Ordinal => at + 1,
-                Some((pg, pr)) if pg == g => pr,
-                Some(_) if spec.board.ranking == Ranking::Standard => at + 1,
-                Some((_, pr)) => pr + 1,
-            };
-            prev = Some((g, rank));
-            out.push(Entry {
+        let run: Vec<&(Stored, String)> = run.collect();
+        let groups: Vec<f64> = run.iter().map(|(s, _)| spec.group(s.0)).collect();
+        let Some(&g0) = groups.first() else {
+            return Vec::new();
+        };
+        let ranks = spec.ranks(self.first_rank(spec, g0, pos), pos, &groups);
+        run.into_iter()
+            .zip(ranks)
+            .map(|((stored, member), rank)| Entry {
                 member: member.clone(),
                 score: spec.decode(stored.0),
                 rank,
                 data: self.data.get(member).cloned(),
-            });
-        }
-        out
+            })
+            .collect()
     }
 }
 

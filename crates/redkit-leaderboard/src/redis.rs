@@ -6,12 +6,12 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redkit_core::redis::Value;
-use redkit_core::{Invocation, Key, Redis, Script};
+use redkit_core::redis::{Value, cmd};
+use redkit_core::{Invocation, Key, Pipeline, Redis, Script};
 
 use crate::board::{Spec, check_batch, check_count, check_member};
 use crate::{
-    Aggregate, Board, Entry, Error, Leaderboard, Mode, Removal, Result, Scope, Submission,
+    Aggregate, Board, Entry, Error, Leaderboard, Mode, Ranking, Removal, Result, Scope, Submission,
     Submitted,
 };
 
@@ -95,6 +95,65 @@ impl RedisLeaderboard {
         Ok(self.call(&READ).arg(self.inner.spec.scope_arg(scope)?))
     }
 
+    /// The key of a scope that needs no clock (all-time and combined boards): those are
+    /// read with plain commands where one command answers, without a script.
+    fn fixed_key(&self, scope: &Scope) -> Result<Option<String>> {
+        Ok(match scope {
+            Scope::AllTime | Scope::Combined(_) => Some(format!(
+                "{}:{}",
+                self.inner.base.as_str(),
+                self.inner.spec.scope_arg(scope)?
+            )),
+            _ => None,
+        })
+    }
+
+    /// A range read with `ZRANGE ... WITHSCORES` (and `HMGET` for the data, only when the
+    /// board has any): ranks follow from the position on ordinal boards and from the
+    /// first page's top on the others.
+    async fn range_direct(&self, key: &str, start: u64, count: u64) -> Result<Vec<Entry>> {
+        let spec = &self.inner.spec;
+        let redis = &self.inner.redis;
+        let mut pipe = Pipeline::new();
+        pipe.cmd(
+            cmd("ZRANGE")
+                .arg(key)
+                .arg(start)
+                .arg(start + count - 1)
+                .arg("WITHSCORES")
+                .to_owned(),
+        )
+        .cmd(cmd("EXISTS").arg(format!("{key}:data")).to_owned());
+        let (range, has_data): (Value, bool) = pipe.query(redis).await?;
+        let pairs = parse_pairs(range)?;
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let data: Vec<Option<String>> = if has_data {
+            let mut hmget = cmd("HMGET");
+            hmget.arg(format!("{key}:data"));
+            for (m, _) in &pairs {
+                hmget.arg(m.as_str());
+            }
+            redis.query(&hmget).await?
+        } else {
+            vec![None; pairs.len()]
+        };
+        let groups: Vec<f64> = pairs.iter().map(|(_, s)| spec.group(*s)).collect();
+        let ranks = spec.ranks(if start == 0 { 1 } else { start + 1 }, start, &groups);
+        Ok(pairs
+            .into_iter()
+            .zip(ranks)
+            .zip(data)
+            .map(|(((member, stored), rank), data)| Entry {
+                member,
+                score: spec.decode(stored),
+                rank,
+                data,
+            })
+            .collect())
+    }
+
     async fn ranked(&self, call: Invocation<'static>) -> Result<Vec<Entry>> {
         let values: Vec<Value> = call.invoke(&self.inner.redis).await?;
         Ok(parse_entries(&self.inner.spec, values)?
@@ -129,6 +188,36 @@ fn int(v: &Value) -> Result<i64> {
 fn parse_stored(s: &str) -> Result<f64> {
     s.parse::<f64>()
         .map_err(|_| unexpected(format!("`{s}` is not a score")))
+}
+
+/// Member and stored value pairs of a `ZRANGE ... WITHSCORES` reply: flat on RESP2, pairs
+/// on RESP3.
+fn parse_pairs(v: Value) -> Result<Vec<(String, f64)>> {
+    let Value::Array(items) = v else {
+        return Err(unexpected(format!("ZRANGE replied {v:?}")));
+    };
+    let score = |v: &Value| match v {
+        Value::Double(d) => Ok(*d),
+        other => parse_stored(&text(other)?.ok_or_else(|| unexpected("a nil score"))?),
+    };
+    let member = |v: &Value| text(v)?.ok_or_else(|| unexpected("a nil member"));
+    if items.iter().all(|i| matches!(i, Value::Array(_))) {
+        items
+            .iter()
+            .map(|pair| match pair {
+                Value::Array(p) if p.len() == 2 => Ok((member(&p[0])?, score(&p[1])?)),
+                other => Err(unexpected(format!("a ZRANGE pair {other:?}"))),
+            })
+            .collect()
+    } else {
+        items
+            .chunks(2)
+            .map(|p| match p {
+                [m, s] => Ok((member(m)?, score(s)?)),
+                _ => Err(unexpected("an odd ZRANGE reply")),
+            })
+            .collect()
+    }
 }
 
 /// Entries from the scripts' flat member, stored, rank, data reply.
@@ -270,6 +359,11 @@ impl Leaderboard for RedisLeaderboard {
         if start > i64::MAX as u64 / 2 {
             return Ok(Vec::new());
         }
+        if let Some(key) = self.fixed_key(scope)?
+            && (start == 0 || self.inner.spec.board.ranking == Ranking::Ordinal)
+        {
+            return self.range_direct(&key, start, count).await;
+        }
         self.ranked(self.read(scope)?.arg("range").arg(start).arg(count))
             .await
     }
@@ -365,6 +459,38 @@ impl Leaderboard for RedisLeaderboard {
                 spec.max_group
             ))),
             other => Err(unexpected(format!("combine replied {other:?}"))),
+        }
+    }
+
+    async fn rank(&self, scope: &Scope, member: &str) -> Result<Option<u64>> {
+        check_member(member)?;
+        match self.fixed_key(scope)? {
+            Some(key) if self.inner.spec.board.ranking == Ranking::Ordinal => {
+                let pos: Option<u64> = self
+                    .inner
+                    .redis
+                    .query(cmd("ZRANK").arg(key).arg(member))
+                    .await?;
+                Ok(pos.map(|p| p + 1))
+            }
+            _ => Ok(self.entry(scope, member).await?.map(|e| e.rank)),
+        }
+    }
+
+    async fn score(&self, scope: &Scope, member: &str) -> Result<Option<f64>> {
+        check_member(member)?;
+        match self.fixed_key(scope)? {
+            Some(key) => {
+                let stored: Option<String> = self
+                    .inner
+                    .redis
+                    .query(cmd("ZSCORE").arg(key).arg(member))
+                    .await?;
+                stored
+                    .map(|s| parse_stored(&s).map(|v| self.inner.spec.decode(v)))
+                    .transpose()
+            }
+            None => Ok(self.entry(scope, member).await?.map(|e| e.score)),
         }
     }
 
