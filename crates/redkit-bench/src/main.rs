@@ -2,7 +2,7 @@
 //! `redis://127.0.0.1:$PORT`) and prints one JSON line per measurement, in the shape of the
 //! peer scripts in `shared/peers` (`peer`, `case`, `N`, `C`, then the metric).
 //!
-//! Cases: `ratelimit` — single `check()` calls over 1000 keys (see `ratelimit.rs`); `leaderboard` — rank, around-me and top-100 latency on a 1,000,000-member board next to raw commands (see `leaderboard.rs`); `lock-handoff` — contended hand-offs, notified vs polling; `lock` — uncontended acquire + release pairs (see `lock.rs`); `raw` — SET or GET (one command per operation) through the shared multiplexed connection, through a pool
+//! Cases: `ratelimit` — single `check()` calls over 1000 keys (see `ratelimit.rs`); `leaderboard` — rank, around-me and top-100 latency on a 1,000,000-member board next to raw commands (see `leaderboard.rs`); `geo` — radius searches on 1,000,000 places next to raw GEOSEARCH (see `geo.rs`); `lock-handoff` — contended hand-offs, notified vs polling; `lock` — uncontended acquire + release pairs (see `lock.rs`); `raw` — SET or GET (one command per operation) through the shared multiplexed connection, through a pool
 //! checkout per operation, and through a bare redis-rs multiplexed connection (the
 //! baseline for redkit's own overhead). `N` and `C` override the operation count and
 //! the number of concurrent tasks.
@@ -10,13 +10,21 @@
 
 use std::time::Instant;
 
+mod geo;
 mod leaderboard;
 mod lock;
 mod ratelimit;
 mod raw;
 
 /// Every case this binary runs (`redkit-bench --list`).
-const CASES: &[&str] = &["raw", "lock", "lock-handoff", "ratelimit", "leaderboard"];
+const CASES: &[&str] = &[
+    "raw",
+    "lock",
+    "lock-handoff",
+    "ratelimit",
+    "leaderboard",
+    "geo",
+];
 
 /// Settings shared by every case.
 #[derive(Debug, Clone)]
@@ -138,6 +146,14 @@ async fn cases() {
                     c: 1,
                 };
                 leaderboard::run(&bench).await;
+            }
+            "geo" => {
+                let bench = Bench {
+                    url: url.clone(),
+                    n: env_usize("N").unwrap_or(2_000),
+                    c: 1,
+                };
+                geo::run(&bench).await;
             }
             other => {
                 eprintln!("unknown case {other:?}; known: {}", CASES.join(", "));
