@@ -64,6 +64,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     lock_tour(redis.as_ref()).await?;
     ratelimit_tour(redis.as_ref()).await?;
+    leaderboard_tour(redis.as_ref()).await?;
+    geo_tour(redis.as_ref()).await?;
     println!("\nthe other pattern crates add their part of the tour when they land.");
     drop(server);
     Ok(())
@@ -259,5 +261,89 @@ async fn ratelimit_tour(redis: Option<&Redis>) -> Result<(), Box<dyn std::error:
         Err(e) => println!("a cost above every capacity is an error, not a wait: {e}"),
         Ok(d) => println!("unexpected: {d:?}"),
     }
+    Ok(())
+}
+
+async fn leaderboard_tour(redis: Option<&Redis>) -> Result<(), Box<dyn std::error::Error>> {
+    use redkit::leaderboard::{
+        Board, Leaderboard, MemoryLeaderboard, Period, Ranking, RedisLeaderboard, Scope, Submission,
+    };
+    println!("\n-- redkit-leaderboard --");
+    let board = Board::named(format!("tour-{}", std::process::id()))
+        .prefix("tour")
+        .ranking(Ranking::Dense)
+        .periods([Period::Daily]);
+    let lb: Arc<dyn Leaderboard> = match redis {
+        Some(r) => Arc::new(RedisLeaderboard::new(r, board)?),
+        None => Arc::new(MemoryLeaderboard::new(board)?),
+    };
+    // one atomic write updates the all-time and today's board
+    lb.submit_batch(&[
+        Submission::best("ann", 50.0).data("Ann"),
+        Submission::best("bob", 50.0).data("Bob"),
+        Submission::best("cid", 30.0),
+        Submission::increment("dee", 10.0),
+    ])
+    .await?;
+    for e in lb.top(&Scope::Current(Period::Daily), 4).await? {
+        println!(
+            "today #{} {} ({}) {}",
+            e.rank,
+            e.member,
+            e.data.as_deref().unwrap_or("-"),
+            e.score
+        );
+    }
+    let around = lb.around(&Scope::AllTime, "cid", 1).await?;
+    println!(
+        "around cid: {:?}",
+        around.iter().map(|e| e.member.as_str()).collect::<Vec<_>>()
+    );
+    println!(
+        "dee's percentile: {:?}; an infinite score: {}",
+        lb.percentile(&Scope::AllTime, "dee").await?,
+        lb.submit(Submission::replace("eve", f64::INFINITY))
+            .await
+            .unwrap_err()
+    );
+    Ok(())
+}
+
+async fn geo_tour(redis: Option<&Redis>) -> Result<(), Box<dyn std::error::Error>> {
+    use redkit::geo::{
+        Center, GeoIndex, MemoryGeoIndex, Place, Point, RedisGeoIndex, Search, Unit,
+    };
+    println!("\n-- redkit-geo --");
+    let geo: Arc<dyn GeoIndex> = match redis {
+        Some(r) => Arc::new(RedisGeoIndex::with_prefix(
+            r,
+            "tour",
+            &format!("sicily-{}", std::process::id()),
+        )?),
+        None => Arc::new(MemoryGeoIndex::new()),
+    };
+    geo.add(&[
+        Place::new("Palermo", 13.361389, 38.115556).metadata("capital"),
+        Place::new("Catania", 15.087269, 37.502669),
+        Place::new("Dateline", 180.0, 0.0),
+    ])
+    .await?;
+    let hits = geo
+        .search(&Search::radius(Point::new(15.0, 37.0), 200.0, Unit::Kilometers).with_metadata())
+        .await?;
+    for h in &hits {
+        println!("{} at {} km ({:?})", h.id, h.distance, h.metadata);
+    }
+    let far = geo
+        .nearest(Center::Point(Point::new(-179.9, 0.0)), 1, 1000.0)
+        .await?;
+    println!(
+        "nearest to 179.9 W: {} at {} m (stored just inside the grid, so found)",
+        far[0].id, far[0].distance
+    );
+    println!(
+        "latitude 89 is refused: {}",
+        geo.add(&[Place::new("pole", 0.0, 89.0)]).await.unwrap_err()
+    );
     Ok(())
 }
