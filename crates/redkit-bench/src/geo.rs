@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use redkit_core::{Redis, RedisConfig, redis};
 use redkit_geo::{GeoIndex, Place, Point, RedisGeoIndex, Search, Unit};
 
-use crate::{Bench, env_usize};
+use crate::{Bench, Rounds, env_usize};
 
 fn centre(i: usize) -> Point {
     let mut rng = fastrand::Rng::with_seed(i as u64);
@@ -92,10 +92,6 @@ async fn measure(
     (lat, hits)
 }
 
-fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
 pub(crate) async fn run(b: &Bench) {
     let points = env_usize("POINTS").unwrap_or(1_000_000);
     let rounds = env_usize("ROUNDS").unwrap_or(5);
@@ -106,35 +102,30 @@ pub(crate) async fn run(b: &Bench) {
     load(&geo, &redis, points).await;
     eprintln!("loaded {points} places in {:?}", started.elapsed());
     for mode in ["radius-2km", "nearest-50-in-10km", "nearest-50"] {
-        let mut results: Vec<(&str, Vec<f64>, Vec<Duration>, usize)> = vec![
-            ("redis-rs", Vec::new(), Vec::new(), 0),
-            ("redkit", Vec::new(), Vec::new(), 0),
+        let mut paths = [
+            ("redis-rs", Rounds::default(), 0),
+            ("redkit", Rounds::default(), 0),
         ];
         for round in 0..rounds {
             for k in 0..2 {
-                let idx = (round + k) % 2;
-                let (lat, hits) = measure(mode, results[idx].0, &geo, &redis, b.n).await;
-                let mean = lat.iter().map(|d| micros(*d)).sum::<f64>() / lat.len() as f64;
-                results[idx].1.push(mean);
-                results[idx].2.extend(lat);
-                results[idx].3 += hits;
+                let (who, samples, hits) = &mut paths[(round + k) % 2];
+                let (lat, found) = measure(mode, who, &geo, &redis, b.n).await;
+                samples.push(lat);
+                *hits += found;
             }
         }
-        let mut base = None;
-        for (who, mut means, mut all, hits) in results {
-            means.sort_by(f64::total_cmp);
-            all.sort();
-            let median = means[means.len() / 2];
-            let p = |q: f64| micros(all[((all.len() - 1) as f64 * q) as usize]);
-            let base = *base.get_or_insert(median);
-            let line = serde_json::json!({
-                "peer": who, "case": "geo", "mode": mode, "N": b.n, "C": 1, "points": points,
-                "mean_hits": (hits as f64 / (rounds * b.n) as f64 * 10.0).round() / 10.0,
-                "mean_us": (median * 10.0).round() / 10.0,
-                "p50_us": (p(0.5) * 10.0).round() / 10.0, "p99_us": (p(0.99) * 10.0).round() / 10.0,
-                "vs_raw": (median / base * 1000.0).round() / 1000.0,
-            });
-            println!("{line}");
-        }
+        let calls = (rounds * b.n).max(1) as f64;
+        let paths = paths
+            .into_iter()
+            .map(|(w, r, hits)| {
+                let mean_hits = (hits as f64 / calls * 10.0).round() / 10.0;
+                (
+                    w,
+                    r,
+                    serde_json::json!({ "points": points, "mean_hits": mean_hits }),
+                )
+            })
+            .collect();
+        Rounds::report("geo", mode, b.n, paths);
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use redkit_core::{Redis, RedisConfig, redis};
 use redkit_leaderboard::{Board, Leaderboard, RedisLeaderboard, Scope, Submission};
 
-use crate::{Bench, env_usize};
+use crate::{Bench, Rounds, env_usize};
 
 const RAW: &str = "bench:lb:raw";
 
@@ -137,10 +137,6 @@ async fn measure(
     }
 }
 
-fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
 pub(crate) async fn run(b: &Bench) {
     let members = env_usize("MEMBERS").unwrap_or(1_000_000);
     let rounds = env_usize("ROUNDS").unwrap_or(5);
@@ -151,34 +147,21 @@ pub(crate) async fn run(b: &Bench) {
     load(&redis, &lb, members).await;
     eprintln!("loaded {members} members twice in {:?}", started.elapsed());
     for mode in ["rank", "around", "top100"] {
-        let mut results: Vec<(String, Vec<f64>, Vec<Duration>)> = vec![
-            ("redis-rs".into(), Vec::new(), Vec::new()),
-            ("redkit".into(), Vec::new(), Vec::new()),
+        let mut paths = [
+            ("redis-rs", Rounds::default()),
+            ("redkit", Rounds::default()),
         ];
         for round in 0..rounds {
             for k in 0..2 {
-                let idx = (round + k) % 2;
-                let who = results[idx].0.clone();
-                let lat = measure(mode, &who, &lb, &redis, b.n, members).await;
-                let mean = lat.iter().map(|d| micros(*d)).sum::<f64>() / lat.len() as f64;
-                results[idx].1.push(mean);
-                results[idx].2.extend(lat);
+                let (who, rounds) = &mut paths[(round + k) % 2];
+                rounds.push(measure(mode, who, &lb, &redis, b.n, members).await);
             }
         }
-        let mut base = None;
-        for (who, mut means, mut all) in results {
-            means.sort_by(f64::total_cmp);
-            all.sort();
-            let median = means[means.len() / 2];
-            let p = |q: f64| micros(all[((all.len() - 1) as f64 * q) as usize]);
-            let base = *base.get_or_insert(median);
-            let line = serde_json::json!({
-                "peer": who, "case": "leaderboard", "mode": mode, "N": b.n, "C": 1,
-                "members": members, "mean_us": (median * 10.0).round() / 10.0,
-                "p50_us": (p(0.5) * 10.0).round() / 10.0, "p99_us": (p(0.99) * 10.0).round() / 10.0,
-                "vs_raw": (median / base * 1000.0).round() / 1000.0,
-            });
-            println!("{line}");
-        }
+        let extra = serde_json::json!({ "members": members });
+        let paths = paths
+            .into_iter()
+            .map(|(w, r)| (w, r, extra.clone()))
+            .collect();
+        Rounds::report("leaderboard", mode, b.n, paths);
     }
 }

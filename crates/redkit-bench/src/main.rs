@@ -46,6 +46,48 @@ fn report(peer: &str, case: &str, mode: &str, n: usize, c: usize, metric: &str, 
     println!("{line}");
 }
 
+/// Latency samples of one path over several rounds: each round's mean, and every call.
+#[derive(Debug, Default)]
+struct Rounds {
+    means: Vec<f64>,
+    all: Vec<std::time::Duration>,
+}
+
+impl Rounds {
+    fn push(&mut self, latencies: Vec<std::time::Duration>) {
+        let us = |d: &std::time::Duration| d.as_secs_f64() * 1e6;
+        self.means
+            .push(latencies.iter().map(us).sum::<f64>() / latencies.len().max(1) as f64);
+        self.all.extend(latencies);
+    }
+
+    /// Prints one line per path (the first is the baseline of `vs_raw`): the median
+    /// round's mean, p50 and p99 over all calls, in µs, plus `extra` fields.
+    fn report(case: &str, mode: &str, n: usize, paths: Vec<(&str, Rounds, serde_json::Value)>) {
+        let mut base = None;
+        for (who, mut r, extra) in paths {
+            r.means.sort_by(f64::total_cmp);
+            r.all.sort();
+            let median = r.means.get(r.means.len() / 2).copied().unwrap_or(0.0);
+            let p = |q: f64| {
+                let i = ((r.all.len().max(1) - 1) as f64 * q) as usize;
+                r.all.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e6)
+            };
+            let base = *base.get_or_insert(median);
+            let round1 = |x: f64| (x * 10.0).round() / 10.0;
+            let mut line = serde_json::json!({
+                "peer": who, "case": case, "mode": mode, "N": n, "C": 1,
+                "mean_us": round1(median), "p50_us": round1(p(0.5)), "p99_us": round1(p(0.99)),
+                "vs_raw": (median / base * 1000.0).round() / 1000.0,
+            });
+            if let (Some(line), serde_json::Value::Object(extra)) = (line.as_object_mut(), extra) {
+                line.extend(extra);
+            }
+            println!("{line}");
+        }
+    }
+}
+
 /// Runs `f` on `c` tasks until `n` operations are done; returns operations per second.
 async fn run_concurrent<F, Fut>(n: usize, c: usize, f: F) -> f64
 where

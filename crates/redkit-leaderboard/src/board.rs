@@ -519,6 +519,33 @@ impl Spec {
         })
     }
 
+    /// Validates a combine call: the combined board's scope argument and the ttl in ms
+    /// (0 for none).
+    pub(crate) fn check_combine(
+        &self,
+        name: &str,
+        sources: &[Scope],
+        ttl: Option<std::time::Duration>,
+    ) -> Result<(String, u64)> {
+        let dest = self.scope_arg(&Scope::Combined(name.to_string()))?;
+        if sources.is_empty() {
+            return Err(Error::InvalidArgument(
+                "combine needs at least one source".into(),
+            ));
+        }
+        check_batch(sources.len())?;
+        let ttl_ms = match ttl {
+            None => 0,
+            Some(t) if t.as_millis() == 0 => {
+                return Err(Error::InvalidArgument(
+                    "a combined board's ttl must be at least 1 ms".into(),
+                ));
+            }
+            Some(t) => u64::try_from(t.as_millis()).unwrap_or(u64::MAX),
+        };
+        Ok((dest, ttl_ms))
+    }
+
     /// The period index of a relative or absolute scope argument at `now_secs`.
     pub(crate) fn resolve(&self, arg: &str, now_secs: i64) -> String {
         if arg == "all" || arg.starts_with("x:") {

@@ -432,18 +432,8 @@ impl Leaderboard for MemoryLeaderboard {
         ttl: Option<Duration>,
     ) -> Result<u64> {
         let spec = &*self.spec;
+        spec.check_combine(name, sources, ttl)?;
         let dest = self.key(&Scope::Combined(name.to_string()))?;
-        if sources.is_empty() {
-            return Err(Error::InvalidArgument(
-                "combine needs at least one source".into(),
-            ));
-        }
-        check_batch(sources.len())?;
-        if ttl.is_some_and(|t| t.as_millis() == 0) {
-            return Err(Error::InvalidArgument(
-                "a combined board's ttl must be at least 1 ms".into(),
-            ));
-        }
         let keys = sources
             .iter()
             .map(|s| self.key(s))

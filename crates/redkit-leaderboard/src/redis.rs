@@ -427,22 +427,7 @@ impl Leaderboard for RedisLeaderboard {
         ttl: Option<Duration>,
     ) -> Result<u64> {
         let spec = &self.inner.spec;
-        let dest = spec.scope_arg(&Scope::Combined(name.to_string()))?;
-        if sources.is_empty() {
-            return Err(Error::InvalidArgument(
-                "combine needs at least one source".into(),
-            ));
-        }
-        check_batch(sources.len())?;
-        let ttl_ms = match ttl {
-            None => 0,
-            Some(t) if t.as_millis() == 0 => {
-                return Err(Error::InvalidArgument(
-                    "a combined board's ttl must be at least 1 ms".into(),
-                ));
-            }
-            Some(t) => u64::try_from(t.as_millis()).unwrap_or(u64::MAX),
-        };
+        let (dest, ttl_ms) = spec.check_combine(name, sources, ttl)?;
         let mut call = self
             .call(&COMBINE)
             .arg(dest)
