@@ -28,6 +28,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 2025 for 50 years: scores up to ±8,388,607).
     let board = Board::named(format!("arena-{}", std::process::id()))
         .prefix("example")
+        .member_data(true)
         .periods([Period::Daily, Period::Weekly])
         .ranking(Ranking::Standard)
         .tie_break(TieBreak::earliest_first(

@@ -271,6 +271,7 @@ async fn leaderboard_tour(redis: Option<&Redis>) -> Result<(), Box<dyn std::erro
     println!("\n-- redkit-leaderboard --");
     let board = Board::named(format!("tour-{}", std::process::id()))
         .prefix("tour")
+        .member_data(true)
         .ranking(Ranking::Dense)
         .periods([Period::Daily]);
     let lb: Arc<dyn Leaderboard> = match redis {

@@ -219,6 +219,7 @@ pub struct Board {
     pub(crate) periods: Vec<Period>,
     pub(crate) utc_offset: i32,
     pub(crate) keep_finished: u32,
+    pub(crate) member_data: bool,
 }
 
 impl Board {
@@ -234,7 +235,17 @@ impl Board {
             periods: Vec::new(),
             utc_offset: 0,
             keep_finished: 1,
+            member_data: false,
         }
+    }
+
+    /// Stores data with members (`Submission::data`) and returns it with every entry, in
+    /// the same round trip as the ranks. Off by default: submissions with data are then
+    /// refused, and reads of all-time and combined boards that one command answers are
+    /// sent as that command, without a script.
+    pub fn member_data(mut self, on: bool) -> Board {
+        self.member_data = on;
+        self
     }
 
     /// The key prefix.
@@ -445,6 +456,12 @@ impl Spec {
         check_batch(subs.len())?;
         for s in subs {
             check_member(&s.member)?;
+            if s.data.is_some() && !self.board.member_data {
+                return Err(Error::InvalidArgument(format!(
+                    "data for `{}` on a board without member data (see Board::member_data)",
+                    s.member
+                )));
+            }
             if let Some(d) = &s.data
                 && d.len() > MAX_DATA_LEN
             {

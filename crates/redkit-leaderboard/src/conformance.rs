@@ -376,7 +376,11 @@ pub async fn percentiles_and_score_ranges(s: &Suite) {
 }
 
 pub async fn member_data_comes_with_entries_and_goes_with_removals(s: &Suite) {
-    let lb = s.board(Board::named("data").ranking(Ranking::Dense));
+    let lb = s.board(
+        Board::named("data")
+            .ranking(Ranking::Dense)
+            .member_data(true),
+    );
     let subs: Vec<Submission> = (0..6)
         .map(|i| {
             Submission::replace(format!("p{i}"), f64::from(60 - i * 10))
@@ -440,6 +444,7 @@ pub async fn member_data_comes_with_entries_and_goes_with_removals(s: &Suite) {
 pub async fn period_boards_are_written_together_and_expire(s: &Suite) {
     let lb = s.board(
         Board::named("periodic")
+            .member_data(true)
             .periods([Period::Daily, Period::Weekly, Period::Monthly])
             .keep_finished(1),
     );
@@ -518,7 +523,11 @@ pub async fn period_boards_are_written_together_and_expire(s: &Suite) {
 }
 
 pub async fn combined_boards_sum_or_pick_scores(s: &Suite) {
-    let lb = s.board(Board::named("combo").tie_break(ms_tie_break()));
+    let lb = s.board(
+        Board::named("combo")
+            .tie_break(ms_tie_break())
+            .member_data(true),
+    );
     seed(&*lb, &[("ann", 10.0), ("bob", 20.0)]).await;
     lb.submit(Submission::replace("ann", 10.0).data("Ann"))
         .await
@@ -619,6 +628,15 @@ pub async fn bad_input_is_a_typed_error(s: &Suite) {
         assert!(matches!(e, Error::InvalidMember(_)), "{e:?}");
     }
     let e = lb
+        .submit(Submission::replace("m", 1.0).data("name"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::InvalidArgument(_)),
+        "data without member_data: {e:?}"
+    );
+    let with_data = s.board(Board::named("bad-data").member_data(true));
+    let e = with_data
         .submit(Submission::replace("m", 1.0).data("d".repeat(crate::MAX_DATA_LEN + 1)))
         .await
         .unwrap_err();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redkit_core::redis::{Value, cmd};
-use redkit_core::{Invocation, Key, Pipeline, Redis, Script};
+use redkit_core::{Invocation, Key, Redis, Script};
 
 use crate::board::{Spec, check_batch, check_count, check_member};
 use crate::{
@@ -108,48 +108,41 @@ impl RedisLeaderboard {
         })
     }
 
-    /// A range read with `ZRANGE ... WITHSCORES` (and `HMGET` for the data, only when the
-    /// board has any): ranks follow from the position on ordinal boards and from the
-    /// first page's top on the others.
+    /// The key of a scope whose range reads may skip the script: a board without member
+    /// data, read where no clock is needed.
+    fn direct_key(&self, scope: &Scope) -> Result<Option<String>> {
+        if self.inner.spec.board.member_data {
+            return Ok(None);
+        }
+        self.fixed_key(scope)
+    }
+
+    /// A range read with one `ZRANGE ... WITHSCORES`: ranks follow from the position on
+    /// ordinal boards, and from the top on the first page of the others.
     async fn range_direct(&self, key: &str, start: u64, count: u64) -> Result<Vec<Entry>> {
         let spec = &self.inner.spec;
-        let redis = &self.inner.redis;
-        let mut pipe = Pipeline::new();
-        pipe.cmd(
-            cmd("ZRANGE")
-                .arg(key)
-                .arg(start)
-                .arg(start + count - 1)
-                .arg("WITHSCORES")
-                .to_owned(),
-        )
-        .cmd(cmd("EXISTS").arg(format!("{key}:data")).to_owned());
-        let (range, has_data): (Value, bool) = pipe.query(redis).await?;
+        let range: Value = self
+            .inner
+            .redis
+            .query(
+                cmd("ZRANGE")
+                    .arg(key)
+                    .arg(start)
+                    .arg(start + count - 1)
+                    .arg("WITHSCORES"),
+            )
+            .await?;
         let pairs = parse_pairs(range)?;
-        if pairs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let data: Vec<Option<String>> = if has_data {
-            let mut hmget = cmd("HMGET");
-            hmget.arg(format!("{key}:data"));
-            for (m, _) in &pairs {
-                hmget.arg(m.as_str());
-            }
-            redis.query(&hmget).await?
-        } else {
-            vec![None; pairs.len()]
-        };
         let groups: Vec<f64> = pairs.iter().map(|(_, s)| spec.group(*s)).collect();
-        let ranks = spec.ranks(if start == 0 { 1 } else { start + 1 }, start, &groups);
+        let ranks = spec.ranks(start + 1, start, &groups);
         Ok(pairs
             .into_iter()
             .zip(ranks)
-            .zip(data)
-            .map(|(((member, stored), rank), data)| Entry {
+            .map(|((member, stored), rank)| Entry {
                 member,
                 score: spec.decode(stored),
                 rank,
-                data,
+                data: None,
             })
             .collect())
     }
@@ -359,7 +352,7 @@ impl Leaderboard for RedisLeaderboard {
         if start > i64::MAX as u64 / 2 {
             return Ok(Vec::new());
         }
-        if let Some(key) = self.fixed_key(scope)?
+        if let Some(key) = self.direct_key(scope)?
             && (start == 0 || self.inner.spec.board.ranking == Ranking::Ordinal)
         {
             return self.range_direct(&key, start, count).await;

@@ -31,6 +31,7 @@ async fn period_keys_expire_when_their_kept_periods_end_on_the_servers_clock() {
             ])
             .utc_offset(offset)
             .keep_finished(2)
+            .member_data(true)
             .ranking(Ranking::Dense),
     )
     .unwrap();
