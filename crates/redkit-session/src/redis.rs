@@ -1,0 +1,587 @@
+//! The Redis backend: one hash per session keyed by the id's SHA-256, one sorted set per
+//! user, every step a script on the server's clock.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, LazyLock};
+
+use async_trait::async_trait;
+use redkit_core::redis::{Value, cmd};
+use redkit_core::{Invocation, Key, Keyspace, Pipeline, Redis, Script};
+use sha2::{Digest, Sha256};
+
+use crate::session::{check_field, time_of};
+use crate::{
+    ClientInfo, Error, MaxSessions, Result, Session, SessionConfig, SessionHandle, SessionId,
+    SessionInfo, SessionStore, check_user,
+};
+
+macro_rules! script {
+    ($name:literal) => {
+        LazyLock::new(|| {
+            Script::new(
+                $name,
+                concat!(
+                    include_str!("../lua/common.lua"),
+                    include_str!(concat!("../lua/", $name, ".lua"))
+                ),
+            )
+        })
+    };
+}
+
+static LOAD: LazyLock<Script> = script!("load");
+static TOUCH: LazyLock<Script> = script!("touch");
+static SAVE: LazyLock<Script> = script!("save");
+static CREATE: LazyLock<Script> = script!("create");
+static DELETE: LazyLock<Script> = script!("delete");
+static INDEX: LazyLock<Script> =
+    LazyLock::new(|| Script::new("index", include_str!("../lua/index.lua")));
+
+/// A [`SessionStore`] on Redis.
+///
+/// Keys: `<prefix>:sess:{<handle>}` per session (a hash: data fields `d:<name>`, and
+/// `_c`, `_t`, `_x`, `_u`, `_ua`, `_ip`) and `<prefix>:sess:user:{<SHA-256 of the user
+/// id>}` per user (a sorted set of handles). Neither holds a session id or a user id in
+/// its name.
+#[derive(Clone)]
+pub struct RedisSessionStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    redis: Redis,
+    config: SessionConfig,
+    ns: Keyspace,
+    idle: String,
+    touch: String,
+}
+
+impl fmt::Debug for RedisSessionStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSessionStore")
+            .field("prefix", &self.inner.ns.prefix())
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+fn unexpected(what: impl Into<String>) -> Error {
+    Error::Store(redkit_core::Error::unexpected_reply(what))
+}
+
+fn text(v: &Value) -> Result<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone())
+            .map_err(|_| Error::Codec("stored text is not UTF-8".into())),
+        Value::SimpleString(s) => Ok(s.clone()),
+        Value::Int(i) => Ok(i.to_string()),
+        other => Err(unexpected(format!("expected a string, got {other:?}"))),
+    }
+}
+
+fn int(v: &Value) -> Result<i64> {
+    match v {
+        Value::Int(i) => Ok(*i),
+        other => text(other)?
+            .parse()
+            .map_err(|_| unexpected(format!("expected an integer, got {other:?}"))),
+    }
+}
+
+/// A session from its hash fields.
+pub(crate) fn from_fields(id: SessionId, pairs: Vec<(String, String)>) -> Result<Session> {
+    let mut s = Session::new(id, 0, 0);
+    let num = |v: &str| -> Result<i64> {
+        v.parse()
+            .map_err(|_| Error::Codec(format!("a session timestamp `{v}` is not a number")))
+    };
+    let mut data = BTreeMap::new();
+    for (k, v) in pairs {
+        match k.as_str() {
+            "_c" => s.created_ms = num(&v)?,
+            "_t" => s.touched_ms = num(&v)?,
+            "_x" => s.deadline_ms = num(&v)?,
+            "_u" => s.user = Some(v),
+            "_ua" => s.client.user_agent = Some(v),
+            "_ip" => s.client.ip = Some(v),
+            _ => {
+                if let Some(name) = k.strip_prefix("d:") {
+                    data.insert(name.to_string(), v);
+                }
+            }
+        }
+    }
+    s.fields = data;
+    Ok(s)
+}
+
+fn pairs(values: &[Value]) -> Result<Vec<(String, String)>> {
+    values
+        .chunks(2)
+        .map(|p| match p {
+            [k, v] => Ok((text(k)?, text(v)?)),
+            _ => Err(unexpected("an odd field list")),
+        })
+        .collect()
+}
+
+impl RedisSessionStore {
+    /// A store over `redis` with `config`; validates the config.
+    pub fn new(redis: &Redis, config: SessionConfig) -> Result<RedisSessionStore> {
+        config.validate()?;
+        let ns = redis.keyspace(&config.prefix)?.child("sess")?;
+        Ok(RedisSessionStore {
+            inner: Arc::new(Inner {
+                redis: redis.clone(),
+                idle: config.idle_ms().to_string(),
+                touch: config.touch_ms().to_string(),
+                config,
+                ns,
+            }),
+        })
+    }
+
+    /// The store's configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.inner.config
+    }
+
+    /// The key of a session.
+    pub fn session_key(&self, handle: &SessionHandle) -> Result<Key> {
+        Ok(self.inner.ns.tagged(handle.as_str())?)
+    }
+
+    /// The key of a user's index.
+    pub fn user_key(&self, user: &str) -> Result<Key> {
+        check_user(user)?;
+        let digest = Sha256::digest(user.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(self.inner.ns.tagged_child(&hex, "user")?)
+    }
+
+    pub(crate) fn session_call(
+        &self,
+        script: &'static Script,
+        handle: &SessionHandle,
+    ) -> Result<Invocation<'static>> {
+        Ok(script
+            .call()
+            .key(self.session_key(handle)?.as_str())
+            .arg(self.inner.idle.as_str())
+            .arg(self.inner.touch.as_str()))
+    }
+
+    /// The session's fields, or `None` when it is gone; `touch` extends it when due.
+    pub(crate) async fn fetch(&self, id: &SessionId, touch: bool) -> Result<Option<Session>> {
+        let reply: Value = self
+            .session_call(&LOAD, &id.handle())?
+            .arg(if touch { "1" } else { "0" })
+            .invoke(&self.inner.redis)
+            .await?;
+        match reply {
+            Value::Nil => Ok(None),
+            Value::Array(values) => Ok(Some(from_fields(id.clone(), pairs(&values)?)?)),
+            other => Err(unexpected(format!("load replied {other:?}"))),
+        }
+    }
+
+    /// Writes a new session under `id` (never over an existing one).
+    /// `Ok(None)` when the key is taken or the deadline has passed.
+    pub(crate) async fn put(
+        &self,
+        id: &SessionId,
+        created_ms: Option<i64>,
+        deadline_ms: Option<i64>,
+        fields: &[(String, String)],
+    ) -> Result<Option<(i64, i64, i64)>> {
+        let mut call = self
+            .session_call(&CREATE, &id.handle())?
+            .arg(self.inner.config.absolute_ms())
+            .arg(created_ms.map(|v| v.to_string()).unwrap_or_default())
+            .arg(deadline_ms.map(|v| v.to_string()).unwrap_or_default());
+        for (k, v) in fields {
+            call = call.arg(k.as_str()).arg(v.as_str());
+        }
+        let reply: Value = call.invoke(&self.inner.redis).await?;
+        match reply {
+            Value::Int(_) => Ok(None),
+            Value::Array(v) if v.len() == 3 => Ok(Some((int(&v[0])?, int(&v[1])?, int(&v[2])?))),
+            other => Err(unexpected(format!("create replied {other:?}"))),
+        }
+    }
+
+    async fn index(&self, user: &str, args: &[&str]) -> Result<Value> {
+        let mut call = INDEX.call().key(self.user_key(user)?.as_str());
+        for a in args {
+            call = call.arg(*a);
+        }
+        Ok(call.invoke(&self.inner.redis).await?)
+    }
+
+    /// Deletes session keys by handle (one pipeline, grouped by slot on a cluster).
+    async fn delete_handles(&self, handles: &[SessionHandle]) -> Result<u64> {
+        if handles.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = Pipeline::new();
+        for h in handles {
+            pipe.cmd(cmd("DEL").arg(self.session_key(h)?.as_str()).to_owned());
+        }
+        let replies: Vec<i64> = pipe.query(&self.inner.redis).await?;
+        Ok(replies.iter().filter(|n| **n > 0).count() as u64)
+    }
+
+    /// Handles of the user's index whose sessions have ended.
+    async fn dead_handles(&self, listed: &[SessionHandle]) -> Result<Vec<SessionHandle>> {
+        if listed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = Pipeline::new();
+        for h in listed {
+            pipe.cmd(cmd("EXISTS").arg(self.session_key(h)?.as_str()).to_owned());
+        }
+        let exists: Vec<i64> = pipe.query(&self.inner.redis).await?;
+        Ok(listed
+            .iter()
+            .zip(exists)
+            .filter(|(_, e)| *e == 0)
+            .map(|(h, _)| h.clone())
+            .collect())
+    }
+
+    async fn listed(&self, user: &str) -> Result<Vec<(SessionHandle, i64)>> {
+        let Value::Array(v) = self.index(user, &["list"]).await? else {
+            return Err(unexpected("index list"));
+        };
+        v.chunks(2)
+            .map(|p| match p {
+                [h, d] => Ok((SessionHandle::parse(&text(h)?)?, int(d)?)),
+                _ => Err(unexpected("an odd index list")),
+            })
+            .collect()
+    }
+
+    /// The whole session as fields to write: stored data with the session's changes on
+    /// top, plus its user and client.
+    fn fields_of(&self, session: &Session) -> Result<Vec<(String, String)>> {
+        self.check_size(session)?;
+        let mut out: Vec<(String, String)> = session
+            .keys()
+            .into_iter()
+            .filter_map(|k| Some((format!("d:{k}"), session.get_raw(k)?.to_string())))
+            .collect();
+        if let Some(u) = &session.user {
+            out.push(("_u".into(), u.clone()));
+        }
+        if let Some(ua) = &session.client.user_agent {
+            out.push(("_ua".into(), ua.clone()));
+        }
+        if let Some(ip) = &session.client.ip {
+            out.push(("_ip".into(), ip.clone()));
+        }
+        Ok(out)
+    }
+
+    fn check_size(&self, session: &Session) -> Result<()> {
+        let size = session.size();
+        let limit = self.inner.config.max_size;
+        if size > limit {
+            return Err(Error::TooLarge { size, limit });
+        }
+        Ok(())
+    }
+
+    /// Moves `session` to `new_id`: its current stored data with its changes on top,
+    /// with `user` and `client`, starting afresh with `deadline` or keeping its start and
+    /// deadline; then deletes the old id.
+    async fn move_to(
+        &self,
+        session: &mut Session,
+        new_id: SessionId,
+        deadline: Option<i64>,
+    ) -> Result<()> {
+        let old = session.id.clone();
+        let mut merged = self.fetch(&old, false).await?.ok_or(Error::Unknown)?;
+        merged.changes = session.changes.clone();
+        merged.user = session.user.clone();
+        merged.client = session.client.clone();
+        let fields = self.fields_of(&merged)?;
+        let (created, deadline) = match deadline {
+            Some(d) => (None, Some(d)),
+            None => (Some(merged.created_ms), Some(merged.deadline_ms)),
+        };
+        // a 256-bit id that is taken, or a deadline already passed, ends the session
+        let (c, t, x) = self
+            .put(&new_id, created, deadline, &fields)
+            .await?
+            .ok_or(Error::Unknown)?;
+        merged.commit();
+        merged.id = new_id;
+        merged.created_ms = c;
+        merged.touched_ms = t;
+        merged.deadline_ms = x;
+        *session = merged;
+        let _: Value = self
+            .session_call(&DELETE, &old.handle())?
+            .invoke(&self.inner.redis)
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisSessionStore {
+    async fn create(&self) -> Result<Session> {
+        for _ in 0..4 {
+            let id = SessionId::generate()?;
+            if let Some((created, touched, deadline)) = self.put(&id, None, None, &[]).await? {
+                let mut s = Session::new(id, created, deadline);
+                s.touched_ms = touched;
+                tracing::debug!(session = s.handle().short(), "session created");
+                return Ok(s);
+            }
+        }
+        Err(Error::Store(redkit_core::Error::unexpected_reply(
+            "four fresh 256-bit ids in a row were taken",
+        )))
+    }
+
+    async fn load(&self, id: &SessionId) -> Result<Option<Session>> {
+        self.fetch(id, true).await
+    }
+
+    async fn save(&self, session: &mut Session) -> Result<()> {
+        if !session.is_modified() {
+            return if self.touch(&session.id).await? {
+                Ok(())
+            } else {
+                Err(Error::Unknown)
+            };
+        }
+        self.check_size(session)?;
+        let sets: Vec<(&String, &String)> = session
+            .changes
+            .iter()
+            .filter_map(|(k, v)| Some((k, v.as_ref()?)))
+            .collect();
+        let mut call = self.session_call(&SAVE, &session.handle())?.arg(sets.len());
+        for (k, v) in &sets {
+            check_field(k)?;
+            call = call.arg(format!("d:{k}")).arg(v.as_str());
+        }
+        for (k, v) in &session.changes {
+            if v.is_none() {
+                call = call.arg(format!("d:{k}"));
+            }
+        }
+        let saved: i64 = call.invoke(&self.inner.redis).await?;
+        if saved == 0 {
+            return Err(Error::Unknown);
+        }
+        session.commit();
+        Ok(())
+    }
+
+    async fn touch(&self, id: &SessionId) -> Result<bool> {
+        let n: i64 = self
+            .session_call(&TOUCH, &id.handle())?
+            .invoke(&self.inner.redis)
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool> {
+        let handle = id.handle();
+        let reply: Vec<Value> = self
+            .session_call(&DELETE, &handle)?
+            .invoke(&self.inner.redis)
+            .await?;
+        let deleted = reply.first().map(int).transpose()?.unwrap_or(0) == 1;
+        if let Some(user) = reply.get(1).filter(|v| !matches!(v, Value::Nil)) {
+            let user = text(user)?;
+            self.index(&user, &["remove", handle.as_str()]).await?;
+        }
+        if deleted {
+            tracing::debug!(session = handle.short(), "session deleted");
+        }
+        Ok(deleted)
+    }
+
+    async fn rotate(&self, session: &mut Session) -> Result<()> {
+        let old = session.handle();
+        let new_id = SessionId::generate()?;
+        let new = new_id.handle();
+        // index the new handle first: a crash leaves a dangling entry (pruned later),
+        // never a live session the index does not know
+        if let Some(user) = &session.user {
+            let remaining = (session.deadline_ms - session.touched_ms)
+                .max(1)
+                .to_string();
+            self.index(user, &["add", new.as_str(), &remaining, "0", "e"])
+                .await?;
+        }
+        self.move_to(session, new_id, None).await?;
+        if let Some(user) = &session.user {
+            self.index(user, &["remove", old.as_str()]).await?;
+        }
+        tracing::debug!(from = old.short(), to = new.short(), "session rotated");
+        Ok(())
+    }
+
+    async fn login(
+        &self,
+        session: &mut Session,
+        user: &str,
+        client: ClientInfo,
+    ) -> Result<Vec<SessionHandle>> {
+        check_user(user)?;
+        let previous_user = session.user.clone();
+        let policy = self.inner.config.max_sessions;
+        let (limit, code) = match policy {
+            Some(MaxSessions::EvictOldest(n)) => (n, "e"),
+            Some(MaxSessions::Refuse(n)) => (n, "r"),
+            None => (0, "e"),
+        };
+        // sessions that ended without a logout do not count against the limit
+        let dead = if limit > 0 {
+            let listed: Vec<SessionHandle> = self
+                .listed(user)
+                .await?
+                .into_iter()
+                .map(|(h, _)| h)
+                .collect();
+            self.dead_handles(&listed).await?
+        } else {
+            Vec::new()
+        };
+        // the new id is chosen and indexed before the session exists
+        let new_id = SessionId::generate()?;
+        let new = new_id.handle();
+        let absolute = self.inner.config.absolute_ms().to_string();
+        let limit_arg = limit.to_string();
+        let mut args = vec![
+            "add",
+            new.as_str(),
+            absolute.as_str(),
+            limit_arg.as_str(),
+            code,
+        ];
+        args.extend(dead.iter().map(SessionHandle::as_str));
+        let Value::Array(reply) = self.index(user, &args).await? else {
+            return Err(unexpected("index add"));
+        };
+        let deadline = reply.first().map(int).transpose()?.unwrap_or(-1);
+        if deadline < 0 {
+            return Err(Error::TooManySessions { limit });
+        }
+        let evicted = reply[1..]
+            .iter()
+            .map(|v| SessionHandle::parse(&text(v)?))
+            .collect::<Result<Vec<_>>>()?;
+        if evicted.contains(&new) {
+            // a parallel login with the same deadline took the last place
+            return Err(Error::TooManySessions { limit });
+        }
+
+        let old = session.handle();
+        let mut next = session.clone();
+        next.user = Some(user.to_string());
+        next.client = client;
+        if let Err(e) = self.move_to(&mut next, new_id, Some(deadline)).await {
+            self.index(user, &["remove", new.as_str()]).await?;
+            return Err(e);
+        }
+        *session = next;
+        if let Some(prev) = previous_user {
+            self.index(&prev, &["remove", old.as_str()]).await?;
+        }
+        self.delete_handles(&evicted).await?;
+        tracing::debug!(
+            session = new.short(),
+            evicted = evicted.len(),
+            "session logged in"
+        );
+        Ok(evicted)
+    }
+
+    async fn sessions_of(&self, user: &str) -> Result<Vec<SessionInfo>> {
+        let listed = self.listed(user).await?;
+        if listed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = Pipeline::new();
+        for (h, _) in &listed {
+            pipe.cmd(
+                cmd("HMGET")
+                    .arg(self.session_key(h)?.as_str())
+                    .arg("_c")
+                    .arg("_t")
+                    .arg("_ua")
+                    .arg("_ip")
+                    .to_owned(),
+            );
+        }
+        let rows: Vec<Vec<Option<String>>> = pipe.query(&self.inner.redis).await?;
+        let mut out = Vec::new();
+        let mut ended: Vec<&str> = vec!["remove"];
+        for ((handle, deadline), row) in listed.iter().zip(rows) {
+            let [Some(c), Some(t), ua, ip] = <[Option<String>; 4]>::try_from(row)
+                .map_err(|_| unexpected("HMGET of four fields"))?
+            else {
+                ended.push(handle.as_str());
+                continue;
+            };
+            let num = |v: &str| v.parse::<i64>().unwrap_or(0);
+            out.push(SessionInfo {
+                handle: handle.clone(),
+                created_at: time_of(num(&c)),
+                last_seen: time_of(num(&t)),
+                deadline: time_of(*deadline),
+                client: ClientInfo::new(ua, ip),
+            });
+        }
+        if ended.len() > 1 {
+            self.index(user, &ended).await?;
+        }
+        Ok(out)
+    }
+
+    async fn revoke(&self, user: &str, handle: &SessionHandle) -> Result<bool> {
+        let removed = self.index(user, &["remove", handle.as_str()]).await?;
+        if int(&removed)? == 0 {
+            return Ok(false);
+        }
+        Ok(self.delete_handles(std::slice::from_ref(handle)).await? == 1)
+    }
+
+    async fn logout_everywhere(&self, user: &str, keep: Option<&SessionId>) -> Result<u64> {
+        let keep = keep.map(SessionId::handle);
+        let Value::Array(taken) = self
+            .index(user, &["take", keep.as_ref().map_or("", |h| h.as_str())])
+            .await?
+        else {
+            return Err(unexpected("index take"));
+        };
+        let handles = taken
+            .iter()
+            .map(|v| SessionHandle::parse(&text(v)?))
+            .collect::<Result<Vec<_>>>()?;
+        let n = self.delete_handles(&handles).await?;
+        tracing::debug!(sessions = n, "logged out everywhere");
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_touch_one_declared_key_each() {
+        for script in [&*LOAD, &*TOUCH, &*SAVE, &*CREATE, &*DELETE, &*INDEX] {
+            assert!(script.code().starts_with("-- KEYS[1]"), "{}", script.name());
+            assert!(!script.code().contains("KEYS[2]"), "{}", script.name());
+        }
+    }
+}
