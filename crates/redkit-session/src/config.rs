@@ -41,6 +41,7 @@ pub struct SessionConfig {
     pub(crate) touch_every: Option<Duration>,
     pub(crate) max_sessions: Option<MaxSessions>,
     pub(crate) max_size: usize,
+    pub(crate) tower_user_key: Option<String>,
 }
 
 impl Default for SessionConfig {
@@ -60,6 +61,7 @@ impl SessionConfig {
             touch_every: None,
             max_sessions: None,
             max_size: 64 * 1024,
+            tower_user_key: None,
         }
     }
 
@@ -93,6 +95,15 @@ impl SessionConfig {
     /// The largest session, in bytes of field names and values.
     pub fn max_size(mut self, bytes: usize) -> Self {
         self.max_size = bytes;
+        self
+    }
+
+    /// For the tower-sessions store: the session data key that holds the logged-in user's
+    /// id (a string or a number). Sessions carrying it are kept in that user's index, so
+    /// [`SessionStore::sessions_of`](crate::SessionStore::sessions_of) and
+    /// [`SessionStore::logout_everywhere`](crate::SessionStore::logout_everywhere) see them.
+    pub fn tower_user_key(mut self, key: impl Into<String>) -> Self {
+        self.tower_user_key = Some(key.into());
         self
     }
 

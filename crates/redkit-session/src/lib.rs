@@ -8,6 +8,8 @@ mod id;
 mod memory;
 mod redis;
 mod session;
+#[cfg(feature = "tower-sessions")]
+mod tower;
 
 use async_trait::async_trait;
 use std::fmt;

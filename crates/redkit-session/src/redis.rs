@@ -147,6 +147,26 @@ impl RedisSessionStore {
         &self.inner.config
     }
 
+    pub(crate) fn redis_handle(&self) -> &Redis {
+        &self.inner.redis
+    }
+
+    /// Adds a session to its user's index (deadline: the absolute timeout from now).
+    #[cfg_attr(not(feature = "tower-sessions"), allow(dead_code))]
+    pub(crate) async fn index_add(&self, user: &str, handle: &SessionHandle) -> Result<()> {
+        let absolute = self.inner.config.absolute_ms().to_string();
+        self.index(user, &["add", handle.as_str(), &absolute, "0", "e"])
+            .await?;
+        Ok(())
+    }
+
+    /// Drops a session from its user's index.
+    #[cfg_attr(not(feature = "tower-sessions"), allow(dead_code))]
+    pub(crate) async fn index_remove(&self, user: &str, handle: &SessionHandle) -> Result<()> {
+        self.index(user, &["remove", handle.as_str()]).await?;
+        Ok(())
+    }
+
     /// The key of a session.
     pub fn session_key(&self, handle: &SessionHandle) -> Result<Key> {
         Ok(self.inner.ns.tagged(handle.as_str())?)
