@@ -64,7 +64,7 @@ async fn logout_everywhere(session: Session, State(store): State<Store>) -> Repl
 }
 
 /// The app: every route behind the session layer, the store shared as state.
-pub fn app(store: RedisSessionStore) -> Router {
+pub(crate) fn app(store: RedisSessionStore) -> Router {
     let store = Arc::new(store);
     let layer = SessionManagerLayer::new((*store).clone())
         .with_secure(false) // plain http on localhost; keep the default (true) in production
@@ -80,7 +80,7 @@ pub fn app(store: RedisSessionStore) -> Router {
 }
 
 /// The store the app uses: 8-hour absolute timeout, `user_id` feeds the user index.
-pub fn store(redis: &Redis, prefix: &str) -> RedisSessionStore {
+pub(crate) fn store(redis: &Redis, prefix: &str) -> RedisSessionStore {
     let config = SessionConfig::new()
         .prefix(prefix)
         .tower_user_key("user_id");
