@@ -4,10 +4,10 @@
 -- Reply: {created, touched, deadline}; -1 when the key exists; 0 when the given deadline
 -- has already passed.
 if redis.call('EXISTS', key) == 1 then return -1 end
-local created = ARGV[4] ~= '' and tonumber(ARGV[4]) or now
-local deadline = ARGV[5] ~= '' and tonumber(ARGV[5]) or now + tonumber(ARGV[3])
-if deadline <= now then return 0 end
-redis.call('HSET', key, '_c', created, '_t', now, '_x', deadline)
+local created = ARGV[4] ~= '' and tonumber(ARGV[4]) or now()
+local deadline = ARGV[5] ~= '' and tonumber(ARGV[5]) or now() + tonumber(ARGV[3])
+if deadline <= now() then return 0 end
+redis.call('HSET', key, '_c', created, '_t', now(), '_x', deadline)
 if #ARGV >= 6 then redis.call('HSET', key, unpack(ARGV, 6)) end
-redis.call('PEXPIREAT', key, math.min(now + idle, deadline))
-return { created, now, deadline }
+redis.call('PEXPIREAT', key, math.min(now() + idle, deadline))
+return { created, now(), deadline }

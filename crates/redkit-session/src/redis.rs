@@ -30,7 +30,6 @@ macro_rules! script {
     };
 }
 
-static LOAD: LazyLock<Script> = script!("load");
 static TOUCH: LazyLock<Script> = script!("touch");
 static SAVE: LazyLock<Script> = script!("save");
 static CREATE: LazyLock<Script> = script!("create");
@@ -116,16 +115,6 @@ pub(crate) fn from_fields(id: SessionId, pairs: Vec<(String, String)>) -> Result
     Ok(s)
 }
 
-fn pairs(values: &[Value]) -> Result<Vec<(String, String)>> {
-    values
-        .chunks(2)
-        .map(|p| match p {
-            [k, v] => Ok((text(k)?, text(v)?)),
-            _ => Err(unexpected("an odd field list")),
-        })
-        .collect()
-}
-
 impl RedisSessionStore {
     /// A store over `redis` with `config`; validates the config.
     pub fn new(redis: &Redis, config: SessionConfig) -> Result<RedisSessionStore> {
@@ -147,6 +136,7 @@ impl RedisSessionStore {
         &self.inner.config
     }
 
+    #[cfg_attr(not(feature = "tower-sessions"), allow(dead_code))]
     pub(crate) fn redis_handle(&self) -> &Redis {
         &self.inner.redis
     }
@@ -192,18 +182,37 @@ impl RedisSessionStore {
             .arg(self.inner.touch.as_str()))
     }
 
-    /// The session's fields, or `None` when it is gone; `touch` extends it when due.
+    /// The session's fields, or `None` when it is gone (Redis ends a session by its key's
+    /// expiry, so this is a plain `HGETALL`); `touch` extends it when a touch is due,
+    /// which is a second, rare call.
     pub(crate) async fn fetch(&self, id: &SessionId, touch: bool) -> Result<Option<Session>> {
-        let reply: Value = self
-            .session_call(&LOAD, &id.handle())?
-            .arg(if touch { "1" } else { "0" })
-            .invoke(&self.inner.redis)
-            .await?;
-        match reply {
-            Value::Nil => Ok(None),
-            Value::Array(values) => Ok(Some(from_fields(id.clone(), pairs(&values)?)?)),
-            other => Err(unexpected(format!("load replied {other:?}"))),
+        let key = self.session_key(&id.handle())?;
+        let fields: Vec<(String, String)> =
+            self.inner.redis.query(cmd("HGETALL").arg(key.as_str())).await?;
+        if fields.is_empty() {
+            return Ok(None);
         }
+        let mut session = from_fields(id.clone(), fields)?;
+        if touch && self.touch_due(&session) {
+            let at: i64 = self
+                .session_call(&TOUCH, &id.handle())?
+                .invoke(&self.inner.redis)
+                .await?;
+            if at == 0 {
+                return Ok(None);
+            }
+            session.touched_ms = at;
+        }
+        Ok(Some(session))
+    }
+
+    /// Whether the session's last touch is older than the touch interval. Decided on this
+    /// machine's clock (skew only moves touches earlier or later); the touch itself runs
+    /// on the server's.
+    fn touch_due(&self, session: &Session) -> bool {
+        let now = redkit_core::Clock::now(&redkit_core::SystemClock).as_millis();
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        now - session.touched_ms >= self.inner.config.touch_ms()
     }
 
     /// Writes a new session under `id` (never over an existing one).
@@ -385,7 +394,11 @@ impl SessionStore for RedisSessionStore {
             .iter()
             .filter_map(|(k, v)| Some((k, v.as_ref()?)))
             .collect();
-        let mut call = self.session_call(&SAVE, &session.handle())?.arg(sets.len());
+        let touch = if self.touch_due(session) { "1" } else { "0" };
+        let mut call = self
+            .session_call(&SAVE, &session.handle())?
+            .arg(touch)
+            .arg(sets.len());
         for (k, v) in &sets {
             check_field(k)?;
             call = call.arg(format!("d:{k}")).arg(v.as_str());
@@ -404,11 +417,11 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn touch(&self, id: &SessionId) -> Result<bool> {
-        let n: i64 = self
+        let at: i64 = self
             .session_call(&TOUCH, &id.handle())?
             .invoke(&self.inner.redis)
             .await?;
-        Ok(n == 1)
+        Ok(at > 0)
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool> {
@@ -599,7 +612,7 @@ mod tests {
 
     #[test]
     fn scripts_touch_one_declared_key_each() {
-        for script in [&*LOAD, &*TOUCH, &*SAVE, &*CREATE, &*DELETE, &*INDEX] {
+        for script in [&*TOUCH, &*SAVE, &*CREATE, &*DELETE, &*INDEX] {
             assert!(script.code().starts_with("-- KEYS[1]"), "{}", script.name());
             assert!(!script.code().contains("KEYS[2]"), "{}", script.name());
         }

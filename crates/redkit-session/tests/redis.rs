@@ -71,7 +71,10 @@ async fn keys_carry_real_ttls_and_the_index_expires_with_its_sessions() {
     )
     .unwrap();
     let mut s = store.create().await.unwrap();
-    store.login(&mut s, "ann", ClientInfo::default()).await.unwrap();
+    store
+        .login(&mut s, "ann", ClientInfo::default())
+        .await
+        .unwrap();
     let key = store.session_key(&s.handle()).unwrap();
     let pttl: i64 = redis.query(cmd("PTTL").arg(key.as_str())).await.unwrap();
     assert!((800..=1000).contains(&pttl), "idle ttl, got {pttl}");
@@ -81,7 +84,11 @@ async fn keys_carry_real_ttls_and_the_index_expires_with_its_sessions() {
         .await
         .unwrap();
     let deadline = s.deadline().duration_since(std::time::UNIX_EPOCH).unwrap();
-    assert_eq!(at, deadline.as_millis() as i64, "the index ends with its last session");
+    assert_eq!(
+        at,
+        deadline.as_millis() as i64,
+        "the index ends with its last session"
+    );
     // near the deadline, a touch cannot push the key past it
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let _ = store.touch(s.id()).await;
@@ -90,7 +97,10 @@ async fn keys_carry_real_ttls_and_the_index_expires_with_its_sessions() {
     let pttl: i64 = redis.query(cmd("PTTL").arg(key.as_str())).await.unwrap();
     assert!(pttl <= 300, "capped by the absolute deadline, got {pttl}");
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let exists: i64 = redis.query(cmd("EXISTS").arg(index.as_str())).await.unwrap();
+    let exists: i64 = redis
+        .query(cmd("EXISTS").arg(index.as_str()))
+        .await
+        .unwrap();
     assert_eq!(exists, 0, "the index key expired by itself");
 }
 
@@ -108,11 +118,20 @@ async fn undecodable_stored_data_is_a_codec_error_not_a_broken_session() {
         .unwrap();
     let loaded = store.load(s.id()).await.unwrap().unwrap();
     assert_eq!(loaded.get::<i32>("ok").unwrap(), Some(1));
-    assert!(matches!(loaded.get::<i32>("bad").unwrap_err(), Error::Codec(_)));
+    assert!(matches!(
+        loaded.get::<i32>("bad").unwrap_err(),
+        Error::Codec(_)
+    ));
     // a session key of another type fails the call, typed
     let _: () = redis.query(cmd("DEL").arg(key.as_str())).await.unwrap();
-    let _: () = redis.query(cmd("SET").arg(key.as_str()).arg("x")).await.unwrap();
-    assert!(matches!(store.load(s.id()).await.unwrap_err(), Error::Store(_)));
+    let _: () = redis
+        .query(cmd("SET").arg(key.as_str()).arg("x"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.load(s.id()).await.unwrap_err(),
+        Error::Store(_)
+    ));
 }
 
 /// Collects formatted log lines.
@@ -147,21 +166,33 @@ async fn keys_and_logs_hold_handles_never_ids() {
     s.insert("cart", &[1]).unwrap();
     store.save(&mut s).await.unwrap();
     store.rotate(&mut s).await.unwrap();
-    store.login(&mut s, "ann", ClientInfo::default()).await.unwrap();
+    store
+        .login(&mut s, "ann", ClientInfo::default())
+        .await
+        .unwrap();
     let ids = [first, s.id().as_str().to_string()];
     tracing::info!(session = ?s, "a session as the app might log it");
     store.delete(s.id()).await.unwrap();
 
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(text.contains("session"), "logs were captured: {text}");
-    let keys: Vec<String> = redis.query(cmd("KEYS").arg(format!("{prefix}:*"))).await.unwrap();
+    let keys: Vec<String> = redis
+        .query(cmd("KEYS").arg(format!("{prefix}:*")))
+        .await
+        .unwrap();
     for id in &ids {
-        assert!(!text.contains(id.as_str()), "a log line holds a session id:\n{text}");
+        assert!(
+            !text.contains(id.as_str()),
+            "a log line holds a session id:\n{text}"
+        );
         for k in &keys {
             assert!(!k.contains(id.as_str()));
         }
     }
-    assert!(text.contains(&s.handle().short().to_string()), "logs name the handle");
+    assert!(
+        text.contains(&s.handle().short().to_string()),
+        "logs name the handle"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,7 +201,10 @@ async fn a_server_that_goes_away_is_a_store_error() {
     let store = RedisSessionStore::new(&server.redis().await, config()).unwrap();
     let s = store.create().await.unwrap();
     server.kill();
-    assert!(matches!(store.load(s.id()).await.unwrap_err(), Error::Store(_)));
+    assert!(matches!(
+        store.load(s.id()).await.unwrap_err(),
+        Error::Store(_)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,24 +224,43 @@ async fn the_tower_store_never_overwrites_or_resurrects() {
         data: [("other".to_string(), serde_json::json!(1))].into(),
         expiry_date: expiry,
     };
-    tsc::SessionStore::create(&store, &mut second).await.unwrap();
+    tsc::SessionStore::create(&store, &mut second)
+        .await
+        .unwrap();
     assert_ne!(second.id, first.id);
-    let loaded = tsc::SessionStore::load(&store, &first.id).await.unwrap().unwrap();
+    let loaded = tsc::SessionStore::load(&store, &first.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(loaded.data, first.data);
     assert_eq!(
         loaded.expiry_date.unix_timestamp(),
         expiry.unix_timestamp(),
         "expiry kept to the millisecond"
     );
-    assert_eq!(store.sessions_of("ann").await.unwrap().len(), 1, "indexed by uid");
+    assert_eq!(
+        store.sessions_of("ann").await.unwrap().len(),
+        1,
+        "indexed by uid"
+    );
     // deleted, then saved by a slow request: stays deleted
     tsc::SessionStore::delete(&store, &first.id).await.unwrap();
     tsc::SessionStore::save(&store, &first).await.unwrap();
-    assert!(tsc::SessionStore::load(&store, &first.id).await.unwrap().is_none());
+    assert!(
+        tsc::SessionStore::load(&store, &first.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(store.sessions_of("ann").await.unwrap().is_empty());
     // an expiry in the past ends the session at the save
     let mut past = second.clone();
     past.expiry_date = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
     tsc::SessionStore::save(&store, &past).await.unwrap();
-    assert!(tsc::SessionStore::load(&store, &second.id).await.unwrap().is_none());
+    assert!(
+        tsc::SessionStore::load(&store, &second.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
