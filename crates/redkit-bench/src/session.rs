@@ -1,17 +1,19 @@
 //! `session`: operations per second with `C` concurrent callers (default 64) on one
 //! handle over 1000 sessions of ten fields (~500 bytes), each caller awaiting its call.
 //! Modes, each next to what a hand-written store sends on the same connection:
-//! - `load`: redkit `load()` (expiry checks, idle extension when due) against raw
-//!   `GET` and raw `GETEX PX` (read and slide in one command);
-//! - `save`: redkit `save()` of one changed field (only that field is written, and only
-//!   to a live session) against raw `SETEX` of the whole JSON blob.
+//! - `load` (hash layout) and `load-json` (JSON layout): redkit `load()` (one `HGETALL`,
+//!   plus the touch script when a touch is due) against raw `GET`, raw `GETEX PX` (read
+//!   and slide in one command) and raw `HGETALL` of the same ten fields;
+//! - `save` / `save-json`: redkit `save()` after changing one field (the hash layout
+//!   writes only that field, the JSON layout the whole object; both only to a live
+//!   session) against raw `SETEX` of the whole JSON blob.
 //!
 //! Rounds rotate the order; the median is reported.
 
 use std::sync::Arc;
 
 use redkit_core::{Redis, RedisConfig, redis};
-use redkit_session::{RedisSessionStore, Session, SessionConfig, SessionId, SessionStore};
+use redkit_session::{Layout, RedisSessionStore, Session, SessionConfig, SessionId, SessionStore};
 
 use crate::{Bench, report, run_concurrent};
 
@@ -24,14 +26,19 @@ fn blob() -> serde_json::Value {
     serde_json::Value::Object(fields)
 }
 
-type Setup = (Arc<Vec<SessionId>>, Arc<Vec<Session>>, Arc<Vec<String>>);
+type Sessions = (Arc<Vec<SessionId>>, Arc<Vec<Session>>);
 
-async fn setup(redis: &Redis, store: &RedisSessionStore) -> Setup {
+struct Setup {
+    fields: Sessions,
+    json: Sessions,
+    raw: Arc<Vec<String>>,
+}
+
+async fn sessions(store: &RedisSessionStore) -> Sessions {
     let mut ids = Vec::with_capacity(SESSIONS);
     let mut sessions = Vec::with_capacity(SESSIONS);
-    let mut raw = Vec::with_capacity(SESSIONS);
     let blob = blob();
-    for i in 0..SESSIONS {
+    for _ in 0..SESSIONS {
         let mut s: Session = store.create().await.expect("create");
         for (k, v) in blob.as_object().expect("object") {
             s.insert(k, v).expect("insert");
@@ -39,6 +46,14 @@ async fn setup(redis: &Redis, store: &RedisSessionStore) -> Setup {
         store.save(&mut s).await.expect("save");
         ids.push(s.id().clone());
         sessions.push(s);
+    }
+    (Arc::new(ids), Arc::new(sessions))
+}
+
+async fn setup(redis: &Redis, fields: &RedisSessionStore, json: &RedisSessionStore) -> Setup {
+    let mut raw = Vec::with_capacity(SESSIONS);
+    let blob = blob();
+    for i in 0..SESSIONS {
         let key = format!("bench:sess:raw:{i}");
         let _: () = redis
             .query(
@@ -57,18 +72,30 @@ async fn setup(redis: &Redis, store: &RedisSessionStore) -> Setup {
         let _: () = redis.query(&hset).await.expect("HSET");
         raw.push(key);
     }
-    (Arc::new(ids), Arc::new(sessions), Arc::new(raw))
+    Setup {
+        fields: sessions(fields).await,
+        json: sessions(json).await,
+        raw: Arc::new(raw),
+    }
 }
 
 async fn measure(
     mode: &str,
     b: &Bench,
     redis: &Redis,
-    store: &Arc<RedisSessionStore>,
+    stores: &[Arc<RedisSessionStore>; 2],
     data: &Setup,
 ) -> f64 {
-    let (ids, sessions, raw) = (data.0.clone(), data.1.clone(), data.2.clone());
-    let (redis, store) = (redis.clone(), store.clone());
+    let json = mode.ends_with("-json");
+    let (ids, sessions) = if json {
+        data.json.clone()
+    } else {
+        data.fields.clone()
+    };
+    let raw = data.raw.clone();
+    let redis = redis.clone();
+    let store = stores[usize::from(json)].clone();
+    let mode = mode.trim_end_matches("-json");
     let blob = Arc::new(blob().to_string());
     match mode {
         "load" => {
@@ -160,19 +187,21 @@ pub(crate) async fn run(b: &Bench) {
     let config = RedisConfig::builder().url(&b.url).build().expect("config");
     let redis = Redis::from_config(config).await.expect("connect");
     let prefix = format!("bench-sess-{}", std::process::id());
-    let store = Arc::new(
-        RedisSessionStore::new(&redis, SessionConfig::new().prefix(prefix)).expect("store"),
-    );
-    let data = setup(&redis, &store).await;
+    let config = SessionConfig::new().prefix(prefix);
+    let stores = [
+        Arc::new(RedisSessionStore::new(&redis, config.clone()).expect("store")),
+        Arc::new(RedisSessionStore::new(&redis, config.layout(Layout::Json)).expect("store")),
+    ];
+    let data = setup(&redis, &stores[0], &stores[1]).await;
     for group in [
-        ["raw-get", "raw-getex", "raw-hgetall", "load"].as_slice(),
-        ["raw-setex", "save"].as_slice(),
+        ["raw-get", "raw-getex", "raw-hgetall", "load", "load-json"].as_slice(),
+        ["raw-setex", "save", "save-json"].as_slice(),
     ] {
         let mut results: Vec<Vec<f64>> = vec![Vec::new(); group.len()];
         for round in 0..rounds {
             for k in 0..group.len() {
                 let idx = (round + k) % group.len();
-                results[idx].push(measure(group[idx], b, &redis, &store, &data).await);
+                results[idx].push(measure(group[idx], b, &redis, &stores, &data).await);
             }
         }
         for (mode, mut r) in group.iter().zip(results) {

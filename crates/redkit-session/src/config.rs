@@ -23,6 +23,20 @@ impl MaxSessions {
     }
 }
 
+/// How a session's data is stored in its Redis hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Layout {
+    /// One hash field per data field: a save writes only what changed, so concurrent
+    /// requests changing different fields never undo each other.
+    #[default]
+    Fields,
+    /// All data as one JSON object in one field: loads are cheaper (one value instead of
+    /// one per field), and a save rewrites the whole object, so of two concurrent saves
+    /// the last one wins.
+    Json,
+}
+
 /// Timeouts, limits and the key prefix of a session store.
 ///
 /// ```
@@ -42,6 +56,7 @@ pub struct SessionConfig {
     pub(crate) max_sessions: Option<MaxSessions>,
     pub(crate) max_size: usize,
     pub(crate) tower_user_key: Option<String>,
+    pub(crate) layout: Layout,
 }
 
 impl Default for SessionConfig {
@@ -62,6 +77,7 @@ impl SessionConfig {
             max_sessions: None,
             max_size: 64 * 1024,
             tower_user_key: None,
+            layout: Layout::Fields,
         }
     }
 
@@ -104,6 +120,12 @@ impl SessionConfig {
     /// [`SessionStore::logout_everywhere`](crate::SessionStore::logout_everywhere) see them.
     pub fn tower_user_key(mut self, key: impl Into<String>) -> Self {
         self.tower_user_key = Some(key.into());
+        self
+    }
+
+    /// How data is stored: a field per data field (default) or one JSON object.
+    pub fn layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
         self
     }
 

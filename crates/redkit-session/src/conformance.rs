@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{
-    ClientInfo, Error, MaxSessions, SessionConfig, SessionHandle, SessionId, SessionStore,
+    ClientInfo, Error, Layout, MaxSessions, SessionConfig, SessionHandle, SessionId, SessionStore,
 };
 
 pub use redkit_testkit::Time;
@@ -125,6 +125,32 @@ pub async fn concurrent_field_updates_both_survive(s: &Suite) {
     r2.unwrap();
     let both = a.load(created.id()).await.unwrap().unwrap();
     assert_eq!(both.keys(), ["cart", "locale"]);
+}
+
+pub async fn the_json_layout_keeps_data_in_one_object(s: &Suite) {
+    let (a, b) = s.pair(SessionConfig::new().layout(Layout::Json));
+    let mut created = a.create().await.unwrap();
+    created.insert("cart", &[1, 2]).unwrap();
+    created.insert("name", "Ann \"A\" {x}").unwrap();
+    a.save(&mut created).await.unwrap();
+    let mut one = a.load(created.id()).await.unwrap().unwrap();
+    assert_eq!(
+        one.get::<String>("name").unwrap().as_deref(),
+        Some("Ann \"A\" {x}")
+    );
+    assert_eq!(one.get::<Vec<u8>>("cart").unwrap(), Some(vec![1, 2]));
+    let mut two = b.load(created.id()).await.unwrap().unwrap();
+    one.insert("a", &1).unwrap();
+    a.save(&mut one).await.unwrap();
+    two.remove("cart");
+    b.save(&mut two).await.unwrap();
+    // the later save rewrote the object from its own view: `a` is gone, `cart` too
+    let last = a.load(created.id()).await.unwrap().unwrap();
+    assert_eq!(last.keys(), ["name"]);
+    let mut login = last;
+    a.login(&mut login, "ann", client("x")).await.unwrap();
+    let after = b.load(login.id()).await.unwrap().unwrap();
+    assert_eq!(after.keys(), ["name"], "rotation carries the object");
 }
 
 pub async fn a_save_never_brings_a_deleted_session_back(s: &Suite) {
@@ -412,6 +438,7 @@ macro_rules! conformance_suite {
                 data_round_trips_through_two_handles,
                 unknown_and_malformed_ids_look_the_same,
                 concurrent_field_updates_both_survive,
+                the_json_layout_keeps_data_in_one_object,
                 a_save_never_brings_a_deleted_session_back,
                 idle_sessions_end_and_active_ones_slide,
                 the_absolute_timeout_ends_even_active_sessions,

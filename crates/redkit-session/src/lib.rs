@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use std::fmt;
 use std::time::SystemTime;
 
-pub use config::{MaxSessions, SessionConfig};
+pub use config::{Layout, MaxSessions, SessionConfig};
 pub use error::{Error, Result};
 pub use id::{ID_LEN, SessionHandle, SessionId};
 pub use memory::MemorySessionStore;

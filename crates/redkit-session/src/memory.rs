@@ -9,8 +9,8 @@ use redkit_core::{Clock, SystemClock};
 
 use crate::session::time_of;
 use crate::{
-    ClientInfo, Error, MaxSessions, Result, Session, SessionConfig, SessionHandle, SessionId,
-    SessionInfo, SessionStore, check_user,
+    ClientInfo, Error, Layout, MaxSessions, Result, Session, SessionConfig, SessionHandle,
+    SessionId, SessionInfo, SessionStore, check_user,
 };
 
 /// A [`SessionStore`] in process memory, for tests and single-process apps.
@@ -226,11 +226,18 @@ impl SessionStore for MemorySessionStore {
         let s = state
             .alive(&session.handle(), now, self.config.idle_ms())
             .ok_or(Error::Unknown)?;
-        for (k, v) in &session.changes {
-            match v {
-                Some(v) => s.fields.insert(k.clone(), v.clone()),
-                None => s.fields.remove(k),
-            };
+        if self.config.layout == Layout::Json {
+            // the whole object is rewritten: the session's view replaces the stored one
+            let mut view = session.clone();
+            view.commit();
+            s.fields = view.fields;
+        } else {
+            for (k, v) in &session.changes {
+                match v {
+                    Some(v) => s.fields.insert(k.clone(), v.clone()),
+                    None => s.fields.remove(k),
+                };
+            }
         }
         self.extend(s, now, !session.is_modified());
         session.commit();

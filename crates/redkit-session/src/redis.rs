@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 
 use crate::session::{check_field, time_of};
 use crate::{
-    ClientInfo, Error, MaxSessions, Result, Session, SessionConfig, SessionHandle, SessionId,
-    SessionInfo, SessionStore, check_user,
+    ClientInfo, Error, Layout, MaxSessions, Result, Session, SessionConfig, SessionHandle,
+    SessionId, SessionInfo, SessionStore, check_user,
 };
 
 macro_rules! script {
@@ -104,6 +104,14 @@ pub(crate) fn from_fields(id: SessionId, pairs: Vec<(String, String)>) -> Result
             "_u" => s.user = Some(v),
             "_ua" => s.client.user_agent = Some(v),
             "_ip" => s.client.ip = Some(v),
+            "j" => {
+                let object: BTreeMap<String, &serde_json::value::RawValue> =
+                    serde_json::from_str(&v)
+                        .map_err(|e| Error::Codec(format!("the session's data: {e}")))?;
+                for (name, raw) in object {
+                    data.insert(name, raw.get().to_string());
+                }
+            }
             _ => {
                 if let Some(name) = k.strip_prefix("d:") {
                     data.insert(name.to_string(), v);
@@ -187,8 +195,11 @@ impl RedisSessionStore {
     /// which is a second, rare call.
     pub(crate) async fn fetch(&self, id: &SessionId, touch: bool) -> Result<Option<Session>> {
         let key = self.session_key(&id.handle())?;
-        let fields: Vec<(String, String)> =
-            self.inner.redis.query(cmd("HGETALL").arg(key.as_str())).await?;
+        let fields: Vec<(String, String)> = self
+            .inner
+            .redis
+            .query(cmd("HGETALL").arg(key.as_str()))
+            .await?;
         if fields.is_empty() {
             return Ok(None);
         }
@@ -295,11 +306,14 @@ impl RedisSessionStore {
     /// top, plus its user and client.
     fn fields_of(&self, session: &Session) -> Result<Vec<(String, String)>> {
         self.check_size(session)?;
-        let mut out: Vec<(String, String)> = session
-            .keys()
-            .into_iter()
-            .filter_map(|k| Some((format!("d:{k}"), session.get_raw(k)?.to_string())))
-            .collect();
+        let mut out: Vec<(String, String)> = match self.inner.config.layout {
+            Layout::Fields => session
+                .keys()
+                .into_iter()
+                .filter_map(|k| Some((format!("d:{k}"), session.get_raw(k)?.to_string())))
+                .collect(),
+            Layout::Json => vec![("j".to_string(), session.merged_json())],
+        };
         if let Some(u) = &session.user {
             out.push(("_u".into(), u.clone()));
         }
@@ -389,25 +403,29 @@ impl SessionStore for RedisSessionStore {
             };
         }
         self.check_size(session)?;
-        let sets: Vec<(&String, &String)> = session
-            .changes
-            .iter()
-            .filter_map(|(k, v)| Some((k, v.as_ref()?)))
-            .collect();
         let touch = if self.touch_due(session) { "1" } else { "0" };
-        let mut call = self
-            .session_call(&SAVE, &session.handle())?
-            .arg(touch)
-            .arg(sets.len());
-        for (k, v) in &sets {
-            check_field(k)?;
-            call = call.arg(format!("d:{k}")).arg(v.as_str());
-        }
-        for (k, v) in &session.changes {
-            if v.is_none() {
-                call = call.arg(format!("d:{k}"));
+        let call = self.session_call(&SAVE, &session.handle())?.arg(touch);
+        let call = match self.inner.config.layout {
+            Layout::Json => call.arg(1).arg("j").arg(session.merged_json()),
+            Layout::Fields => {
+                let sets: Vec<(&String, &String)> = session
+                    .changes
+                    .iter()
+                    .filter_map(|(k, v)| Some((k, v.as_ref()?)))
+                    .collect();
+                let mut call = call.arg(sets.len());
+                for (k, v) in &sets {
+                    check_field(k)?;
+                    call = call.arg(format!("d:{k}")).arg(v.as_str());
+                }
+                for (k, v) in &session.changes {
+                    if v.is_none() {
+                        call = call.arg(format!("d:{k}"));
+                    }
+                }
+                call
             }
-        }
+        };
         let saved: i64 = call.invoke(&self.inner.redis).await?;
         if saved == 0 {
             return Err(Error::Unknown);

@@ -181,6 +181,21 @@ impl Session {
             .sum()
     }
 
+    /// The data with unsaved changes applied, as one JSON object.
+    pub(crate) fn merged_json(&self) -> String {
+        let mut out = String::from("{");
+        for (i, k) in self.keys().iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&serde_json::Value::String((*k).to_string()).to_string());
+            out.push(':');
+            out.push_str(self.get_raw(k).unwrap_or("null"));
+        }
+        out.push('}');
+        out
+    }
+
     /// Folds saved changes into the fields.
     pub(crate) fn commit(&mut self) {
         for (k, v) in std::mem::take(&mut self.changes) {
