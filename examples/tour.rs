@@ -64,6 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     lock_tour(redis.as_ref()).await?;
     ratelimit_tour(redis.as_ref()).await?;
+    session_tour(redis.as_ref()).await?;
     leaderboard_tour(redis.as_ref()).await?;
     geo_tour(redis.as_ref()).await?;
     println!("\nthe other pattern crates add their part of the tour when they land.");
@@ -345,6 +346,63 @@ async fn geo_tour(redis: Option<&Redis>) -> Result<(), Box<dyn std::error::Error
     println!(
         "latitude 89 is refused: {}",
         geo.add(&[Place::new("pole", 0.0, 89.0)]).await.unwrap_err()
+    );
+    Ok(())
+}
+
+async fn session_tour(redis: Option<&Redis>) -> Result<(), Box<dyn std::error::Error>> {
+    use redkit::session::{
+        ClientInfo, MaxSessions, MemorySessionStore, RedisSessionStore, SessionConfig, SessionStore,
+    };
+    println!("\n-- redkit-session --");
+    let config = SessionConfig::new()
+        .prefix(format!("tour-{}", std::process::id()))
+        .max_sessions(MaxSessions::EvictOldest(2));
+    let store: Arc<dyn SessionStore> = match redis {
+        Some(r) => Arc::new(RedisSessionStore::new(r, config)?),
+        None => Arc::new(MemorySessionStore::new(config)?),
+    };
+    let mut session = store.create().await?;
+    session.insert("cart", &vec!["tea", "milk"])?;
+    store.save(&mut session).await?;
+    println!("new session {:?} saved its cart", session.handle());
+    let before = session.id().clone();
+    store
+        .login(
+            &mut session,
+            "ann",
+            ClientInfo::new(Some("tour".into()), None),
+        )
+        .await?;
+    println!(
+        "login rotated the id: old id loads {:?}; cart kept: {:?}",
+        store.load(&before).await?.map(|_| "a session"),
+        session.get::<Vec<String>>("cart")?
+    );
+    for device in ["phone", "tablet"] {
+        let mut other = store.create().await?;
+        let evicted = store
+            .login(
+                &mut other,
+                "ann",
+                ClientInfo::new(Some(device.into()), None),
+            )
+            .await?;
+        println!("login on {device}: evicted {} (limit 2)", evicted.len());
+    }
+    println!(
+        "ann's sessions: {:?}",
+        store
+            .sessions_of("ann")
+            .await?
+            .iter()
+            .map(|s| s.client.user_agent.clone().unwrap_or_default())
+            .collect::<Vec<_>>()
+    );
+    println!(
+        "log out everywhere ended {}; a late save of the first session: {}",
+        store.logout_everywhere("ann", None).await?,
+        store.save(&mut session).await.unwrap_err()
     );
     Ok(())
 }

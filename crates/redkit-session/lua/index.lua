@@ -5,7 +5,7 @@
 -- ARGV[1]: operation:
 --   'add' handle absolute-ms limit policy dead...  adds the handle with deadline now +
 --        absolute, drops the dead handles, then over `limit` (0 = none) either refuses
---        (policy 'r': reply {-1}) or pops the oldest (policy 'e').
+--        (policy 'r': reply {-1}) or removes the oldest others (policy 'e').
 --        Reply: {deadline, evicted handle...}
 --   'remove' handle...   Reply: how many were there.
 --   'list'               Reply: handle, deadline pairs, oldest first.
@@ -34,8 +34,11 @@ if op == 'add' then
   if limit > 0 then
     local over = redis.call('ZCARD', key) - limit
     if over > 0 then
-      local popped = redis.call('ZPOPMIN', key, over)
-      for i = 1, #popped, 2 do out[#out + 1] = popped[i] end
+      -- the oldest, never the session being added (equal deadlines can rank it first)
+      for _, h in ipairs(redis.call('ZRANGE', key, 0, over)) do
+        if h ~= handle and #out <= over then out[#out + 1] = h end
+      end
+      redis.call('ZREM', key, unpack(out, 2))
     end
   end
   settle()

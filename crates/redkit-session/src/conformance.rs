@@ -353,6 +353,22 @@ pub async fn max_sessions_evicts_the_oldest_or_refuses(s: &Suite) {
         .collect();
     assert_eq!(left, [ids[1].handle(), ids[2].handle()]);
 
+    // logins within one millisecond: the session being logged in is never the one evicted
+    let (d, _) = s.pair(SessionConfig::new().max_sessions(MaxSessions::EvictOldest(1)));
+    for _ in 0..20 {
+        let mut session = d.create().await.unwrap();
+        let evicted = d
+            .login(&mut session, "cy", client("same instant"))
+            .await
+            .unwrap();
+        assert!(!evicted.contains(&session.handle()));
+        assert!(
+            d.load(session.id()).await.unwrap().is_some(),
+            "the new login lives"
+        );
+    }
+    assert_eq!(d.sessions_of("cy").await.unwrap().len(), 1);
+
     let (c, _) = s.pair(SessionConfig::new().max_sessions(MaxSessions::Refuse(1)));
     let mut first = c.create().await.unwrap();
     c.login(&mut first, "ann", client("a")).await.unwrap();

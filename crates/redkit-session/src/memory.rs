@@ -329,8 +329,10 @@ impl SessionStore for MemorySessionStore {
         let mut evicted = Vec::new();
         if let Some(MaxSessions::EvictOldest(n)) = self.config.max_sessions {
             while index.len() > n as usize {
+                let new = session.handle();
                 let Some(oldest) = index
                     .iter()
+                    .filter(|(h, _)| **h != new)
                     .min_by(|a, b| a.1.cmp(b.1).then_with(|| a.0.cmp(b.0)))
                     .map(|(h, _)| h.clone())
                 else {

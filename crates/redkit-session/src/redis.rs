@@ -335,17 +335,19 @@ impl RedisSessionStore {
         Ok(())
     }
 
-    /// Moves `session` to `new_id`: its current stored data with its changes on top,
-    /// with `user` and `client`, starting afresh with `deadline` or keeping its start and
-    /// deadline; then deletes the old id.
-    async fn move_to(
+    /// Writes `session` under `new_id`: its current stored data with its changes on top,
+    /// with its user and client, starting afresh with `deadline` or keeping its start and
+    /// deadline. The old id still works; the caller deletes it.
+    async fn copy_to(
         &self,
-        session: &mut Session,
+        session: &Session,
         new_id: SessionId,
         deadline: Option<i64>,
-    ) -> Result<()> {
-        let old = session.id.clone();
-        let mut merged = self.fetch(&old, false).await?.ok_or(Error::Unknown)?;
+    ) -> Result<Session> {
+        let mut merged = self
+            .fetch(&session.id, false)
+            .await?
+            .ok_or(Error::Unknown)?;
         merged.changes = session.changes.clone();
         merged.user = session.user.clone();
         merged.client = session.client.clone();
@@ -364,9 +366,12 @@ impl RedisSessionStore {
         merged.created_ms = c;
         merged.touched_ms = t;
         merged.deadline_ms = x;
-        *session = merged;
+        Ok(merged)
+    }
+
+    async fn delete_session(&self, handle: &SessionHandle) -> Result<()> {
         let _: Value = self
-            .session_call(&DELETE, &old.handle())?
+            .session_call(&DELETE, handle)?
             .invoke(&self.inner.redis)
             .await?;
         Ok(())
@@ -472,7 +477,9 @@ impl SessionStore for RedisSessionStore {
             self.index(user, &["add", new.as_str(), &remaining, "0", "e"])
                 .await?;
         }
-        self.move_to(session, new_id, None).await?;
+        let next = self.copy_to(session, new_id, None).await?;
+        self.delete_session(&old).await?;
+        *session = next;
         if let Some(user) = &session.user {
             self.index(user, &["remove", old.as_str()]).await?;
         }
@@ -530,19 +537,34 @@ impl SessionStore for RedisSessionStore {
             .iter()
             .map(|v| SessionHandle::parse(&text(v)?))
             .collect::<Result<Vec<_>>>()?;
-        if evicted.contains(&new) {
-            // a parallel login with the same deadline took the last place
-            return Err(Error::TooManySessions { limit });
-        }
 
         let old = session.handle();
         let mut next = session.clone();
         next.user = Some(user.to_string());
         next.client = client;
-        if let Err(e) = self.move_to(&mut next, new_id, Some(deadline)).await {
-            self.index(user, &["remove", new.as_str()]).await?;
-            return Err(e);
+        let next = match self.copy_to(&next, new_id, Some(deadline)).await {
+            Ok(next) => next,
+            Err(e) => {
+                self.index(user, &["remove", new.as_str()]).await?;
+                return Err(e);
+            }
+        };
+        // a parallel login may have evicted the entry before the session existed (its
+        // delete found nothing): then this login lost the race for the last place
+        let indexed: Option<f64> = self
+            .inner
+            .redis
+            .query(
+                cmd("ZSCORE")
+                    .arg(self.user_key(user)?.as_str())
+                    .arg(new.as_str()),
+            )
+            .await?;
+        if indexed.is_none() {
+            self.delete_session(&new).await?;
+            return Err(Error::TooManySessions { limit });
         }
+        self.delete_session(&old).await?;
         *session = next;
         if let Some(prev) = previous_user {
             self.index(&prev, &["remove", old.as_str()]).await?;

@@ -31,28 +31,31 @@ async fn parallel_logins_never_leave_more_than_the_limit() {
         tasks.push(tokio::spawn(async move {
             let mut s = store.create().await.unwrap();
             match store.login(&mut s, "ann", ClientInfo::default()).await {
-                Ok(evicted) => (Some(s.id().clone()), evicted.len()),
-                // a parallel login with the same deadline took the last place
-                Err(Error::TooManySessions { .. }) => (None, 0),
+                Ok(evicted) => {
+                    assert!(!evicted.contains(&s.handle()));
+                    (Some(s.id().clone()), evicted)
+                }
+                // lost the race for the last place to a parallel login: refused, not leaked
+                Err(Error::TooManySessions { .. }) => (None, Vec::new()),
                 Err(e) => panic!("{e:?}"),
             }
         }));
     }
     let mut ids = Vec::new();
-    let mut evicted = 0;
+    let mut evicted = std::collections::HashSet::new();
     for t in tasks {
-        let (id, n) = t.await.unwrap();
+        let (id, gone) = t.await.unwrap();
         ids.extend(id);
-        evicted += n;
+        evicted.extend(gone);
     }
     let mut live = 0;
     for id in &ids {
-        if stores[0].load(id).await.unwrap().is_some() {
-            live += 1;
-        }
+        let alive = stores[0].load(id).await.unwrap().is_some();
+        // every successful login is either alive or was reported evicted, never both
+        assert_ne!(alive, evicted.contains(&id.handle()), "{id:?}");
+        live += usize::from(alive);
     }
     assert_eq!(live, 3, "exactly the limit survives");
-    assert_eq!(ids.len() - evicted, 3);
     assert_eq!(stores[1].sessions_of("ann").await.unwrap().len(), 3);
     let key = stores[0].user_key("ann").unwrap();
     let card: u64 = a.query(cmd("ZCARD").arg(key.as_str())).await.unwrap();
