@@ -17,9 +17,18 @@ const MAX_PRESENTED_LEN: usize = 256;
 /// A session id: 256 bits from the operating system's CSPRNG, base64url (43 characters).
 ///
 /// It is the bearer secret of a session, so it never appears in `Debug` output, logs or
-/// Redis keys: those use its [`SessionHandle`].
-#[derive(Clone, PartialEq, Eq, Hash)]
+/// Redis keys: those use its [`SessionHandle`]. Ids compare in constant time.
+#[derive(Clone, Hash)]
 pub struct SessionId(String);
+
+impl PartialEq for SessionId {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for SessionId {}
 
 impl SessionId {
     /// A fresh random id.

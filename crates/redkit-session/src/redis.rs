@@ -88,6 +88,12 @@ fn int(v: &Value) -> Result<i64> {
     }
 }
 
+/// This machine's time in UNIX ms.
+fn client_now() -> i64 {
+    let now = redkit_core::Clock::now(&redkit_core::SystemClock).as_millis();
+    i64::try_from(now).unwrap_or(i64::MAX)
+}
+
 /// A session from its hash fields.
 pub(crate) fn from_fields(id: SessionId, pairs: Vec<(String, String)>) -> Result<Session> {
     let mut s = Session::new(id, 0, 0);
@@ -204,6 +210,12 @@ impl RedisSessionStore {
             return Ok(None);
         }
         let mut session = from_fields(id.clone(), fields)?;
+        // the key's expiry ends sessions on the server; checked here as well (on this
+        // machine's clock, whose skew can only end a session early, never keep it)
+        let now = client_now();
+        if now >= session.deadline_ms || now >= session.touched_ms + self.inner.config.idle_ms() {
+            return Ok(None);
+        }
         if touch && self.touch_due(&session) {
             let at: i64 = self
                 .session_call(&TOUCH, &id.handle())?
@@ -221,9 +233,7 @@ impl RedisSessionStore {
     /// machine's clock (skew only moves touches earlier or later); the touch itself runs
     /// on the server's.
     fn touch_due(&self, session: &Session) -> bool {
-        let now = redkit_core::Clock::now(&redkit_core::SystemClock).as_millis();
-        let now = i64::try_from(now).unwrap_or(i64::MAX);
-        now - session.touched_ms >= self.inner.config.touch_ms()
+        client_now() - session.touched_ms >= self.inner.config.touch_ms()
     }
 
     /// Writes a new session under `id` (never over an existing one).

@@ -267,3 +267,21 @@ async fn the_tower_store_never_overwrites_or_resurrects() {
             .is_none()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_are_checked_on_load_even_if_the_key_lost_its_ttl() {
+    let redis = redkit_testkit::redis().await;
+    let store = RedisSessionStore::new(
+        &redis,
+        config()
+            .idle_timeout(Duration::from_secs(1))
+            .touch_every(Duration::from_millis(100)),
+    )
+    .unwrap();
+    let s = store.create().await.unwrap();
+    let key = store.session_key(&s.handle()).unwrap();
+    let _: i64 = redis.query(cmd("PERSIST").arg(key.as_str())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(store.load(s.id()).await.unwrap().is_none());
+    assert!(!store.touch(s.id()).await.unwrap(), "the touch script checks too");
+}
