@@ -18,8 +18,15 @@ const MAX_PRESENTED_LEN: usize = 256;
 ///
 /// It is the bearer secret of a session, so it never appears in `Debug` output, logs or
 /// Redis keys: those use its [`SessionHandle`]. Ids compare in constant time.
-#[derive(Clone, Hash)]
+#[derive(Clone)]
 pub struct SessionId(String);
+
+impl std::hash::Hash for SessionId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // consistent with `eq`: equal ids have equal bytes
+        self.0.hash(state);
+    }
+}
 
 impl PartialEq for SessionId {
     fn eq(&self, other: &Self) -> bool {
