@@ -283,5 +283,8 @@ async fn timeouts_are_checked_on_load_even_if_the_key_lost_its_ttl() {
     let _: i64 = redis.query(cmd("PERSIST").arg(key.as_str())).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(store.load(s.id()).await.unwrap().is_none());
-    assert!(!store.touch(s.id()).await.unwrap(), "the touch script checks too");
+    assert!(
+        !store.touch(s.id()).await.unwrap(),
+        "the touch script checks too"
+    );
 }
