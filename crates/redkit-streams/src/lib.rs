@@ -1,1 +1,313 @@
 #![doc = include_str!("../README.md")]
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+mod consumer;
+mod error;
+mod memory;
+mod redis;
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use consumer::{Consumer, ConsumerBuilder, ConsumerHandle, Message, Report};
+pub use error::{Error, Result};
+pub use memory::MemoryStreamStore;
+pub use redis::RedisStreamStore;
+
+/// The field a typed [`Producer`] writes its JSON payload to.
+pub const PAYLOAD_FIELD: &str = "p";
+/// The most entries one call appends or reads.
+pub const MAX_BATCH: usize = 1000;
+
+/// An entry's fields, in order.
+pub type Fields = Vec<(String, String)>;
+
+/// A stream entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Entry {
+    /// Its id (`<ms>-<seq>`).
+    pub id: String,
+    /// Its fields.
+    pub fields: Fields,
+}
+
+impl Entry {
+    /// A field's value.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An entry handed to a consumer, with how many times it has been delivered (1 the first
+/// time; claims and re-reads count).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Delivery {
+    /// The entry.
+    pub entry: Entry,
+    /// Deliveries so far, this one included.
+    pub deliveries: u64,
+}
+
+/// Where a new group starts reading.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum StartFrom {
+    /// Every entry still in the stream.
+    #[default]
+    Beginning,
+    /// Only entries added from now on.
+    End,
+    /// Entries after this id.
+    After(String),
+}
+
+/// How an append trims the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Trim {
+    /// Keep about this many entries (`MAXLEN ~`: whole nodes, so a little more).
+    MaxLen(u64),
+    /// Keep entries with ids at or after this one (`MINID ~`).
+    MinId(String),
+}
+
+/// The pending entries of a group at a glance.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct PendingSummary {
+    /// Entries delivered and not acknowledged.
+    pub count: u64,
+    /// The oldest pending id.
+    pub first: Option<String>,
+    /// The newest pending id.
+    pub last: Option<String>,
+    /// Pending entries per consumer.
+    pub consumers: Vec<(String, u64)>,
+}
+
+/// One pending entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Pending {
+    /// The entry's id.
+    pub id: String,
+    /// The consumer holding it.
+    pub consumer: String,
+    /// Since its last delivery.
+    pub idle: Duration,
+    /// Deliveries so far.
+    pub deliveries: u64,
+}
+
+/// A group of a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GroupInfo {
+    /// Its name.
+    pub name: String,
+    /// Its consumers.
+    pub consumers: u64,
+    /// Entries delivered and not acknowledged.
+    pub pending: u64,
+    /// The last id delivered to it.
+    pub last_delivered: String,
+    /// Entries not yet delivered to it (`None` when Redis cannot tell, e.g. after a
+    /// deletion in the range).
+    pub lag: Option<u64>,
+}
+
+/// A consumer of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConsumerInfo {
+    /// Its name.
+    pub name: String,
+    /// Entries it holds unacknowledged.
+    pub pending: u64,
+    /// Since it last read or claimed.
+    pub idle: Duration,
+}
+
+/// What the store does with streams: append, groups, reads, acks, claims, dead letters,
+/// inspection. [`Consumer`] runs a handler on top of it.
+///
+/// Object safe: `Arc<dyn StreamStore>` works. Stream names are names, not keys: the
+/// store builds the keys (one hash tag per stream, shared with its dead-letter stream).
+#[async_trait]
+pub trait StreamStore: Send + Sync + fmt::Debug {
+    /// Appends entries in one round trip, trimming as asked. Returns their ids.
+    async fn append(
+        &self,
+        stream: &str,
+        entries: &[Fields],
+        trim: Option<Trim>,
+    ) -> Result<Vec<String>>;
+
+    /// Creates a group (and the stream if needed). `false` when it already existed.
+    async fn create_group(&self, stream: &str, group: &str, start: StartFrom) -> Result<bool>;
+
+    /// Up to `count` entries never delivered to the group, waiting up to `block` for the
+    /// first when there are none. They become pending for `consumer`.
+    async fn read_new(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block: Option<Duration>,
+    ) -> Result<Vec<Delivery>>;
+
+    /// Entries pending for `consumer` itself (after a restart under the same name),
+    /// each delivery counted again. Entries deleted from the stream meanwhile are
+    /// acknowledged and left out.
+    async fn read_own_pending(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<Delivery>>;
+
+    /// Acknowledges entries. Returns how many were pending.
+    async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> Result<u64>;
+
+    /// Takes over up to `count` entries that other consumers left pending for at least
+    /// `min_idle` (each counted as a delivery). Entries deleted from the stream
+    /// meanwhile are dropped from the pending list.
+    async fn claim(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<Delivery>>;
+
+    /// Moves a delivery to the stream's dead-letter stream with `reason` and acknowledges
+    /// it, atomically. Returns the dead letter's id.
+    async fn dead_letter(
+        &self,
+        stream: &str,
+        group: &str,
+        delivery: &Delivery,
+        reason: &str,
+    ) -> Result<String>;
+
+    /// The group's pending entries at a glance.
+    async fn pending_summary(&self, stream: &str, group: &str) -> Result<PendingSummary>;
+
+    /// Up to `count` pending entries, oldest first.
+    async fn pending(&self, stream: &str, group: &str, count: usize) -> Result<Vec<Pending>>;
+
+    /// The stream's groups.
+    async fn groups(&self, stream: &str) -> Result<Vec<GroupInfo>>;
+
+    /// A group's consumers.
+    async fn consumers(&self, stream: &str, group: &str) -> Result<Vec<ConsumerInfo>>;
+
+    /// Removes consumers idle for at least `idle` that hold nothing pending (removing a
+    /// consumer drops its pending entries, so ones that hold any are kept). Returns their
+    /// names.
+    async fn remove_idle_consumers(
+        &self,
+        stream: &str,
+        group: &str,
+        idle: Duration,
+    ) -> Result<Vec<String>>;
+
+    /// Up to `count` entries with ids in `[from, to]` (`-` and `+` for the ends): replay.
+    async fn range(&self, stream: &str, from: &str, to: &str, count: usize) -> Result<Vec<Entry>>;
+
+    /// Entries in the dead-letter stream of `stream`, oldest first.
+    async fn dead_letters(&self, stream: &str, count: usize) -> Result<Vec<Entry>>;
+
+    /// How many entries the stream holds.
+    async fn len(&self, stream: &str) -> Result<u64>;
+}
+
+/// A typed producer: serializes `T` as JSON into the [`PAYLOAD_FIELD`] of each entry.
+#[derive(Debug, Clone)]
+pub struct Producer<T> {
+    store: std::sync::Arc<dyn StreamStore>,
+    stream: String,
+    trim: Option<Trim>,
+    _t: std::marker::PhantomData<fn(T)>,
+}
+
+impl<T: serde::Serialize + Send + Sync> Producer<T> {
+    /// A producer appending to `stream`.
+    pub fn new(store: std::sync::Arc<dyn StreamStore>, stream: impl Into<String>) -> Self {
+        Producer {
+            store,
+            stream: stream.into(),
+            trim: None,
+            _t: std::marker::PhantomData,
+        }
+    }
+
+    /// Trims the stream on every append.
+    pub fn trim(mut self, trim: Trim) -> Self {
+        self.trim = Some(trim);
+        self
+    }
+
+    /// Appends one payload. Returns its id.
+    pub async fn send(&self, payload: &T) -> Result<String> {
+        let mut ids = self.send_batch(std::slice::from_ref(payload)).await?;
+        ids.pop()
+            .ok_or_else(|| Error::Store(redkit_core::Error::unexpected_reply("no id")))
+    }
+
+    /// Appends payloads in one round trip. Returns their ids.
+    pub async fn send_batch(&self, payloads: &[T]) -> Result<Vec<String>> {
+        let entries = payloads
+            .iter()
+            .map(|p| {
+                serde_json::to_string(p)
+                    .map(|json| vec![(PAYLOAD_FIELD.to_string(), json)])
+                    .map_err(|e| Error::Encode(e.to_string()))
+            })
+            .collect::<Result<Vec<Fields>>>()?;
+        self.store
+            .append(&self.stream, &entries, self.trim.clone())
+            .await
+    }
+}
+
+pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 256 {
+        return Err(Error::InvalidName(format!(
+            "a {what} name must be 1 to 256 bytes, not {}",
+            name.len()
+        )));
+    }
+    if name.contains(['{', '}']) {
+        return Err(Error::InvalidName(format!(
+            "the {what} name `{name}` contains `{{` or `}}`, which would change its hash slot"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_count(count: usize) -> Result<()> {
+    if count == 0 || count > MAX_BATCH {
+        return Err(Error::InvalidArgument(format!(
+            "a count of {count} is outside 1..={MAX_BATCH}"
+        )));
+    }
+    Ok(())
+}
+
+/// Redis's ordering of entry ids.
+pub(crate) fn parse_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}

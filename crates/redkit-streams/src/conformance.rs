@@ -1,0 +1,430 @@
+//! The suite every [`StreamStore`] backend must pass. Run it with
+//! [`crate::conformance_suite!`].
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::{
+    Consumer, Delivery, Error, Fields, PAYLOAD_FIELD, Producer, StartFrom, StreamStore, Trim,
+};
+
+type Make = dyn Fn() -> (Arc<dyn StreamStore>, Arc<dyn StreamStore>) + Send + Sync;
+
+/// Builds pairs of stores over one backend (two "processes"), on a fresh prefix each.
+#[derive(Clone)]
+pub struct Suite {
+    make: Arc<Make>,
+}
+
+impl fmt::Debug for Suite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Suite").finish_non_exhaustive()
+    }
+}
+
+impl Suite {
+    pub fn new(
+        make: impl Fn() -> (Arc<dyn StreamStore>, Arc<dyn StreamStore>) + Send + Sync + 'static,
+    ) -> Suite {
+        Suite {
+            make: Arc::new(make),
+        }
+    }
+
+    pub fn pair(&self) -> (Arc<dyn StreamStore>, Arc<dyn StreamStore>) {
+        (self.make)()
+    }
+}
+
+fn entry(n: u32) -> Fields {
+    vec![(PAYLOAD_FIELD.to_string(), n.to_string())]
+}
+
+fn ids(d: &[Delivery]) -> Vec<String> {
+    d.iter().map(|d| d.entry.id.clone()).collect()
+}
+
+pub async fn appends_come_back_in_order(s: &Suite) {
+    let (a, b) = s.pair();
+    let ids = a
+        .append("log", &[entry(1), entry(2), entry(3)], None)
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 3);
+    let all = b.range("log", "-", "+", 10).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), ids);
+    assert_eq!(all[1].field(PAYLOAD_FIELD), Some("2"));
+    assert_eq!(b.range("log", &ids[1], "+", 10).await.unwrap().len(), 2);
+    assert_eq!(b.range("log", "-", "+", 1).await.unwrap().len(), 1);
+    assert_eq!(b.len("log").await.unwrap(), 3);
+    assert_eq!(b.len("nothing").await.unwrap(), 0);
+    a.append("log", &[entry(4)], Some(Trim::MaxLen(1000)))
+        .await
+        .unwrap();
+    assert_eq!(b.len("log").await.unwrap(), 4);
+    let e = a.append("log", &[Vec::new()], None).await.unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+}
+
+pub async fn groups_are_created_once_and_start_where_asked(s: &Suite) {
+    let (a, b) = s.pair();
+    a.append("g", &[entry(1), entry(2)], None).await.unwrap();
+    assert!(
+        a.create_group("g", "all", StartFrom::Beginning)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.create_group("g", "all", StartFrom::Beginning)
+            .await
+            .unwrap(),
+        "exists: fine"
+    );
+    assert!(
+        a.create_group("g", "new-only", StartFrom::End)
+            .await
+            .unwrap()
+    );
+    assert!(
+        a.create_group("fresh", "x", StartFrom::Beginning)
+            .await
+            .unwrap(),
+        "MKSTREAM"
+    );
+    assert_eq!(
+        a.read_new("g", "all", "c", 10, None).await.unwrap().len(),
+        2
+    );
+    assert!(
+        a.read_new("g", "new-only", "c", 10, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    a.append("g", &[entry(3)], None).await.unwrap();
+    assert_eq!(
+        a.read_new("g", "new-only", "c", 10, None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let e = a.read_new("g", "missing", "c", 10, None).await.unwrap_err();
+    assert!(matches!(e, Error::NoGroup { .. }), "{e:?}");
+}
+
+pub async fn reads_stay_pending_until_acked(s: &Suite) {
+    let (a, b) = s.pair();
+    a.create_group("p", "g", StartFrom::Beginning)
+        .await
+        .unwrap();
+    a.append("p", &[entry(1), entry(2), entry(3)], None)
+        .await
+        .unwrap();
+    let first = a.read_new("p", "g", "c1", 2, None).await.unwrap();
+    assert_eq!(first.len(), 2);
+    assert!(first.iter().all(|d| d.deliveries == 1));
+    let rest = b.read_new("p", "g", "c2", 10, None).await.unwrap();
+    assert_eq!(rest.len(), 1, "each entry goes to one consumer");
+    let summary = b.pending_summary("p", "g").await.unwrap();
+    assert_eq!(summary.count, 3);
+    assert_eq!(summary.first.as_deref(), Some(first[0].entry.id.as_str()));
+    assert_eq!(
+        summary.consumers,
+        [("c1".to_string(), 2), ("c2".to_string(), 1)]
+    );
+    assert_eq!(a.ack("p", "g", &ids(&first)).await.unwrap(), 2);
+    assert_eq!(
+        a.ack("p", "g", &ids(&first)).await.unwrap(),
+        0,
+        "acks are idempotent"
+    );
+    let pending = b.pending("p", "g", 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].consumer, "c2");
+    assert_eq!(pending[0].deliveries, 1);
+    let groups = a.groups("p").await.unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!((groups[0].pending, groups[0].lag), (1, Some(0)));
+    let consumers = a.consumers("p", "g").await.unwrap();
+    assert_eq!(consumers.len(), 2);
+}
+
+pub async fn a_blocking_read_wakes_on_append(s: &Suite) {
+    let (a, b) = s.pair();
+    a.create_group("b", "g", StartFrom::End).await.unwrap();
+    let started = Instant::now();
+    assert!(
+        a.read_new("b", "g", "c", 10, Some(Duration::from_millis(150)))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(140),
+        "{:?}",
+        started.elapsed()
+    );
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        b.append("b", &[entry(9)], None).await.unwrap();
+    });
+    let started = Instant::now();
+    let got = a
+        .read_new("b", "g", "c", 10, Some(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "woken by the append"
+    );
+    writer.await.unwrap();
+}
+
+pub async fn claims_take_idle_entries_and_count_deliveries(s: &Suite) {
+    let (a, b) = s.pair();
+    a.create_group("c", "g", StartFrom::Beginning)
+        .await
+        .unwrap();
+    a.append("c", &[entry(1), entry(2)], None).await.unwrap();
+    let held = a.read_new("c", "g", "dead-worker", 10, None).await.unwrap();
+    assert!(
+        b.claim("c", "g", "c2", Duration::from_secs(60), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let claimed = b
+        .claim("c", "g", "c2", Duration::from_millis(50), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&claimed), ids(&held));
+    assert!(claimed.iter().all(|d| d.deliveries == 2), "{claimed:?}");
+    assert_eq!(claimed[0].entry.fields, entry(1));
+    // claiming resets the idle time: a second claimer finds nothing
+    assert!(
+        a.claim("c", "g", "c3", Duration::from_millis(50), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let pending = a.pending("c", "g", 10).await.unwrap();
+    assert!(pending.iter().all(|p| p.consumer == "c2"));
+    // a restarted consumer re-reads its own pending entries, counted again
+    let own = b.read_own_pending("c", "g", "c2", 10).await.unwrap();
+    assert_eq!(ids(&own), ids(&held));
+    assert!(own.iter().all(|d| d.deliveries == 3), "{own:?}");
+}
+
+pub async fn dead_letters_keep_the_entry_and_the_reason(s: &Suite) {
+    let (a, b) = s.pair();
+    a.create_group("d", "g", StartFrom::Beginning)
+        .await
+        .unwrap();
+    a.append("d", &[entry(7)], None).await.unwrap();
+    let got = a.read_new("d", "g", "c", 1, None).await.unwrap();
+    let dead_id = b
+        .dead_letter("d", "g", &got[0], "bad input {x}")
+        .await
+        .unwrap();
+    assert!(!dead_id.is_empty());
+    assert_eq!(
+        a.pending_summary("d", "g").await.unwrap().count,
+        0,
+        "acked with it"
+    );
+    let dead = a.dead_letters("d", 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].field(PAYLOAD_FIELD), Some("7"));
+    assert_eq!(dead[0].field("_reason"), Some("bad input {x}"));
+    assert_eq!(dead[0].field("_source_id"), Some(got[0].entry.id.as_str()));
+    assert_eq!(dead[0].field("_deliveries"), Some("1"));
+    assert_eq!(dead[0].field("_group"), Some("g"));
+    assert_eq!(
+        a.len("d").await.unwrap(),
+        1,
+        "the entry stays in its stream"
+    );
+}
+
+pub async fn only_consumers_with_nothing_pending_are_removed(s: &Suite) {
+    let (a, _) = s.pair();
+    a.create_group("r", "g", StartFrom::Beginning)
+        .await
+        .unwrap();
+    a.append("r", &[entry(1), entry(2)], None).await.unwrap();
+    a.read_new("r", "g", "holder", 1, None).await.unwrap();
+    let done = a.read_new("r", "g", "idle", 1, None).await.unwrap();
+    a.ack("r", "g", &ids(&done)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let removed = a
+        .remove_idle_consumers("r", "g", Duration::from_millis(20))
+        .await
+        .unwrap();
+    assert_eq!(removed, ["idle"]);
+    let left: Vec<String> = a
+        .consumers("r", "g")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(left, ["holder"]);
+    assert_eq!(
+        a.pending_summary("r", "g").await.unwrap().count,
+        1,
+        "nothing pending was lost"
+    );
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize, Clone, PartialEq)]
+struct Job {
+    n: u32,
+    poison: bool,
+}
+
+pub async fn a_consumer_handles_everything_and_dead_letters_poison(s: &Suite) {
+    let (a, b) = s.pair();
+    let producer = Producer::<Job>::new(a.clone(), "jobs");
+    let jobs: Vec<Job> = (0..40).map(|n| Job { n, poison: n == 13 }).collect();
+    producer.send_batch(&jobs).await.unwrap();
+    a.append(
+        "jobs",
+        &[vec![(PAYLOAD_FIELD.to_string(), "{not json".to_string())]],
+        None,
+    )
+    .await
+    .unwrap();
+    a.append(
+        "jobs",
+        &[vec![("other".to_string(), "x".to_string())]],
+        None,
+    )
+    .await
+    .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let consumer = Consumer::builder(b.clone(), "jobs", "workers")
+        .concurrency(4)
+        .batch(8)
+        .block(Duration::from_millis(100))
+        .claim_after(Duration::from_millis(100))
+        .claim_every(Duration::from_millis(50))
+        .max_deliveries(3)
+        .build()
+        .unwrap();
+    let log = seen.clone();
+    let handle = consumer.run(move |m: crate::Message<Job>| {
+        let log = log.clone();
+        async move {
+            if m.payload.poison {
+                return Err(format!("job {} is poison", m.payload.n));
+            }
+            log.lock().unwrap().push(m.payload.n);
+            Ok(())
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let dead = a.dead_letters("jobs", 10).await.unwrap().len();
+        let done = seen.lock().unwrap().len();
+        if (dead == 3 && done == 39) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let report = handle.shutdown(Duration::from_secs(2)).await;
+    let done: BTreeSet<u32> = seen.lock().unwrap().iter().copied().collect();
+    assert_eq!(done.len(), 39, "every good job once: {done:?}");
+    assert_eq!(seen.lock().unwrap().len(), 39, "no job handled twice");
+    assert_eq!(report.processed, 39);
+    assert_eq!(report.dead_lettered, 3, "{report:?}");
+    assert_eq!(
+        report.failed, 3,
+        "the poison job failed on each of its 3 deliveries"
+    );
+    let dead = a.dead_letters("jobs", 10).await.unwrap();
+    let reasons: Vec<&str> = dead.iter().filter_map(|d| d.field("_reason")).collect();
+    assert!(
+        reasons.iter().any(|r| r.starts_with("undecodable payload")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("no `p` field")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("job 13 is poison")),
+        "{reasons:?}"
+    );
+    assert_eq!(a.pending_summary("jobs", "workers").await.unwrap().count, 0);
+}
+
+pub async fn bad_input_is_a_typed_error(s: &Suite) {
+    let (a, _) = s.pair();
+    for name in ["", "a{b}"] {
+        let e = a.append(name, &[entry(1)], None).await.unwrap_err();
+        assert!(matches!(e, Error::InvalidName(_)), "{e:?}");
+        let e = a
+            .create_group("s", name, StartFrom::Beginning)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidName(_)), "{e:?}");
+    }
+    a.create_group("s", "g", StartFrom::Beginning)
+        .await
+        .unwrap();
+    for count in [0, crate::MAX_BATCH + 1] {
+        let e = a.read_new("s", "g", "c", count, None).await.unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+    }
+    let too_many: Vec<Fields> = (0..=crate::MAX_BATCH as u32).map(entry).collect();
+    assert!(matches!(
+        a.append("s", &too_many, None).await.unwrap_err(),
+        Error::InvalidArgument(_)
+    ));
+    for builder in [
+        Consumer::builder(a.clone(), "s", "g").concurrency(0),
+        Consumer::builder(a.clone(), "s", "g").batch(0),
+        Consumer::builder(a.clone(), "s", "g").max_deliveries(0),
+        Consumer::builder(a.clone(), "s", "g").block(Duration::ZERO),
+        Consumer::builder(a.clone(), "s{x}", "g"),
+    ] {
+        assert!(builder.build().is_err());
+    }
+}
+
+/// Runs every case of the suite as a test: `conformance_suite!(name, async { Suite })`.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($name:ident, $make:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::conformance_suite!(@case $make;
+                appends_come_back_in_order,
+                groups_are_created_once_and_start_where_asked,
+                reads_stay_pending_until_acked,
+                a_blocking_read_wakes_on_append,
+                claims_take_idle_entries_and_count_deliveries,
+                dead_letters_keep_the_entry_and_the_reason,
+                only_consumers_with_nothing_pending_are_removed,
+                a_consumer_handles_everything_and_dead_letters_poison,
+                bad_input_is_a_typed_error
+            );
+        }
+    };
+    (@case $make:expr; $($case:ident),+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let suite: $crate::conformance::Suite = $make.await;
+                $crate::conformance::$case(&suite).await;
+            }
+        )+
+    };
+}

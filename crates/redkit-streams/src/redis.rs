@@ -1,0 +1,586 @@
+//! The Redis backend.
+
+use std::fmt;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redkit_core::redis::{Cmd, Value, cmd};
+use redkit_core::{Keyspace, Pipeline, Redis, Script};
+
+use crate::{
+    ConsumerInfo, Delivery, Entry, Error, Fields, GroupInfo, MAX_BATCH, Pending, PendingSummary,
+    Result, StartFrom, StreamStore, Trim, check_count, check_name,
+};
+
+static CLAIM: LazyLock<Script> =
+    LazyLock::new(|| Script::new("claim", include_str!("../lua/claim.lua")));
+static DEAD_LETTER: LazyLock<Script> =
+    LazyLock::new(|| Script::new("dead_letter", include_str!("../lua/dead_letter.lua")));
+static REMOVE_IDLE: LazyLock<Script> =
+    LazyLock::new(|| Script::new("remove_idle", include_str!("../lua/remove_idle.lua")));
+
+/// Dead-letter streams keep about this many entries.
+const DEAD_LETTER_MAX: u64 = 100_000;
+
+/// A [`StreamStore`] on Redis Streams.
+///
+/// Keys: `<prefix>:stream:{<name>}` per stream and `<prefix>:stream:{<name>}:dead` for
+/// its dead letters (one hash tag, so one cluster slot). Blocking reads take a dedicated
+/// connection from the pool, with a response timeout above the block time.
+#[derive(Clone)]
+pub struct RedisStreamStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    redis: Redis,
+    ns: Keyspace,
+}
+
+impl fmt::Debug for RedisStreamStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStreamStore")
+            .field("prefix", &self.inner.ns.prefix())
+            .finish()
+    }
+}
+
+fn unexpected(what: impl Into<String>) -> Error {
+    Error::Store(redkit_core::Error::unexpected_reply(what))
+}
+
+fn text(v: &Value) -> Result<String> {
+    match v {
+        Value::BulkString(b) => Ok(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Ok(s.clone()),
+        Value::Int(i) => Ok(i.to_string()),
+        other => Err(unexpected(format!("expected a string, got {other:?}"))),
+    }
+}
+
+fn int(v: &Value) -> Result<u64> {
+    match v {
+        Value::Int(i) => u64::try_from(*i).map_err(|_| unexpected("a negative count")),
+        other => text(other)?
+            .parse()
+            .map_err(|_| unexpected(format!("expected an integer, got {other:?}"))),
+    }
+}
+
+fn fields(v: &Value) -> Result<Fields> {
+    let Value::Array(items) = v else {
+        return Err(unexpected(format!("expected fields, got {v:?}")));
+    };
+    items
+        .chunks(2)
+        .map(|p| match p {
+            [k, v] => Ok((text(k)?, text(v)?)),
+            _ => Err(unexpected("an odd field list")),
+        })
+        .collect()
+}
+
+/// `[[id, fields-or-nil], ...]`
+fn entries(v: &Value) -> Result<Vec<(String, Option<Fields>)>> {
+    let Value::Array(items) = v else {
+        return Ok(Vec::new());
+    };
+    items
+        .iter()
+        .map(|e| match e {
+            Value::Array(pair) if pair.len() == 2 => Ok((
+                text(&pair[0])?,
+                match &pair[1] {
+                    Value::Nil => None,
+                    f => Some(fields(f)?),
+                },
+            )),
+            other => Err(unexpected(format!("a stream entry {other:?}"))),
+        })
+        .collect()
+}
+
+/// The entries of an `XREADGROUP` reply for one stream (nil when nothing came).
+fn read_reply(v: &Value) -> Result<Vec<(String, Option<Fields>)>> {
+    match v {
+        Value::Nil => Ok(Vec::new()),
+        Value::Array(streams) => match streams.first() {
+            Some(Value::Array(s)) if s.len() == 2 => entries(&s[1]),
+            None => Ok(Vec::new()),
+            other => Err(unexpected(format!("XREADGROUP replied {other:?}"))),
+        },
+        Value::Map(m) => match m.first() {
+            Some((_, e)) => entries(e),
+            None => Ok(Vec::new()),
+        },
+        other => Err(unexpected(format!("XREADGROUP replied {other:?}"))),
+    }
+}
+
+/// Pairs of a flat or RESP3 map reply.
+fn map(v: &Value) -> Vec<(String, &Value)> {
+    match v {
+        Value::Array(items) => items
+            .chunks(2)
+            .filter_map(|p| match p {
+                [k, v] => Some((text(k).ok()?, v)),
+                _ => None,
+            })
+            .collect(),
+        Value::Map(m) => m
+            .iter()
+            .filter_map(|(k, v)| Some((text(k).ok()?, v)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl RedisStreamStore {
+    /// A store over `redis` with keys under `<prefix>:stream:`.
+    pub fn new(redis: &Redis, prefix: &str) -> Result<RedisStreamStore> {
+        check_name("key prefix", prefix)?;
+        Ok(RedisStreamStore {
+            inner: Arc::new(Inner {
+                redis: redis.clone(),
+                ns: redis.keyspace(prefix)?.child("stream")?,
+            }),
+        })
+    }
+
+    /// The key of a stream (for raw commands on the same data).
+    pub fn key(&self, stream: &str) -> Result<String> {
+        check_name("stream", stream)?;
+        Ok(self.inner.ns.tagged(stream)?.as_str().to_string())
+    }
+
+    fn dead_key(&self, stream: &str) -> Result<String> {
+        Ok(format!("{}:dead", self.key(stream)?))
+    }
+
+    fn no_group(e: &redkit_core::Error, stream: &str, group: &str) -> Option<Error> {
+        e.to_string().contains("NOGROUP").then(|| Error::NoGroup {
+            stream: stream.to_string(),
+            group: group.to_string(),
+        })
+    }
+
+    async fn query<T: redkit_core::redis::FromRedisValue>(
+        &self,
+        c: &Cmd,
+        stream: &str,
+        group: &str,
+    ) -> Result<T> {
+        self.inner
+            .redis
+            .query(c)
+            .await
+            .map_err(|e| Self::no_group(&e, stream, group).unwrap_or_else(|| e.into()))
+    }
+}
+
+#[async_trait]
+impl StreamStore for RedisStreamStore {
+    async fn append(
+        &self,
+        stream: &str,
+        entries: &[Fields],
+        trim: Option<Trim>,
+    ) -> Result<Vec<String>> {
+        let key = self.key(stream)?;
+        if entries.len() > MAX_BATCH {
+            return Err(Error::InvalidArgument(format!(
+                "{} entries in one append is over the limit of {MAX_BATCH}",
+                entries.len()
+            )));
+        }
+        let mut pipe = Pipeline::new();
+        for fields in entries {
+            if fields.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "an entry needs at least one field".into(),
+                ));
+            }
+            let mut c = cmd("XADD");
+            c.arg(&key);
+            match &trim {
+                Some(Trim::MaxLen(n)) => c.arg("MAXLEN").arg("~").arg(*n),
+                Some(Trim::MinId(id)) => c.arg("MINID").arg("~").arg(id.as_str()),
+                None => &mut c,
+            };
+            c.arg("*");
+            for (k, v) in fields {
+                c.arg(k.as_str()).arg(v.as_str());
+            }
+            pipe.cmd(c);
+        }
+        Ok(pipe.query(&self.inner.redis).await?)
+    }
+
+    async fn create_group(&self, stream: &str, group: &str, start: StartFrom) -> Result<bool> {
+        check_name("group", group)?;
+        let start = match start {
+            StartFrom::Beginning => "0".to_string(),
+            StartFrom::End => "$".to_string(),
+            StartFrom::After(id) => id,
+        };
+        let c = cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.key(stream)?)
+            .arg(group)
+            .arg(start)
+            .arg("MKSTREAM")
+            .to_owned();
+        match self.inner.redis.query::<()>(&c).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.to_string().contains("BUSYGROUP") => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn read_new(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block: Option<Duration>,
+    ) -> Result<Vec<Delivery>> {
+        check_name("group", group)?;
+        check_name("consumer", consumer)?;
+        check_count(count)?;
+        let mut c = cmd("XREADGROUP");
+        c.arg("GROUP")
+            .arg(group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count);
+        if let Some(b) = block {
+            c.arg("BLOCK").arg(b.as_millis().max(1) as u64);
+        }
+        c.arg("STREAMS").arg(self.key(stream)?).arg(">");
+        let reply: Value = match block {
+            Some(b) => {
+                let mut conn = self.inner.redis.dedicated().await?;
+                conn.blocking(&c, b)
+                    .await
+                    .map_err(|e| Self::no_group(&e, stream, group).unwrap_or_else(|| e.into()))?
+            }
+            None => self.query(&c, stream, group).await?,
+        };
+        read_reply(&reply)?
+            .into_iter()
+            .map(|(id, f)| {
+                Ok(Delivery {
+                    entry: Entry {
+                        id,
+                        fields: f.unwrap_or_default(),
+                    },
+                    deliveries: 1,
+                })
+            })
+            .collect()
+    }
+
+    async fn read_own_pending(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<Delivery>> {
+        check_name("consumer", consumer)?;
+        check_count(count)?;
+        let key = self.key(stream)?;
+        let c = cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg(&key)
+            .arg("0")
+            .to_owned();
+        let reply: Value = self.query(&c, stream, group).await?;
+        let read = read_reply(&reply)?;
+        let (live, gone): (Vec<_>, Vec<_>) = read.into_iter().partition(|(_, f)| f.is_some());
+        if !gone.is_empty() {
+            let ids: Vec<String> = gone.into_iter().map(|(id, _)| id).collect();
+            self.ack(stream, group, &ids).await?;
+        }
+        let counts: std::collections::HashMap<String, u64> = self
+            .pending(stream, group, MAX_BATCH)
+            .await?
+            .into_iter()
+            .map(|p| (p.id, p.deliveries))
+            .collect();
+        Ok(live
+            .into_iter()
+            .map(|(id, f)| Delivery {
+                deliveries: counts.get(&id).copied().unwrap_or(1),
+                entry: Entry {
+                    id,
+                    fields: f.unwrap_or_default(),
+                },
+            })
+            .collect())
+    }
+
+    async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> Result<u64> {
+        check_name("group", group)?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut c = cmd("XACK");
+        c.arg(self.key(stream)?).arg(group);
+        for id in ids {
+            c.arg(id.as_str());
+        }
+        self.query(&c, stream, group).await
+    }
+
+    async fn claim(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<Delivery>> {
+        check_name("group", group)?;
+        check_name("consumer", consumer)?;
+        check_count(count)?;
+        let reply: Vec<Value> = CLAIM
+            .call()
+            .key(self.key(stream)?)
+            .arg(group)
+            .arg(consumer)
+            .arg(min_idle.as_millis() as u64)
+            .arg(count)
+            .invoke(&self.inner.redis)
+            .await
+            .map_err(|e| Self::no_group(&e, stream, group).unwrap_or_else(|| e.into()))?;
+        reply
+            .chunks(3)
+            .map(|t| match t {
+                [id, n, f] => Ok(Delivery {
+                    entry: Entry {
+                        id: text(id)?,
+                        fields: fields(f)?,
+                    },
+                    deliveries: int(n)?,
+                }),
+                _ => Err(unexpected("a claim reply of odd length")),
+            })
+            .collect()
+    }
+
+    async fn dead_letter(
+        &self,
+        stream: &str,
+        group: &str,
+        delivery: &Delivery,
+        reason: &str,
+    ) -> Result<String> {
+        check_name("group", group)?;
+        let mut call = DEAD_LETTER
+            .call()
+            .key(self.key(stream)?)
+            .key(self.dead_key(stream)?)
+            .arg(group)
+            .arg(delivery.entry.id.as_str())
+            .arg(delivery.deliveries)
+            .arg(reason)
+            .arg(DEAD_LETTER_MAX);
+        for (k, v) in &delivery.entry.fields {
+            call = call.arg(k.as_str()).arg(v.as_str());
+        }
+        Ok(call.invoke(&self.inner.redis).await?)
+    }
+
+    async fn pending_summary(&self, stream: &str, group: &str) -> Result<PendingSummary> {
+        check_name("group", group)?;
+        let c = cmd("XPENDING").arg(self.key(stream)?).arg(group).to_owned();
+        let v: Vec<Value> = self.query(&c, stream, group).await?;
+        let opt = |v: Option<&Value>| v.filter(|v| !matches!(v, Value::Nil)).map(text).transpose();
+        let consumers = match v.get(3) {
+            Some(Value::Array(cs)) => cs
+                .iter()
+                .map(|c| match c {
+                    Value::Array(p) if p.len() == 2 => Ok((text(&p[0])?, int(&p[1])?)),
+                    other => Err(unexpected(format!("a pending consumer {other:?}"))),
+                })
+                .collect::<Result<Vec<_>>>()?,
+            _ => Vec::new(),
+        };
+        Ok(PendingSummary {
+            count: v.first().map(int).transpose()?.unwrap_or(0),
+            first: opt(v.get(1))?,
+            last: opt(v.get(2))?,
+            consumers,
+        })
+    }
+
+    async fn pending(&self, stream: &str, group: &str, count: usize) -> Result<Vec<Pending>> {
+        check_name("group", group)?;
+        check_count(count)?;
+        let c = cmd("XPENDING")
+            .arg(self.key(stream)?)
+            .arg(group)
+            .arg("-")
+            .arg("+")
+            .arg(count)
+            .to_owned();
+        let v: Vec<Vec<Value>> = self.query(&c, stream, group).await?;
+        v.iter()
+            .map(|p| match p.as_slice() {
+                [id, consumer, idle, n] => Ok(Pending {
+                    id: text(id)?,
+                    consumer: text(consumer)?,
+                    idle: Duration::from_millis(int(idle)?),
+                    deliveries: int(n)?,
+                }),
+                _ => Err(unexpected("a pending entry")),
+            })
+            .collect()
+    }
+
+    async fn groups(&self, stream: &str) -> Result<Vec<GroupInfo>> {
+        let c = cmd("XINFO").arg("GROUPS").arg(self.key(stream)?).to_owned();
+        let v: Vec<Value> = match self.inner.redis.query(&c).await {
+            Ok(v) => v,
+            Err(e) if e.to_string().contains("no such key") => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        v.iter()
+            .map(|g| {
+                let m = map(g);
+                let get = |k: &str| m.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+                Ok(GroupInfo {
+                    name: get("name").map(text).transpose()?.unwrap_or_default(),
+                    consumers: get("consumers").map(int).transpose()?.unwrap_or(0),
+                    pending: get("pending").map(int).transpose()?.unwrap_or(0),
+                    last_delivered: get("last-delivered-id")
+                        .map(text)
+                        .transpose()?
+                        .unwrap_or_default(),
+                    lag: get("lag")
+                        .filter(|v| !matches!(v, Value::Nil))
+                        .map(int)
+                        .transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn consumers(&self, stream: &str, group: &str) -> Result<Vec<ConsumerInfo>> {
+        check_name("group", group)?;
+        let c = cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(self.key(stream)?)
+            .arg(group)
+            .to_owned();
+        let v: Vec<Value> = self.query(&c, stream, group).await?;
+        v.iter()
+            .map(|c| {
+                let m = map(c);
+                let get = |k: &str| m.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+                Ok(ConsumerInfo {
+                    name: get("name").map(text).transpose()?.unwrap_or_default(),
+                    pending: get("pending").map(int).transpose()?.unwrap_or(0),
+                    idle: Duration::from_millis(get("idle").map(int).transpose()?.unwrap_or(0)),
+                })
+            })
+            .collect()
+    }
+
+    async fn remove_idle_consumers(
+        &self,
+        stream: &str,
+        group: &str,
+        idle: Duration,
+    ) -> Result<Vec<String>> {
+        check_name("group", group)?;
+        REMOVE_IDLE
+            .call()
+            .key(self.key(stream)?)
+            .arg(group)
+            .arg(idle.as_millis() as u64)
+            .invoke(&self.inner.redis)
+            .await
+            .map_err(|e| Self::no_group(&e, stream, group).unwrap_or_else(|| e.into()))
+    }
+
+    async fn range(&self, stream: &str, from: &str, to: &str, count: usize) -> Result<Vec<Entry>> {
+        check_count(count)?;
+        let c = cmd("XRANGE")
+            .arg(self.key(stream)?)
+            .arg(from)
+            .arg(to)
+            .arg("COUNT")
+            .arg(count)
+            .to_owned();
+        let v: Value = self.inner.redis.query(&c).await?;
+        entries(&v)?
+            .into_iter()
+            .map(|(id, f)| {
+                Ok(Entry {
+                    id,
+                    fields: f.unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn dead_letters(&self, stream: &str, count: usize) -> Result<Vec<Entry>> {
+        check_count(count)?;
+        let c = cmd("XRANGE")
+            .arg(self.dead_key(stream)?)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(count)
+            .to_owned();
+        let v: Value = self.inner.redis.query(&c).await?;
+        entries(&v)?
+            .into_iter()
+            .map(|(id, f)| {
+                Ok(Entry {
+                    id,
+                    fields: f.unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn len(&self, stream: &str) -> Result<u64> {
+        Ok(self
+            .inner
+            .redis
+            .query(cmd("XLEN").arg(self.key(stream)?))
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_and_its_dead_letters_share_one_slot() {
+        let key = redkit_core::Keyspace::new("app")
+            .unwrap()
+            .child("stream")
+            .unwrap()
+            .tagged("orders")
+            .unwrap();
+        redkit_testkit::assert_same_slot(&[
+            key.as_str().to_string(),
+            format!("{}:dead", key.as_str()),
+        ]);
+        for s in [&*CLAIM, &*DEAD_LETTER, &*REMOVE_IDLE] {
+            assert!(s.code().starts_with("-- KEYS[1]"), "{}", s.name());
+        }
+    }
+}
