@@ -2,7 +2,7 @@
 //! `redis://127.0.0.1:$PORT`) and prints one JSON line per measurement, in the shape of the
 //! peer scripts in `shared/peers` (`peer`, `case`, `N`, `C`, then the metric).
 //!
-//! Cases: `ratelimit` — single `check()` calls over 1000 keys (see `ratelimit.rs`); `leaderboard` — rank, around-me and top-100 latency on a 1,000,000-member board next to raw commands (see `leaderboard.rs`); `geo` — radius searches on 1,000,000 places next to raw GEOSEARCH (see `geo.rs`); `session` — load and save next to raw GET/GETEX/SETEX (see `session.rs`); `lock-handoff` — contended hand-offs, notified vs polling; `lock` — uncontended acquire + release pairs (see `lock.rs`); `raw` — SET or GET (one command per operation) through the shared multiplexed connection, through a pool
+//! Cases: `ratelimit` — single `check()` calls over 1000 keys (see `ratelimit.rs`); `leaderboard` — rank, around-me and top-100 latency on a 1,000,000-member board next to raw commands (see `leaderboard.rs`); `geo` — radius searches on 1,000,000 places next to raw GEOSEARCH (see `geo.rs`); `session` — load and save next to raw GET/GETEX/SETEX (see `session.rs`); `streams` — consumer throughput next to a raw XREADGROUP+XACK loop (see `streams.rs`); `lock-handoff` — contended hand-offs, notified vs polling; `lock` — uncontended acquire + release pairs (see `lock.rs`); `raw` — SET or GET (one command per operation) through the shared multiplexed connection, through a pool
 //! checkout per operation, and through a bare redis-rs multiplexed connection (the
 //! baseline for redkit's own overhead). `N` and `C` override the operation count and
 //! the number of concurrent tasks.
@@ -16,6 +16,7 @@ mod lock;
 mod ratelimit;
 mod raw;
 mod session;
+mod streams;
 
 /// Every case this binary runs (`redkit-bench --list`).
 const CASES: &[&str] = &[
@@ -26,6 +27,7 @@ const CASES: &[&str] = &[
     "leaderboard",
     "geo",
     "session",
+    "streams",
 ];
 
 /// Settings shared by every case.
@@ -206,6 +208,14 @@ async fn cases() {
                     c: env_usize("C").unwrap_or(64),
                 };
                 session::run(&bench).await;
+            }
+            "streams" => {
+                let bench = Bench {
+                    url: url.clone(),
+                    n: env_usize("N").unwrap_or(100_000),
+                    c: 64,
+                };
+                streams::run(&bench).await;
             }
             other => {
                 eprintln!("unknown case {other:?}; known: {}", CASES.join(", "));

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use redkit_core::Coalescer;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -272,6 +273,23 @@ where
     E: fmt::Display + Send + 'static,
 {
     let counters = Arc::new(Counters::default());
+    // acks of concurrent handlers go out together: one XACK per batch of completions
+    let acker: Arc<Acker> = {
+        let cfg = cfg.clone();
+        Arc::new(Coalescer::new(256, 2, move |ids: Vec<String>| {
+            let cfg = cfg.clone();
+            async move {
+                cfg.store
+                    .ack(&cfg.stream, &cfg.group, &ids)
+                    .await
+                    .map_err(|e| match e {
+                        Error::Store(e) => e,
+                        other => redkit_core::Error::invalid_argument(other.to_string()),
+                    })?;
+                Ok(vec![(); ids.len()])
+            }
+        }))
+    };
     let permits = Arc::new(Semaphore::new(cfg.concurrency));
     let mut running: JoinSet<()> = JoinSet::new();
     let mut backoff = Duration::from_millis(50);
@@ -315,6 +333,15 @@ where
                     return Ok(claimed);
                 }
             }
+            // a busy stream is read on the shared connection; only an empty one waits on
+            // a dedicated blocking read
+            let ready = cfg
+                .store
+                .read_new(&cfg.stream, &cfg.group, &cfg.name, free, None)
+                .await?;
+            if !ready.is_empty() {
+                return Ok(ready);
+            }
             cfg.store
                 .read_new(&cfg.stream, &cfg.group, &cfg.name, free, Some(cfg.block))
                 .await
@@ -328,8 +355,9 @@ where
                         break;
                     };
                     let (cfg, handler, counters) = (cfg.clone(), handler.clone(), counters.clone());
+                    let acker = acker.clone();
                     running.spawn(async move {
-                        handle(&cfg, &*handler, &counters, d).await;
+                        handle(&cfg, &*handler, &counters, &acker, d).await;
                         drop(permit);
                     });
                 }
@@ -365,8 +393,15 @@ where
     }
 }
 
-async fn handle<T, F, Fut, E>(cfg: &ConsumerBuilder, handler: &F, counters: &Counters, d: Delivery)
-where
+type Acker = Coalescer<String, ()>;
+
+async fn handle<T, F, Fut, E>(
+    cfg: &ConsumerBuilder,
+    handler: &F,
+    counters: &Counters,
+    acker: &Acker,
+    d: Delivery,
+) where
     T: DeserializeOwned,
     F: Fn(Message<T>) -> Fut,
     Fut: Future<Output = Result<(), E>>,
@@ -407,11 +442,7 @@ where
         fields: d.entry.fields.clone(),
     };
     match handler(message).await {
-        Ok(()) => match cfg
-            .store
-            .ack(&cfg.stream, &cfg.group, std::slice::from_ref(&d.entry.id))
-            .await
-        {
+        Ok(()) => match acker.call(d.entry.id.clone()).await {
             Ok(_) => {
                 counters.processed.fetch_add(1, Ordering::Relaxed);
             }
