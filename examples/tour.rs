@@ -65,6 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     lock_tour(redis.as_ref()).await?;
     ratelimit_tour(redis.as_ref()).await?;
     session_tour(redis.as_ref()).await?;
+    streams_tour(redis.as_ref()).await?;
     leaderboard_tour(redis.as_ref()).await?;
     geo_tour(redis.as_ref()).await?;
     println!("\nthe other pattern crates add their part of the tour when they land.");
@@ -403,6 +404,51 @@ async fn session_tour(redis: Option<&Redis>) -> Result<(), Box<dyn std::error::E
         "log out everywhere ended {}; a late save of the first session: {}",
         store.logout_everywhere("ann", None).await?,
         store.save(&mut session).await.unwrap_err()
+    );
+    Ok(())
+}
+
+async fn streams_tour(redis: Option<&Redis>) -> Result<(), Box<dyn std::error::Error>> {
+    use redkit::streams::{
+        Consumer, MemoryStreamStore, Message, Producer, RedisStreamStore, StreamStore,
+    };
+    println!("\n-- redkit-streams --");
+    let store: Arc<dyn StreamStore> = match redis {
+        Some(r) => Arc::new(RedisStreamStore::new(
+            r,
+            &format!("tour-{}", std::process::id()),
+        )?),
+        None => Arc::new(MemoryStreamStore::new()),
+    };
+    let producer = Producer::<String>::new(store.clone(), "emails");
+    producer
+        .send_batch(&["welcome ann".into(), "welcome bob".into(), "FAIL".into()])
+        .await?;
+    let consumer = Consumer::builder(store.clone(), "emails", "mailer")
+        .block(Duration::from_millis(100))
+        .claim_after(Duration::from_millis(100))
+        .claim_every(Duration::from_millis(50))
+        .max_deliveries(2)
+        .build()?;
+    let running = consumer.run(|m: Message<String>| async move {
+        if m.payload == "FAIL" {
+            return Err("the mail server refused it");
+        }
+        println!("sent {:?} (delivery {})", m.payload, m.deliveries);
+        Ok(())
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let report = running.shutdown(Duration::from_secs(1)).await;
+    println!(
+        "processed {}, dead-lettered {}: {:?}",
+        report.processed,
+        report.dead_lettered,
+        store
+            .dead_letters("emails", 10)
+            .await?
+            .iter()
+            .filter_map(|d| d.field("_reason").map(str::to_string))
+            .collect::<Vec<_>>()
     );
     Ok(())
 }
