@@ -232,6 +232,24 @@ impl Redis {
         self.subscriber().await?.psubscribe(pattern).await
     }
 
+    /// Subscribes to a sharded channel; see [`Subscriber::ssubscribe`].
+    pub async fn ssubscribe(&self, channel: &str) -> Result<Subscription> {
+        self.subscriber().await?.ssubscribe(channel).await
+    }
+
+    /// Publishes to a sharded channel: `SPUBLISH` on a cluster (to the channel's slot),
+    /// `PUBLISH` on a single node, matching [`Redis::ssubscribe`]. Returns how many
+    /// subscribers received it.
+    pub async fn spublish(&self, channel: &str, payload: &[u8]) -> Result<u64> {
+        let command = if self.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        };
+        self.query(redis::cmd(command).arg(channel).arg(payload))
+            .await
+    }
+
     /// Publishes a message; returns how many subscribers received it.
     pub async fn publish(&self, channel: &str, payload: &[u8]) -> Result<u64> {
         self.query(redis::cmd("PUBLISH").arg(channel).arg(payload))

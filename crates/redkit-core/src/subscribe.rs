@@ -16,7 +16,6 @@ use std::task::{Context, Poll};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ProtocolVersion, PushInfo, PushKind, Value};
-use tokio::sync::mpsc;
 
 use crate::config::{RedisConfig, Topology};
 use crate::error::{Error, Result};
@@ -57,19 +56,115 @@ pub enum Event {
 enum Kind {
     Channel,
     Pattern,
+    Sharded,
+}
+
+/// What a subscription does when its buffer is full because its owner reads too slowly.
+/// Memory stays bounded either way, and the owner always learns how many messages it
+/// missed ([`Event::Lagged`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum LagPolicy {
+    /// Keep the buffered messages and drop new ones until there is room.
+    #[default]
+    DropNewest,
+    /// Drop the oldest buffered messages to make room: the owner sees the latest ones.
+    DropOldest,
+    /// End the subscription: it yields [`Event::Lagged`], what it had buffered, and then
+    /// ends (`None`).
+    Disconnect,
+}
+
+/// Options of one subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct SubscribeOptions {
+    /// Messages buffered for this subscription (default: the handle's
+    /// `subscription_buffer`).
+    pub buffer: Option<usize>,
+    /// What a full buffer does.
+    pub lag: LagPolicy,
+}
+
+impl SubscribeOptions {
+    /// The defaults: the handle's buffer size, [`LagPolicy::DropNewest`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The buffer size, in messages (at least 1).
+    pub fn buffer(mut self, messages: usize) -> Self {
+        self.buffer = Some(messages.max(1));
+        self
+    }
+
+    /// The lag policy.
+    pub fn lag(mut self, policy: LagPolicy) -> Self {
+        self.lag = policy;
+        self
+    }
+}
+
+/// One subscription's bounded queue.
+struct Queue {
+    events: Mutex<std::collections::VecDeque<Event>>,
+    capacity: usize,
+    policy: LagPolicy,
+    lagged: AtomicU64,
+    closed: AtomicBool,
+    waker: futures_util::task::AtomicWaker,
+}
+
+impl Queue {
+    fn events(&self) -> MutexGuard<'_, std::collections::VecDeque<Event>> {
+        self.events.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(&self, event: Event) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        {
+            let mut events = self.events();
+            if events.len() < self.capacity {
+                events.push_back(event);
+            } else {
+                match self.policy {
+                    LagPolicy::DropNewest => {
+                        self.lagged.fetch_add(1, Ordering::Relaxed);
+                    }
+                    LagPolicy::DropOldest => {
+                        // drop the oldest message; link events (disconnected, resubscribed)
+                        // are kept
+                        let oldest = events.iter().position(|e| matches!(e, Event::Message(_)));
+                        match oldest {
+                            Some(i) => {
+                                events.remove(i);
+                                events.push_back(event);
+                            }
+                            None => events.push_back(event),
+                        }
+                        self.lagged.fetch_add(1, Ordering::Relaxed);
+                    }
+                    LagPolicy::Disconnect => {
+                        self.lagged.fetch_add(1, Ordering::Relaxed);
+                        self.closed.store(true, Ordering::Release);
+                    }
+                }
+            }
+        }
+        self.waker.wake();
+    }
 }
 
 struct Sink {
     id: u64,
-    tx: mpsc::Sender<Event>,
-    lagged: Arc<AtomicU64>,
+    queue: Arc<Queue>,
 }
 
 impl Sink {
     fn deliver(&self, event: Event) {
-        if self.tx.try_send(event).is_err() {
-            self.lagged.fetch_add(1, Ordering::Relaxed);
-        }
+        self.queue.push(event);
     }
 }
 
@@ -82,6 +177,8 @@ struct Registry {
 struct Shared {
     registry: Mutex<Registry>,
     down: AtomicBool,
+    /// A connection dropped since sharded channels were last (re)subscribed.
+    lost: AtomicBool,
 }
 
 impl Shared {
@@ -120,6 +217,13 @@ impl Shared {
                 None,
                 bytes(payload),
             ),
+            (PushKind::SMessage, [channel, payload]) => (
+                Kind::Sharded,
+                bytes(channel),
+                bytes(channel),
+                None,
+                bytes(payload),
+            ),
             (PushKind::PMessage, [pattern, channel, payload]) => (
                 Kind::Pattern,
                 bytes(pattern),
@@ -127,7 +231,10 @@ impl Shared {
                 Some(bytes(pattern)),
                 bytes(payload),
             ),
-            (PushKind::Disconnection, _) => return self.mark_down(),
+            (PushKind::Disconnection, _) => {
+                self.lost.store(true, Ordering::Release);
+                return self.mark_down();
+            }
             _ => return,
         };
         let registry = self.registry();
@@ -167,18 +274,24 @@ impl SubConn {
         name: &[u8],
     ) -> redis::RedisResult<()> {
         match self {
+            // a single node has no shards: sharded channels are plain channels there
+            // (`Redis::spublish` publishes with PUBLISH to match)
             SubConn::Single(c) => match (kind, subscribe) {
-                (Kind::Channel, true) => c.subscribe(name).await,
-                (Kind::Channel, false) => c.unsubscribe(name).await,
+                (Kind::Channel | Kind::Sharded, true) => c.subscribe(name).await,
+                (Kind::Channel | Kind::Sharded, false) => c.unsubscribe(name).await,
                 (Kind::Pattern, true) => c.psubscribe(name).await,
                 (Kind::Pattern, false) => c.punsubscribe(name).await,
             },
             #[cfg(feature = "cluster")]
+            // one SSUBSCRIBE per channel (never CROSSSLOT); redis-rs re-sends it to the
+            // slot's owner after a reconnect or a slot move
             SubConn::Cluster(c) => match (kind, subscribe) {
                 (Kind::Channel, true) => c.subscribe(name).await,
                 (Kind::Channel, false) => c.unsubscribe(name).await,
                 (Kind::Pattern, true) => c.psubscribe(name).await,
                 (Kind::Pattern, false) => c.punsubscribe(name).await,
+                (Kind::Sharded, true) => c.ssubscribe(name).await,
+                (Kind::Sharded, false) => c.sunsubscribe(name).await,
             },
         }
     }
@@ -288,6 +401,7 @@ impl Subscriber {
         let shared = Arc::new(Shared {
             registry: Mutex::new(Registry::default()),
             down: AtomicBool::new(false),
+            lost: AtomicBool::new(false),
         });
         let (conn, master) = open(config, &shared).await?;
         let hub = Arc::new(Hub {
@@ -305,12 +419,56 @@ impl Subscriber {
 
     /// Subscribes to one channel.
     pub async fn subscribe(&self, channel: &str) -> Result<Subscription> {
-        self.add(Kind::Channel, channel).await
+        self.add(Kind::Channel, channel, SubscribeOptions::new())
+            .await
     }
 
     /// Subscribes to every channel matching a glob pattern (`PSUBSCRIBE`).
     pub async fn psubscribe(&self, pattern: &str) -> Result<Subscription> {
-        self.add(Kind::Pattern, pattern).await
+        self.add(Kind::Pattern, pattern, SubscribeOptions::new())
+            .await
+    }
+
+    /// Subscribes to a sharded channel (`SSUBSCRIBE` on a cluster, where the channel
+    /// lives on its slot's node; a plain channel on a single node).
+    pub async fn ssubscribe(&self, channel: &str) -> Result<Subscription> {
+        self.add(self.sharded(), channel, SubscribeOptions::new())
+            .await
+    }
+
+    /// [`Subscriber::subscribe`] with options.
+    pub async fn subscribe_with(
+        &self,
+        channel: &str,
+        options: SubscribeOptions,
+    ) -> Result<Subscription> {
+        self.add(Kind::Channel, channel, options).await
+    }
+
+    /// [`Subscriber::psubscribe`] with options.
+    pub async fn psubscribe_with(
+        &self,
+        pattern: &str,
+        options: SubscribeOptions,
+    ) -> Result<Subscription> {
+        self.add(Kind::Pattern, pattern, options).await
+    }
+
+    /// [`Subscriber::ssubscribe`] with options.
+    pub async fn ssubscribe_with(
+        &self,
+        channel: &str,
+        options: SubscribeOptions,
+    ) -> Result<Subscription> {
+        self.add(self.sharded(), channel, options).await
+    }
+
+    fn sharded(&self) -> Kind {
+        match self.hub.conn() {
+            #[cfg(feature = "cluster")]
+            SubConn::Cluster(_) => Kind::Sharded,
+            _ => Kind::Channel,
+        }
     }
 
     /// Whether the subscription link is currently known to be down.
@@ -318,13 +476,22 @@ impl Subscriber {
         self.hub.shared.down.load(Ordering::Acquire)
     }
 
-    async fn add(&self, kind: Kind, name: &str) -> Result<Subscription> {
+    async fn add(&self, kind: Kind, name: &str, options: SubscribeOptions) -> Result<Subscription> {
         if name.is_empty() {
             return Err(Error::invalid_argument("channel name is empty"));
         }
         let key = (kind, name.as_bytes().to_vec());
-        let (tx, rx) = mpsc::channel(self.hub.config.subscription_buffer);
-        let lagged = Arc::new(AtomicU64::new(0));
+        let queue = Arc::new(Queue {
+            events: Mutex::new(std::collections::VecDeque::new()),
+            capacity: options
+                .buffer
+                .unwrap_or(self.hub.config.subscription_buffer)
+                .max(1),
+            policy: options.lag,
+            lagged: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            waker: futures_util::task::AtomicWaker::new(),
+        });
         let _ops = self.hub.ops.lock().await;
         let (id, first) = {
             let mut registry = self.hub.shared.registry();
@@ -333,8 +500,7 @@ impl Subscriber {
             let sinks = registry.sinks.entry(key.clone()).or_default();
             sinks.push(Sink {
                 id,
-                tx,
-                lagged: Arc::clone(&lagged),
+                queue: Arc::clone(&queue),
             });
             (id, sinks.len() == 1)
         };
@@ -347,8 +513,7 @@ impl Subscriber {
         }
         tracing::debug!(channel = name, "subscribed");
         Ok(Subscription {
-            rx,
-            lagged,
+            queue,
             id,
             key,
             hub: Arc::clone(&self.hub),
@@ -394,7 +559,7 @@ async fn ping_loop(hub: std::sync::Weak<Hub>) {
             tokio::time::timeout(hub.config.response_timeout, conn.ping()).await,
             Ok(Ok(()))
         );
-        if ok {
+        if ok && resubscribe_shards(&hub, &mut conn).await {
             failures = 0;
             hub.shared.mark_up();
         } else {
@@ -408,6 +573,37 @@ async fn ping_loop(hub: std::sync::Weak<Hub>) {
             }
         }
     }
+}
+
+/// On a cluster, after a node connection dropped: subscribes every sharded channel
+/// again, each to its slot's current owner (redis-rs reconnects a node lazily, so a
+/// restarted node would otherwise stay unsubscribed while pings to other nodes succeed).
+/// Returns whether the subscriptions are complete.
+async fn resubscribe_shards(hub: &Hub, conn: &mut SubConn) -> bool {
+    if !hub.shared.lost.swap(false, Ordering::AcqRel) {
+        return true;
+    }
+    let sharded: Vec<Vec<u8>> = hub
+        .shared
+        .registry()
+        .sinks
+        .keys()
+        .filter(|(kind, _)| *kind == Kind::Sharded)
+        .map(|(_, name)| name.clone())
+        .collect();
+    let _ops = hub.ops.lock().await;
+    for name in &sharded {
+        let sent = tokio::time::timeout(
+            hub.config.response_timeout,
+            conn.command(true, Kind::Sharded, name),
+        )
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            hub.shared.lost.store(true, Ordering::Release);
+            return false;
+        }
+    }
+    true
 }
 
 /// Sentinel: if the sentinels name another master, subscribes everything there and
@@ -432,8 +628,7 @@ async fn relocate(hub: &Hub) -> Result<()> {
 /// A stream of [`Event`]s for one channel or pattern. Dropping it unsubscribes (when no
 /// other subscription of the same handle needs the channel).
 pub struct Subscription {
-    rx: mpsc::Receiver<Event>,
-    lagged: Arc<AtomicU64>,
+    queue: Arc<Queue>,
     id: u64,
     key: (Kind, Vec<u8>),
     hub: Arc<Hub>,
@@ -460,11 +655,24 @@ impl Subscription {
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        let missed = self.lagged.swap(0, Ordering::AcqRel);
-        if missed > 0 {
-            return Poll::Ready(Some(Event::Lagged { missed }));
+        // check, register the waker, check again: a push between the two is not missed
+        for registered in [false, true] {
+            let q = &self.queue;
+            let missed = q.lagged.swap(0, Ordering::AcqRel);
+            if missed > 0 {
+                return Poll::Ready(Some(Event::Lagged { missed }));
+            }
+            if let Some(event) = q.events().pop_front() {
+                return Poll::Ready(Some(event));
+            }
+            if q.closed.load(Ordering::Acquire) {
+                return Poll::Ready(None);
+            }
+            if !registered {
+                q.waker.register(cx.waker());
+            }
         }
-        self.rx.poll_recv(cx)
+        Poll::Pending
     }
 }
 

@@ -328,3 +328,69 @@ async fn bad_names_are_typed_errors() {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+#[tokio::test]
+async fn drop_oldest_keeps_the_latest_and_disconnect_ends_the_subscription() {
+    use redkit_core::{LagPolicy, SubscribeOptions};
+    let redis = testkit::redis().await;
+    let channel = testkit::prefix("lag-policy");
+    let sub = redis.subscriber().await.unwrap();
+    let opts = |lag| SubscribeOptions::new().buffer(4).lag(lag);
+    let mut oldest = sub
+        .subscribe_with(&channel, opts(LagPolicy::DropOldest))
+        .await
+        .unwrap();
+    let mut strict = sub
+        .subscribe_with(&channel, opts(LagPolicy::Disconnect))
+        .await
+        .unwrap();
+    for i in 0..20 {
+        redis
+            .publish(&channel, format!("{i}").as_bytes())
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(oldest.recv().await.unwrap(), Event::Lagged { missed: 16 });
+    let mut kept = Vec::new();
+    for _ in 0..4 {
+        kept.push(next_message(&mut oldest).await.payload);
+    }
+    assert_eq!(
+        kept,
+        [
+            b"16".to_vec(),
+            b"17".to_vec(),
+            b"18".to_vec(),
+            b"19".to_vec()
+        ]
+    );
+
+    assert!(matches!(strict.recv().await.unwrap(), Event::Lagged { .. }));
+    for i in 0..4 {
+        assert_eq!(
+            next_message(&mut strict).await.payload,
+            format!("{i}").into_bytes()
+        );
+    }
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(1), strict.recv())
+            .await
+            .unwrap(),
+        None,
+        "a disconnected subscription ends"
+    );
+    // the other subscription of the same channel goes on
+    redis.publish(&channel, b"after").await.unwrap();
+    assert_eq!(next_message(&mut oldest).await.payload, b"after".to_vec());
+}
+
+#[tokio::test]
+async fn sharded_channels_work_on_a_single_node() {
+    let redis = testkit::redis().await;
+    let channel = testkit::prefix("sharded");
+    let mut sub = redis.ssubscribe(&channel).await.unwrap();
+    assert_eq!(redis.spublish(&channel, b"hi").await.unwrap(), 1);
+    let m = next_message(&mut sub).await;
+    assert_eq!((m.channel, m.payload), (channel, b"hi".to_vec()));
+}

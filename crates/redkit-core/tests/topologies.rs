@@ -268,3 +268,59 @@ async fn sentinel_finds_the_master_and_follows_a_failover() {
         .unwrap();
     assert!(matches!(event, Event::Message(m) if m.payload == b"promoted"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_channels_on_a_cluster_survive_a_node_restart() {
+    let mut cluster = testkit::Cluster::start();
+    let redis = cluster.redis().await;
+    // channels on every master: one SSUBSCRIBE each, never CROSSSLOT
+    let channels: Vec<String> = (0..6)
+        .map(|i| testkit::prefix(&format!("shard{i}")))
+        .collect();
+    let mut subs = Vec::new();
+    for c in &channels {
+        subs.push(redis.ssubscribe(c).await.unwrap());
+    }
+    for (c, sub) in channels.iter().zip(subs.iter_mut()) {
+        assert_eq!(redis.spublish(c, b"before").await.unwrap(), 1, "{c}");
+        assert_eq!(next_payload(sub).await, b"before".to_vec());
+    }
+    // restart one master: its shard channels are resubscribed on it
+    cluster.nodes_mut()[0].restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    for (c, sub) in channels.iter().zip(subs.iter_mut()) {
+        loop {
+            let _ = redis.spublish(c, b"after").await;
+            match tokio::time::timeout(Duration::from_millis(500), async {
+                loop {
+                    match sub.recv().await {
+                        Some(Event::Message(m)) if m.payload == b"after" => return true,
+                        Some(_) => continue,
+                        None => return false,
+                    }
+                }
+            })
+            .await
+            {
+                Ok(true) => break,
+                _ if std::time::Instant::now() < deadline => continue,
+                _ => panic!("no message on {c} after the restart"),
+            }
+        }
+    }
+}
+
+async fn next_payload(sub: &mut redkit_core::Subscription) -> Vec<u8> {
+    let next = async {
+        loop {
+            match sub.recv().await {
+                Some(Event::Message(m)) => return m.payload,
+                Some(_) => continue,
+                None => panic!("subscription ended"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), next)
+        .await
+        .expect("no message within 10 s")
+}
