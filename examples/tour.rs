@@ -66,6 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ratelimit_tour(redis.as_ref()).await?;
     session_tour(redis.as_ref()).await?;
     streams_tour(redis.as_ref()).await?;
+    pubsub_tour(redis.as_ref()).await?;
     leaderboard_tour(redis.as_ref()).await?;
     geo_tour(redis.as_ref()).await?;
     println!("\nthe other pattern crates add their part of the tour when they land.");
@@ -450,5 +451,27 @@ async fn streams_tour(redis: Option<&Redis>) -> Result<(), Box<dyn std::error::E
             .filter_map(|d| d.field("_reason").map(str::to_string))
             .collect::<Vec<_>>()
     );
+    Ok(())
+}
+
+async fn pubsub_tour(redis: Option<&Redis>) -> Result<(), Box<dyn std::error::Error>> {
+    use redkit::pubsub::{Event, MemoryPubSub, PubSub, PubSubExt, RedisPubSub, Topic};
+    println!("\n-- redkit-pubsub --");
+    let bus: Arc<dyn PubSub> = match redis {
+        Some(r) => Arc::new(RedisPubSub::with_prefix(
+            r,
+            &format!("tour-{}", std::process::id()),
+        )?),
+        None => Arc::new(MemoryPubSub::new()),
+    };
+    let topic = Topic::Sharded("{room:1}:chat".into());
+    let mut sub = bus.subscribe::<String>(&topic).await?;
+    let n = bus.publish(&topic, &"hello room".to_string()).await?;
+    println!("published to {n} subscriber(s)");
+    if let Some(Event::Message(m)) = sub.recv().await {
+        println!("received {:?} on {}", m.payload, m.channel);
+    }
+    bus.publish_raw(&topic, &[0xff]).await?;
+    println!("a payload of the wrong type: {:?}", sub.recv().await);
     Ok(())
 }
