@@ -193,24 +193,27 @@ pub async fn claims_take_idle_entries_and_count_deliveries(s: &Suite) {
     a.append("c", &[entry(1), entry(2)], None).await.unwrap();
     let held = a.read_new("c", "g", "dead-worker", 10, None).await.unwrap();
     assert!(
-        b.claim("c", "g", "c2", Duration::from_secs(60), 10)
+        b.claim("c", "g", "c2", Duration::from_secs(60), 10, "0-0")
             .await
             .unwrap()
+            .deliveries
             .is_empty()
     );
     tokio::time::sleep(Duration::from_millis(60)).await;
     let claimed = b
-        .claim("c", "g", "c2", Duration::from_millis(50), 10)
+        .claim("c", "g", "c2", Duration::from_millis(50), 10, "0-0")
         .await
-        .unwrap();
+        .unwrap()
+        .deliveries;
     assert_eq!(ids(&claimed), ids(&held));
     assert!(claimed.iter().all(|d| d.deliveries == 2), "{claimed:?}");
     assert_eq!(claimed[0].entry.fields, entry(1));
     // claiming resets the idle time: a second claimer finds nothing
     assert!(
-        a.claim("c", "g", "c3", Duration::from_millis(50), 10)
+        a.claim("c", "g", "c3", Duration::from_millis(50), 10, "0-0")
             .await
             .unwrap()
+            .deliveries
             .is_empty()
     );
     let pending = a.pending("c", "g", 10).await.unwrap();

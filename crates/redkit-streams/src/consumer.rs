@@ -295,6 +295,7 @@ where
     let mut backoff = Duration::from_millis(50);
     let mut last_claim: Option<Instant> = None;
     let mut own_drained = false;
+    let mut claim_cursor = String::from("0-0");
     let mut group_ready = false;
 
     while !cancel.is_cancelled() {
@@ -324,10 +325,23 @@ where
             }
             if last_claim.is_none_or(|t| t.elapsed() >= cfg.claim_every) {
                 last_claim = Some(Instant::now());
-                let claimed = cfg
+                let claim = cfg
                     .store
-                    .claim(&cfg.stream, &cfg.group, &cfg.name, cfg.claim_after, free)
+                    .claim(
+                        &cfg.stream,
+                        &cfg.group,
+                        &cfg.name,
+                        cfg.claim_after,
+                        free,
+                        &claim_cursor,
+                    )
                     .await?;
+                // go on from where this scan stopped, so a long pending list is covered
+                if claim.cursor != "0-0" {
+                    last_claim = None;
+                }
+                claim_cursor = claim.cursor;
+                let claimed = claim.deliveries;
                 if !claimed.is_empty() {
                     tracing::debug!(count = claimed.len(), "claimed abandoned entries");
                     return Ok(claimed);

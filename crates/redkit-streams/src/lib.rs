@@ -56,6 +56,16 @@ pub struct Delivery {
     pub deliveries: u64,
 }
 
+/// What a [`StreamStore::claim`] took, and where the next claim goes on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Claimed {
+    /// The claimed entries.
+    pub deliveries: Vec<Delivery>,
+    /// Where the next scan starts; `"0-0"` when this one reached the end of the list.
+    pub cursor: String,
+}
+
 /// Where a new group starts reading.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -180,8 +190,10 @@ pub trait StreamStore: Send + Sync + fmt::Debug {
     async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> Result<u64>;
 
     /// Takes over up to `count` entries that other consumers left pending for at least
-    /// `min_idle` (each counted as a delivery). Entries deleted from the stream
-    /// meanwhile are dropped from the pending list.
+    /// `min_idle` (each counted as a delivery), scanning the pending list from `cursor`
+    /// (`"0-0"`: the start). One call scans a bounded part of a long pending list: pass
+    /// the returned cursor to the next call to go on, so entries deep in the list are
+    /// reached too. Entries deleted from the stream meanwhile are dropped from the list.
     async fn claim(
         &self,
         stream: &str,
@@ -189,7 +201,8 @@ pub trait StreamStore: Send + Sync + fmt::Debug {
         consumer: &str,
         min_idle: Duration,
         count: usize,
-    ) -> Result<Vec<Delivery>>;
+        cursor: &str,
+    ) -> Result<Claimed>;
 
     /// Moves a delivery to the stream's dead-letter stream with `reason` and acknowledges
     /// it, atomically. Returns the dead letter's id.

@@ -10,8 +10,8 @@ use redkit_core::{Clock, SystemClock};
 use tokio::sync::Notify;
 
 use crate::{
-    ConsumerInfo, Delivery, Entry, Error, Fields, GroupInfo, MAX_BATCH, Pending, PendingSummary,
-    Result, StartFrom, StreamStore, Trim, check_count, check_name, parse_id,
+    Claimed, ConsumerInfo, Delivery, Entry, Error, Fields, GroupInfo, MAX_BATCH, Pending,
+    PendingSummary, Result, StartFrom, StreamStore, Trim, check_count, check_name, parse_id,
 };
 
 type Id = (u64, u64);
@@ -316,17 +316,19 @@ impl StreamStore for MemoryStreamStore {
         consumer: &str,
         min_idle: Duration,
         count: usize,
-    ) -> Result<Vec<Delivery>> {
+        cursor: &str,
+    ) -> Result<Claimed> {
         check_name("consumer", consumer)?;
         check_count(count)?;
-        self.with_group(stream, group, |log, group| {
+        let from = bound(cursor, true)?;
+        let deliveries = self.with_group(stream, group, |log, group| {
             let Some(g) = log.groups.get_mut(group) else {
                 return Vec::new();
             };
             g.consumers.insert(consumer.to_string(), Instant::now());
             let idle: Vec<Id> = g
                 .pending
-                .iter()
+                .range(from..)
                 .filter(|(_, h)| h.since.elapsed() >= min_idle)
                 .map(|(id, _)| *id)
                 .collect();
@@ -353,6 +355,11 @@ impl StreamStore for MemoryStreamStore {
                 }
             }
             out
+        })?;
+        // the whole list is scanned at once: the next claim starts over
+        Ok(Claimed {
+            deliveries,
+            cursor: "0-0".into(),
         })
     }
 

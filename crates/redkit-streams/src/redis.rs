@@ -9,8 +9,8 @@ use redkit_core::redis::{Cmd, Value, cmd};
 use redkit_core::{Keyspace, Pipeline, Redis, Script};
 
 use crate::{
-    ConsumerInfo, Delivery, Entry, Error, Fields, GroupInfo, MAX_BATCH, Pending, PendingSummary,
-    Result, StartFrom, StreamStore, Trim, check_count, check_name,
+    Claimed, ConsumerInfo, Delivery, Entry, Error, Fields, GroupInfo, MAX_BATCH, Pending,
+    PendingSummary, Result, StartFrom, StreamStore, Trim, check_count, check_name,
 };
 
 static CLAIM: LazyLock<Script> =
@@ -347,7 +347,8 @@ impl StreamStore for RedisStreamStore {
         consumer: &str,
         min_idle: Duration,
         count: usize,
-    ) -> Result<Vec<Delivery>> {
+        cursor: &str,
+    ) -> Result<Claimed> {
         check_name("group", group)?;
         check_name("consumer", consumer)?;
         check_count(count)?;
@@ -358,10 +359,14 @@ impl StreamStore for RedisStreamStore {
             .arg(consumer)
             .arg(min_idle.as_millis() as u64)
             .arg(count)
+            .arg(cursor)
             .invoke(&self.inner.redis)
             .await
             .map_err(|e| Self::no_group(&e, stream, group).unwrap_or_else(|| e.into()))?;
-        reply
+        let Some((next, triples)) = reply.split_first() else {
+            return Err(unexpected("an empty claim reply"));
+        };
+        let deliveries = triples
             .chunks(3)
             .map(|t| match t {
                 [id, n, f] => Ok(Delivery {
@@ -373,7 +378,11 @@ impl StreamStore for RedisStreamStore {
                 }),
                 _ => Err(unexpected("a claim reply of odd length")),
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Claimed {
+            deliveries,
+            cursor: text(next)?,
+        })
     }
 
     async fn dead_letter(

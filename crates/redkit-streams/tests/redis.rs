@@ -131,9 +131,10 @@ async fn entries_deleted_while_pending_leave_the_pending_list() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     let claimed = s
-        .claim("d", "g", "c2", Duration::from_millis(10), 10)
+        .claim("d", "g", "c2", Duration::from_millis(10), 10, "0-0")
         .await
-        .unwrap();
+        .unwrap()
+        .deliveries;
     assert_eq!(
         claimed
             .iter()
@@ -212,4 +213,51 @@ async fn a_consumer_rides_out_a_server_restart() {
         report.store_errors > 0,
         "the outage was seen and survived: {report:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_reach_idle_entries_deep_in_a_long_pending_list() {
+    let redis = redkit_testkit::redis().await;
+    let s = store(&redis, &redkit_testkit::prefix("st"));
+    s.create_group("deep", "g", StartFrom::Beginning)
+        .await
+        .unwrap();
+    let entries: Vec<redkit_streams::Fields> = (0..600)
+        .map(|i| vec![("p".to_string(), i.to_string())])
+        .collect();
+    let ids = s.append("deep", &entries, None).await.unwrap();
+    s.read_new("deep", "g", "gone", 600, None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // a live consumer keeps the first 590 busy (their idle time restarts); the last 10,
+    // behind them in the pending list, stay abandoned
+    let key = s.key("deep").unwrap();
+    for chunk in ids[..590].chunks(100) {
+        let mut c = cmd("XCLAIM");
+        c.arg(&key).arg("g").arg("busy").arg(0);
+        for id in chunk {
+            c.arg(id);
+        }
+        c.arg("JUSTID");
+        let _: Vec<String> = redis.query(&c).await.unwrap();
+    }
+    // one claim scans at most 16 XAUTOCLAIM windows of COUNT*10: following the cursor
+    // gets to the end; starting over each time would not
+    let (mut cursor, mut claimed, mut calls) = ("0-0".to_string(), Vec::new(), 0);
+    while claimed.len() < 10 && calls < 20 {
+        let c = s
+            .claim(
+                "deep",
+                "g",
+                "rescuer",
+                Duration::from_millis(150),
+                1,
+                &cursor,
+            )
+            .await
+            .unwrap();
+        claimed.extend(c.deliveries.into_iter().map(|d| d.entry.id));
+        cursor = c.cursor;
+        calls += 1;
+    }
+    assert_eq!(claimed, ids[590..].to_vec(), "after {calls} calls");
 }
