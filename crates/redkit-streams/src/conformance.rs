@@ -69,6 +69,42 @@ pub async fn appends_come_back_in_order(s: &Suite) {
     assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
 }
 
+pub async fn given_ids_and_replay_from_a_time(s: &Suite) {
+    let (a, b) = s.pair();
+    assert_eq!(
+        a.append_with_id("ids", "1000-1", &entry(1), None)
+            .await
+            .unwrap(),
+        "1000-1"
+    );
+    assert_eq!(
+        a.append_with_id("ids", "1000-*", &entry(2), None)
+            .await
+            .unwrap(),
+        "1000-2"
+    );
+    assert_eq!(
+        a.append_with_id("ids", "2000-0", &entry(3), None)
+            .await
+            .unwrap(),
+        "2000-0"
+    );
+    for bad in ["1500-0", "2000-0", "nope", "0-0"] {
+        let e = b
+            .append_with_id("ids", bad, &entry(9), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{bad}: {e:?}");
+    }
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(1500);
+    let from = crate::id_at(at);
+    let replay = b.range("ids", &from, "+", 10).await.unwrap();
+    assert_eq!(
+        replay.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["2000-0"]
+    );
+}
+
 pub async fn groups_are_created_once_and_start_where_asked(s: &Suite) {
     let (a, b) = s.pair();
     a.append("g", &[entry(1), entry(2)], None).await.unwrap();
@@ -283,6 +319,32 @@ pub async fn only_consumers_with_nothing_pending_are_removed(s: &Suite) {
         1,
         "nothing pending was lost"
     );
+    // a running consumer does it at each claim round when asked
+    a.append("r", &[entry(3)], None).await.unwrap();
+    let done = a.read_new("r", "g", "idle2", 1, None).await.unwrap();
+    a.ack("r", "g", &ids(&done)).await.unwrap();
+    let running = Consumer::builder(a.clone(), "r", "g")
+        .name("janitor")
+        .block(Duration::from_millis(50))
+        .claim_every(Duration::from_millis(50))
+        .claim_after(Duration::from_secs(60))
+        .remove_idle_consumers(Duration::from_millis(100))
+        .build()
+        .unwrap()
+        .run(|_m: crate::Message<u32>| async { Ok::<(), String>(()) });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    running.shutdown(Duration::from_secs(1)).await;
+    let left: Vec<String> = a
+        .consumers("r", "g")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert!(
+        left.contains(&"holder".to_string()) && !left.contains(&"idle2".to_string()),
+        "{left:?}"
+    );
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize, Clone, PartialEq)]
@@ -410,6 +472,7 @@ macro_rules! conformance_suite {
             use super::*;
             $crate::conformance_suite!(@case $make;
                 appends_come_back_in_order,
+                given_ids_and_replay_from_a_time,
                 groups_are_created_once_and_start_where_asked,
                 reads_stay_pending_until_acked,
                 a_blocking_read_wakes_on_append,

@@ -71,6 +71,7 @@ pub struct ConsumerBuilder {
     claim_after: Duration,
     claim_every: Duration,
     max_deliveries: u64,
+    remove_idle: Option<Duration>,
 }
 
 impl ConsumerBuilder {
@@ -123,6 +124,14 @@ impl ConsumerBuilder {
     /// Counted by Redis, so entries whose handler crashed the process count too.
     pub fn max_deliveries(mut self, n: u64) -> Self {
         self.max_deliveries = n;
+        self
+    }
+
+    /// At each claim round, removes the group's consumers idle this long that hold
+    /// nothing pending (consumers named per process start otherwise pile up). Off by
+    /// default.
+    pub fn remove_idle_consumers(mut self, idle: Duration) -> Self {
+        self.remove_idle = Some(idle);
         self
     }
 
@@ -226,6 +235,7 @@ impl Consumer {
             claim_after: Duration::from_secs(30),
             claim_every: Duration::from_secs(5),
             max_deliveries: 5,
+            remove_idle: None,
         }
     }
 
@@ -325,6 +335,15 @@ where
             }
             if last_claim.is_none_or(|t| t.elapsed() >= cfg.claim_every) {
                 last_claim = Some(Instant::now());
+                if let Some(idle) = cfg.remove_idle {
+                    let gone = cfg
+                        .store
+                        .remove_idle_consumers(&cfg.stream, &cfg.group, idle)
+                        .await?;
+                    if !gone.is_empty() {
+                        tracing::debug!(consumers = ?gone, "removed idle consumers");
+                    }
+                }
                 let claim = cfg
                     .store
                     .claim(

@@ -161,6 +161,16 @@ pub trait StreamStore: Send + Sync + fmt::Debug {
         trim: Option<Trim>,
     ) -> Result<Vec<String>>;
 
+    /// Appends one entry under a given id (`<ms>-<seq>`, or `<ms>-*` for the next
+    /// sequence of that millisecond), which must be above the stream's last id.
+    async fn append_with_id(
+        &self,
+        stream: &str,
+        id: &str,
+        fields: &Fields,
+        trim: Option<Trim>,
+    ) -> Result<String>;
+
     /// Creates a group (and the stream if needed). `false` when it already existed.
     async fn create_group(&self, stream: &str, group: &str, start: StartFrom) -> Result<bool>;
 
@@ -279,6 +289,19 @@ impl<T: serde::Serialize + Send + Sync> Producer<T> {
             .ok_or_else(|| Error::Store(redkit_core::Error::unexpected_reply("no id")))
     }
 
+    /// Appends one payload under a given id (see [`StreamStore::append_with_id`]).
+    pub async fn send_with_id(&self, id: &str, payload: &T) -> Result<String> {
+        let json = serde_json::to_string(payload).map_err(|e| Error::Encode(e.to_string()))?;
+        self.store
+            .append_with_id(
+                &self.stream,
+                id,
+                &vec![(PAYLOAD_FIELD.to_string(), json)],
+                self.trim.clone(),
+            )
+            .await
+    }
+
     /// Appends payloads in one round trip. Returns their ids.
     pub async fn send_batch(&self, payloads: &[T]) -> Result<Vec<String>> {
         let entries = payloads
@@ -293,6 +316,15 @@ impl<T: serde::Serialize + Send + Sync> Producer<T> {
             .append(&self.stream, &entries, self.trim.clone())
             .await
     }
+}
+
+/// The id from which a replay covers everything added at or after `at`: use it as the
+/// `from` of [`StreamStore::range`] (entry ids start with their UNIX milliseconds).
+pub fn id_at(at: std::time::SystemTime) -> String {
+    let ms = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("{ms}-0")
 }
 
 pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {

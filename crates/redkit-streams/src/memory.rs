@@ -166,6 +166,56 @@ impl StreamStore for MemoryStreamStore {
         Ok(ids)
     }
 
+    async fn append_with_id(
+        &self,
+        stream: &str,
+        id: &str,
+        fields: &Fields,
+        trim: Option<Trim>,
+    ) -> Result<String> {
+        check_name("stream", stream)?;
+        if fields.is_empty() {
+            return Err(Error::InvalidArgument(
+                "an entry needs at least one field".into(),
+            ));
+        }
+        let bad = || {
+            Error::InvalidArgument(format!(
+                "the id `{id}` is malformed or not above the stream's last id"
+            ))
+        };
+        let mut state = self.lock();
+        let log = state.entry(stream.to_string()).or_default();
+        let (ms, seq) = id.split_once('-').ok_or_else(bad)?;
+        let ms: u64 = ms.parse().map_err(|_| bad())?;
+        let seq = match seq {
+            "*" if ms == log.last.0 => log.last.1 + 1,
+            "*" => 0,
+            s => s.parse().map_err(|_| bad())?,
+        };
+        let new = (ms, seq);
+        if new <= log.last || new == (0, 0) {
+            return Err(bad());
+        }
+        log.last = new;
+        log.entries.insert(new, fields.clone());
+        match &trim {
+            Some(Trim::MaxLen(n)) => {
+                while log.entries.len() as u64 > *n {
+                    log.entries.pop_first();
+                }
+            }
+            Some(Trim::MinId(min)) => {
+                let min = bound(min, true)?;
+                log.entries.retain(|id, _| *id >= min);
+            }
+            None => {}
+        }
+        drop(state);
+        self.appended.notify_waiters();
+        Ok(fmt_id(new))
+    }
+
     async fn create_group(&self, stream: &str, group: &str, start: StartFrom) -> Result<bool> {
         check_name("stream", stream)?;
         check_name("group", group)?;

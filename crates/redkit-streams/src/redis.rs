@@ -217,6 +217,43 @@ impl StreamStore for RedisStreamStore {
         Ok(pipe.query(&self.inner.redis).await?)
     }
 
+    async fn append_with_id(
+        &self,
+        stream: &str,
+        id: &str,
+        fields: &Fields,
+        trim: Option<Trim>,
+    ) -> Result<String> {
+        if fields.is_empty() {
+            return Err(Error::InvalidArgument(
+                "an entry needs at least one field".into(),
+            ));
+        }
+        let mut c = cmd("XADD");
+        c.arg(self.key(stream)?);
+        match &trim {
+            Some(Trim::MaxLen(n)) => c.arg("MAXLEN").arg("~").arg(*n),
+            Some(Trim::MinId(min)) => c.arg("MINID").arg("~").arg(min.as_str()),
+            None => &mut c,
+        };
+        c.arg(id);
+        for (k, v) in fields {
+            c.arg(k.as_str()).arg(v.as_str());
+        }
+        match self.inner.redis.query::<String>(&c).await {
+            Ok(id) => Ok(id),
+            Err(e)
+                if e.to_string().contains("ID specified in XADD")
+                    || e.to_string().contains("Invalid stream ID") =>
+            {
+                Err(Error::InvalidArgument(format!(
+                    "the id `{id}` is malformed or not above the stream's last id"
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn create_group(&self, stream: &str, group: &str, start: StartFrom) -> Result<bool> {
         check_name("group", group)?;
         let start = match start {
