@@ -26,7 +26,9 @@ pub use handle::{Connection, Dedicated, MIN_SERVER_VERSION, Redis, ServerInfo};
 pub use keyspace::{CLUSTER_SLOTS, Key, Keyspace, MAX_KEY_LEN, key_slot, same_slot};
 pub use packed::PackedInts;
 pub use script::{Invocation, Pipeline, Script};
-pub use subscribe::{Event, LagPolicy, Message, SubscribeOptions, Subscriber, Subscription};
+pub use subscribe::{
+    Event, LagPolicy, LagQueue, Message, SubscribeOptions, Subscriber, Subscription,
+};
 
 /// The deadpool-redis version behind the dedicated connection pool.
 pub use deadpool_redis;

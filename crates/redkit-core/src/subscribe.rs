@@ -105,61 +105,103 @@ impl SubscribeOptions {
     }
 }
 
-/// One subscription's bounded queue.
-struct Queue {
-    events: Mutex<std::collections::VecDeque<Event>>,
+/// A bounded queue for one slow reader of a fan-out, with a [`LagPolicy`]: memory stays
+/// bounded and the reader learns how much it missed. Subscriptions use it; pattern crates
+/// with their own fan-out (redkit-pubsub's memory bus) do too.
+pub struct LagQueue<T> {
+    items: Mutex<std::collections::VecDeque<T>>,
     capacity: usize,
     policy: LagPolicy,
+    droppable: fn(&T) -> bool,
     lagged: AtomicU64,
     closed: AtomicBool,
     waker: futures_util::task::AtomicWaker,
 }
 
-impl Queue {
-    fn events(&self) -> MutexGuard<'_, std::collections::VecDeque<Event>> {
-        self.events.lock().unwrap_or_else(|p| p.into_inner())
+impl<T> fmt::Debug for LagQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LagQueue")
+            .field("capacity", &self.capacity)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> LagQueue<T> {
+    /// A queue of at most `capacity` items (at least 1). `droppable` says which items
+    /// [`LagPolicy::DropOldest`] may drop (the oldest such one goes; others are kept).
+    pub fn new(capacity: usize, policy: LagPolicy, droppable: fn(&T) -> bool) -> Self {
+        LagQueue {
+            items: Mutex::new(std::collections::VecDeque::new()),
+            capacity: capacity.max(1),
+            policy,
+            droppable,
+            lagged: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            waker: futures_util::task::AtomicWaker::new(),
+        }
     }
 
-    fn push(&self, event: Event) {
+    fn items(&self) -> MutexGuard<'_, std::collections::VecDeque<T>> {
+        self.items.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds an item, or applies the policy when full.
+    pub fn push(&self, item: T) {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
         {
-            let mut events = self.events();
-            if events.len() < self.capacity {
-                events.push_back(event);
+            let mut items = self.items();
+            if items.len() < self.capacity {
+                items.push_back(item);
             } else {
+                self.lagged.fetch_add(1, Ordering::Relaxed);
                 match self.policy {
-                    LagPolicy::DropNewest => {
-                        self.lagged.fetch_add(1, Ordering::Relaxed);
-                    }
+                    LagPolicy::DropNewest => {}
                     LagPolicy::DropOldest => {
-                        // drop the oldest message; link events (disconnected, resubscribed)
-                        // are kept
-                        let oldest = events.iter().position(|e| matches!(e, Event::Message(_)));
-                        match oldest {
-                            Some(i) => {
-                                events.remove(i);
-                                events.push_back(event);
-                            }
-                            None => events.push_back(event),
+                        if let Some(i) = items.iter().position(|e| (self.droppable)(e)) {
+                            items.remove(i);
                         }
-                        self.lagged.fetch_add(1, Ordering::Relaxed);
+                        items.push_back(item);
                     }
-                    LagPolicy::Disconnect => {
-                        self.lagged.fetch_add(1, Ordering::Relaxed);
-                        self.closed.store(true, Ordering::Release);
-                    }
+                    LagPolicy::Disconnect => self.closed.store(true, Ordering::Release),
                 }
             }
         }
         self.waker.wake();
     }
+
+    /// The next item: `Err(missed)` first when items were dropped since the last call,
+    /// `None` once a [`LagPolicy::Disconnect`] queue is drained.
+    pub fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Option<std::result::Result<T, u64>>> {
+        // check, register the waker, check again: a push between the two is not missed
+        for registered in [false, true] {
+            let missed = self.lagged.swap(0, Ordering::AcqRel);
+            if missed > 0 {
+                return Poll::Ready(Some(Err(missed)));
+            }
+            if let Some(item) = self.items().pop_front() {
+                return Poll::Ready(Some(Ok(item)));
+            }
+            if self.closed.load(Ordering::Acquire) {
+                return Poll::Ready(None);
+            }
+            if !registered {
+                self.waker.register(cx.waker());
+            }
+        }
+        Poll::Pending
+    }
+}
+
+fn is_message(event: &Event) -> bool {
+    matches!(event, Event::Message(_))
 }
 
 struct Sink {
     id: u64,
-    queue: Arc<Queue>,
+    queue: Arc<LagQueue<Event>>,
 }
 
 impl Sink {
@@ -481,17 +523,10 @@ impl Subscriber {
             return Err(Error::invalid_argument("channel name is empty"));
         }
         let key = (kind, name.as_bytes().to_vec());
-        let queue = Arc::new(Queue {
-            events: Mutex::new(std::collections::VecDeque::new()),
-            capacity: options
-                .buffer
-                .unwrap_or(self.hub.config.subscription_buffer)
-                .max(1),
-            policy: options.lag,
-            lagged: AtomicU64::new(0),
-            closed: AtomicBool::new(false),
-            waker: futures_util::task::AtomicWaker::new(),
-        });
+        let capacity = options
+            .buffer
+            .unwrap_or(self.hub.config.subscription_buffer);
+        let queue = Arc::new(LagQueue::new(capacity, options.lag, is_message));
         let _ops = self.hub.ops.lock().await;
         let (id, first) = {
             let mut registry = self.hub.shared.registry();
@@ -628,7 +663,7 @@ async fn relocate(hub: &Hub) -> Result<()> {
 /// A stream of [`Event`]s for one channel or pattern. Dropping it unsubscribes (when no
 /// other subscription of the same handle needs the channel).
 pub struct Subscription {
-    queue: Arc<Queue>,
+    queue: Arc<LagQueue<Event>>,
     id: u64,
     key: (Kind, Vec<u8>),
     hub: Arc<Hub>,
@@ -655,24 +690,9 @@ impl Subscription {
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        // check, register the waker, check again: a push between the two is not missed
-        for registered in [false, true] {
-            let q = &self.queue;
-            let missed = q.lagged.swap(0, Ordering::AcqRel);
-            if missed > 0 {
-                return Poll::Ready(Some(Event::Lagged { missed }));
-            }
-            if let Some(event) = q.events().pop_front() {
-                return Poll::Ready(Some(event));
-            }
-            if q.closed.load(Ordering::Acquire) {
-                return Poll::Ready(None);
-            }
-            if !registered {
-                q.waker.register(cx.waker());
-            }
-        }
-        Poll::Pending
+        self.queue
+            .poll_pop(cx)
+            .map(|e| e.map(|e| e.unwrap_or_else(|missed| Event::Lagged { missed })))
     }
 }
 

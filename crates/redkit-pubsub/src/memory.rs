@@ -1,19 +1,16 @@
 //! The in-memory backend: the same topics, buffers and lag policies in one process.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use futures_util::Stream;
-use futures_util::task::AtomicWaker;
+use redkit_core::LagQueue;
 
-use crate::{
-    Error, Event, LagPolicy, Options, PubSub, RawStream, Received, Result, Topic, check_topic,
-};
+use crate::{Error, Event, Options, PubSub, RawStream, Received, Result, Topic, check_topic};
 
 /// A [`PubSub`] in process memory, for tests and single-process apps. Topics, glob
 /// patterns, buffers and lag policies behave as on Redis; channels and sharded channels
@@ -33,48 +30,12 @@ impl fmt::Debug for MemoryPubSub {
     }
 }
 
+type Queue = LagQueue<Event<Vec<u8>>>;
+
 struct Sub {
     id: u64,
     topic: Topic,
     queue: Arc<Queue>,
-}
-
-struct Queue {
-    events: Mutex<VecDeque<Event<Vec<u8>>>>,
-    capacity: usize,
-    policy: LagPolicy,
-    lagged: AtomicU64,
-    closed: AtomicBool,
-    waker: AtomicWaker,
-}
-
-impl Queue {
-    fn events(&self) -> MutexGuard<'_, VecDeque<Event<Vec<u8>>>> {
-        self.events.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn push(&self, event: Event<Vec<u8>>) {
-        if self.closed.load(Ordering::Acquire) {
-            return;
-        }
-        {
-            let mut events = self.events();
-            if events.len() < self.capacity {
-                events.push_back(event);
-            } else {
-                self.lagged.fetch_add(1, Ordering::Relaxed);
-                match self.policy {
-                    LagPolicy::DropOldest => {
-                        events.pop_front();
-                        events.push_back(event);
-                    }
-                    LagPolicy::Disconnect => self.closed.store(true, Ordering::Release),
-                    _ => {}
-                }
-            }
-        }
-        self.waker.wake();
-    }
 }
 
 /// Redis's glob matching (`stringmatchlen`): `*`, `?`, `[...]` with `^` and ranges, `\`.
@@ -145,23 +106,9 @@ impl Stream for MemoryStream {
     type Item = Event<Vec<u8>>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let q = &self.queue;
-        for registered in [false, true] {
-            let missed = q.lagged.swap(0, Ordering::AcqRel);
-            if missed > 0 {
-                return Poll::Ready(Some(Event::Lagged { missed }));
-            }
-            if let Some(e) = q.events().pop_front() {
-                return Poll::Ready(Some(e));
-            }
-            if q.closed.load(Ordering::Acquire) {
-                return Poll::Ready(None);
-            }
-            if !registered {
-                q.waker.register(cx.waker());
-            }
-        }
-        Poll::Pending
+        self.queue
+            .poll_pop(cx)
+            .map(|e| e.map(|e| e.unwrap_or_else(|missed| Event::Lagged { missed })))
     }
 }
 
@@ -208,14 +155,8 @@ impl PubSub for MemoryPubSub {
 
     async fn subscribe_raw(&self, topic: &Topic, options: Options) -> Result<RawStream> {
         check_topic(topic)?;
-        let queue = Arc::new(Queue {
-            events: Mutex::new(VecDeque::new()),
-            capacity: options.buffer.unwrap_or(1024).max(1),
-            policy: options.lag,
-            lagged: AtomicU64::new(0),
-            closed: AtomicBool::new(false),
-            waker: AtomicWaker::new(),
-        });
+        let capacity = options.buffer.unwrap_or(1024);
+        let queue = Arc::new(Queue::new(capacity, options.lag, |_| true));
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.lock().push(Sub {
             id,

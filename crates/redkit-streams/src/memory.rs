@@ -44,6 +44,25 @@ struct Log {
     dead_last: Id,
 }
 
+impl Log {
+    /// Trims exactly (Redis's `~` trims whole nodes, so at least as much is kept there).
+    fn trim(&mut self, trim: Option<&Trim>) -> Result<()> {
+        match trim {
+            Some(Trim::MaxLen(n)) => {
+                while self.entries.len() as u64 > *n {
+                    self.entries.pop_first();
+                }
+            }
+            Some(Trim::MinId(min)) => {
+                let min = bound(min, true)?;
+                self.entries.retain(|id, _| *id >= min);
+            }
+            None => {}
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Default)]
 struct Group {
     last_delivered: Id,
@@ -148,18 +167,7 @@ impl StreamStore for MemoryStreamStore {
             log.last = id;
             log.entries.insert(id, fields.clone());
             ids.push(fmt_id(id));
-            match &trim {
-                Some(Trim::MaxLen(n)) => {
-                    while log.entries.len() as u64 > *n {
-                        log.entries.pop_first();
-                    }
-                }
-                Some(Trim::MinId(min)) => {
-                    let min = bound(min, true)?;
-                    log.entries.retain(|id, _| *id >= min);
-                }
-                None => {}
-            }
+            log.trim(trim.as_ref())?;
         }
         drop(state);
         self.appended.notify_waiters();
@@ -199,18 +207,7 @@ impl StreamStore for MemoryStreamStore {
         }
         log.last = new;
         log.entries.insert(new, fields.clone());
-        match &trim {
-            Some(Trim::MaxLen(n)) => {
-                while log.entries.len() as u64 > *n {
-                    log.entries.pop_first();
-                }
-            }
-            Some(Trim::MinId(min)) => {
-                let min = bound(min, true)?;
-                log.entries.retain(|id, _| *id >= min);
-            }
-            None => {}
-        }
+        log.trim(trim.as_ref())?;
         drop(state);
         self.appended.notify_waiters();
         Ok(fmt_id(new))

@@ -118,6 +118,22 @@ fn read_reply(v: &Value) -> Result<Vec<(String, Option<Fields>)>> {
     }
 }
 
+/// `XADD key [MAXLEN|MINID ~ n] id field value ...`
+fn xadd(key: &str, trim: Option<&Trim>, id: &str, fields: &Fields) -> Cmd {
+    let mut c = cmd("XADD");
+    c.arg(key);
+    match trim {
+        Some(Trim::MaxLen(n)) => c.arg("MAXLEN").arg("~").arg(*n),
+        Some(Trim::MinId(min)) => c.arg("MINID").arg("~").arg(min.as_str()),
+        None => &mut c,
+    };
+    c.arg(id);
+    for (k, v) in fields {
+        c.arg(k.as_str()).arg(v.as_str());
+    }
+    c
+}
+
 /// Pairs of a flat or RESP3 map reply.
 fn map(v: &Value) -> Vec<(String, &Value)> {
     match v {
@@ -201,18 +217,7 @@ impl StreamStore for RedisStreamStore {
                     "an entry needs at least one field".into(),
                 ));
             }
-            let mut c = cmd("XADD");
-            c.arg(&key);
-            match &trim {
-                Some(Trim::MaxLen(n)) => c.arg("MAXLEN").arg("~").arg(*n),
-                Some(Trim::MinId(id)) => c.arg("MINID").arg("~").arg(id.as_str()),
-                None => &mut c,
-            };
-            c.arg("*");
-            for (k, v) in fields {
-                c.arg(k.as_str()).arg(v.as_str());
-            }
-            pipe.cmd(c);
+            pipe.cmd(xadd(&key, trim.as_ref(), "*", fields));
         }
         Ok(pipe.query(&self.inner.redis).await?)
     }
@@ -229,17 +234,7 @@ impl StreamStore for RedisStreamStore {
                 "an entry needs at least one field".into(),
             ));
         }
-        let mut c = cmd("XADD");
-        c.arg(self.key(stream)?);
-        match &trim {
-            Some(Trim::MaxLen(n)) => c.arg("MAXLEN").arg("~").arg(*n),
-            Some(Trim::MinId(min)) => c.arg("MINID").arg("~").arg(min.as_str()),
-            None => &mut c,
-        };
-        c.arg(id);
-        for (k, v) in fields {
-            c.arg(k.as_str()).arg(v.as_str());
-        }
+        let c = xadd(&self.key(stream)?, trim.as_ref(), id, fields);
         match self.inner.redis.query::<String>(&c).await {
             Ok(id) => Ok(id),
             Err(e)
