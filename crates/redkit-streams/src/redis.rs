@@ -118,6 +118,11 @@ fn read_reply(v: &Value) -> Result<Vec<(String, Option<Fields>)>> {
     }
 }
 
+/// Milliseconds for a Redis argument, saturating at the largest value Redis accepts.
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).map_or(i64::MAX as u64, |v| v.min(i64::MAX as u64))
+}
+
 /// `XADD key [MAXLEN|MINID ~ n] id field value ...`
 fn xadd(key: &str, trim: Option<&Trim>, id: &str, fields: &Fields) -> Cmd {
     let mut c = cmd("XADD");
@@ -288,7 +293,7 @@ impl StreamStore for RedisStreamStore {
             .arg("COUNT")
             .arg(count);
         if let Some(b) = block {
-            c.arg("BLOCK").arg(b.as_millis().max(1) as u64);
+            c.arg("BLOCK").arg(ms(b).max(1));
         }
         c.arg("STREAMS").arg(self.key(stream)?).arg(">");
         let reply: Value = match block {
@@ -389,7 +394,7 @@ impl StreamStore for RedisStreamStore {
             .key(self.key(stream)?)
             .arg(group)
             .arg(consumer)
-            .arg(min_idle.as_millis() as u64)
+            .arg(ms(min_idle))
             .arg(count)
             .arg(cursor)
             .invoke(&self.inner.redis)
@@ -547,7 +552,7 @@ impl StreamStore for RedisStreamStore {
             .call()
             .key(self.key(stream)?)
             .arg(group)
-            .arg(idle.as_millis() as u64)
+            .arg(ms(idle))
             .invoke(&self.inner.redis)
             .await
             .map_err(|e| Self::no_group(&e, stream, group).unwrap_or_else(|| e.into()))
