@@ -429,6 +429,49 @@ pub async fn a_consumer_handles_everything_and_dead_letters_poison(s: &Suite) {
     assert_eq!(a.pending_summary("jobs", "workers").await.unwrap().count, 0);
 }
 
+pub async fn long_handlers_keep_their_entries(s: &Suite) {
+    let (a, b) = s.pair();
+    Producer::<u32>::new(a.clone(), "slow")
+        .send_batch(&[1, 2, 3])
+        .await
+        .unwrap();
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    let worker = |store: Arc<dyn StreamStore>, name: &str| {
+        let runs = runs.clone();
+        Consumer::builder(store, "slow", "g")
+            .name(name)
+            .concurrency(4)
+            .block(Duration::from_millis(50))
+            .claim_after(Duration::from_millis(300))
+            .claim_every(Duration::from_millis(50))
+            .build()
+            .unwrap()
+            .run(move |m: crate::Message<u32>| {
+                let runs = runs.clone();
+                async move {
+                    // three times the visibility timeout
+                    tokio::time::sleep(Duration::from_millis(900)).await;
+                    runs.lock().unwrap().push(m.payload);
+                    Ok::<(), String>(())
+                }
+            })
+    };
+    let one = worker(a, "one");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let two = worker(b.clone(), "two");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    one.shutdown(Duration::from_secs(2)).await;
+    two.shutdown(Duration::from_secs(2)).await;
+    let mut ran = runs.lock().unwrap().clone();
+    ran.sort_unstable();
+    assert_eq!(
+        ran,
+        [1, 2, 3],
+        "each entry ran once: the other consumer never claimed it"
+    );
+    assert_eq!(b.pending_summary("slow", "g").await.unwrap().count, 0);
+}
+
 pub async fn bad_input_is_a_typed_error(s: &Suite) {
     let (a, _) = s.pair();
     for name in ["", "a{b}"] {
@@ -480,6 +523,7 @@ macro_rules! conformance_suite {
                 dead_letters_keep_the_entry_and_the_reason,
                 only_consumers_with_nothing_pending_are_removed,
                 a_consumer_handles_everything_and_dead_letters_poison,
+                long_handlers_keep_their_entries,
                 bad_input_is_a_typed_error
             );
         }

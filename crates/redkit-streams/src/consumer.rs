@@ -108,7 +108,9 @@ impl ConsumerBuilder {
     }
 
     /// Entries pending this long with any consumer are claimed (default 30 s): the
-    /// visibility timeout, and the retry delay after a handler failure.
+    /// visibility timeout, and the retry delay after a handler failure. A running handler
+    /// keeps its entry from being claimed: the consumer resets the idle time of its
+    /// in-flight entries every `claim_after / 3` (a consumer that dies stops doing so).
     pub fn claim_after(mut self, d: Duration) -> Self {
         self.claim_after = d;
         self
@@ -306,6 +308,10 @@ where
     let mut last_claim: Option<Instant> = None;
     let mut own_drained = false;
     let mut claim_cursor = String::from("0-0");
+    // entries whose handlers run: kept from being claimed while they do
+    let in_flight: Arc<std::sync::Mutex<std::collections::HashSet<String>>> = Arc::default();
+    let heartbeat_every = cfg.claim_after / 3;
+    let mut last_heartbeat = Instant::now();
     let mut group_ready = false;
 
     while !cancel.is_cancelled() {
@@ -319,7 +325,9 @@ where
             }
             let free = permits.available_permits().min(cfg.batch);
             if free == 0 {
-                let _ = permits.clone().acquire_owned().await.map(drop);
+                // wait for a slot, but not past the next heartbeat
+                let slot = permits.clone().acquire_owned();
+                let _ = tokio::time::timeout(heartbeat_every, slot).await;
                 return Ok(Vec::new());
             }
             if !own_drained {
@@ -332,6 +340,16 @@ where
                     own_drained = true;
                 }
                 return Ok(own);
+            }
+            if last_heartbeat.elapsed() >= heartbeat_every {
+                last_heartbeat = Instant::now();
+                let ids: Vec<String> = in_flight
+                    .lock()
+                    .map(|s| s.iter().cloned().collect())
+                    .unwrap_or_default();
+                cfg.store
+                    .keep_alive(&cfg.stream, &cfg.group, &cfg.name, &ids)
+                    .await?;
             }
             if last_claim.is_none_or(|t| t.elapsed() >= cfg.claim_every) {
                 last_claim = Some(Instant::now());
@@ -375,8 +393,9 @@ where
             if !ready.is_empty() {
                 return Ok(ready);
             }
+            let block = cfg.block.min(heartbeat_every).max(Duration::from_millis(1));
             cfg.store
-                .read_new(&cfg.stream, &cfg.group, &cfg.name, free, Some(cfg.block))
+                .read_new(&cfg.stream, &cfg.group, &cfg.name, free, Some(block))
                 .await
         }
         .await;
@@ -389,8 +408,16 @@ where
                     };
                     let (cfg, handler, counters) = (cfg.clone(), handler.clone(), counters.clone());
                     let acker = acker.clone();
+                    let in_flight = in_flight.clone();
+                    let id = d.entry.id.clone();
+                    if let Ok(mut set) = in_flight.lock() {
+                        set.insert(id.clone());
+                    }
                     running.spawn(async move {
                         handle(&cfg, &*handler, &counters, &acker, d).await;
+                        if let Ok(mut set) = in_flight.lock() {
+                            set.remove(&id);
+                        }
                         drop(permit);
                     });
                 }

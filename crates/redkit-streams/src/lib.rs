@@ -214,6 +214,17 @@ pub trait StreamStore: Send + Sync + fmt::Debug {
         cursor: &str,
     ) -> Result<Claimed>;
 
+    /// Keeps entries that `consumer` is still working on from being claimed: resets their
+    /// idle time (`XCLAIM ... JUSTID`, which does not count a delivery). Returns how many
+    /// it still held.
+    async fn keep_alive(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> Result<u64>;
+
     /// Moves a delivery to the stream's dead-letter stream with `reason` and acknowledges
     /// it, atomically. Returns the dead letter's id.
     async fn dead_letter(

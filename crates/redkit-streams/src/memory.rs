@@ -410,6 +410,33 @@ impl StreamStore for MemoryStreamStore {
         })
     }
 
+    async fn keep_alive(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> Result<u64> {
+        check_name("consumer", consumer)?;
+        self.with_group(stream, group, |log, group| {
+            let Some(g) = log.groups.get_mut(group) else {
+                return 0;
+            };
+            let mut kept = 0;
+            for id in ids.iter().filter_map(|id| parse_id(id)) {
+                if !log.entries.contains_key(&id) {
+                    continue;
+                }
+                if let Some(h) = g.pending.get_mut(&id) {
+                    h.consumer = consumer.to_string();
+                    h.since = Instant::now();
+                    kept += 1;
+                }
+            }
+            kept
+        })
+    }
+
     async fn dead_letter(
         &self,
         stream: &str,

@@ -422,6 +422,28 @@ impl StreamStore for RedisStreamStore {
         })
     }
 
+    async fn keep_alive(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> Result<u64> {
+        check_name("group", group)?;
+        check_name("consumer", consumer)?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut c = cmd("XCLAIM");
+        c.arg(self.key(stream)?).arg(group).arg(consumer).arg(0);
+        for id in ids {
+            c.arg(id.as_str());
+        }
+        c.arg("JUSTID");
+        let kept: Vec<String> = self.query(&c, stream, group).await?;
+        Ok(kept.len() as u64)
+    }
+
     async fn dead_letter(
         &self,
         stream: &str,
