@@ -1,3 +1,5 @@
+-- KEYS[1]: the session hash, ARGV[1..2]: idle and touch interval (see common.lua,
+-- which precedes this file in the script).
 -- ARGV[3]: absolute timeout ms, ARGV[4]: created ms ('' = now), ARGV[5]: deadline ms
 -- ('' = now + absolute), then field name, value pairs.
 -- Creates the session only if the key is free (an id is never reused or overwritten).

@@ -1,3 +1,5 @@
+-- KEYS[1]: the session hash, ARGV[1..2]: idle and touch interval (see common.lua,
+-- which precedes this file in the script).
 -- ARGV[3]: '1' to extend the idle timeout as well, ARGV[4]: number of fields to set,
 -- then name, value pairs, then names to delete.
 -- Only an existing session is updated (Redis ends sessions by the key's expiry): a
