@@ -7,26 +7,15 @@
 
 use std::sync::Arc;
 
-use redkit::Redis;
 use redkit::geo::{Center, GeoIndex, MemoryGeoIndex, Place, Point, RedisGeoIndex, Search, Unit};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let name = format!("drivers-{}", std::process::id());
-    let _server;
-    let drivers: Arc<dyn GeoIndex> = match std::env::var("REDIS_URL") {
-        Ok(url) if !url.is_empty() => Arc::new(RedisGeoIndex::with_prefix(
-            &Redis::connect(&url).await?,
-            "example",
-            &name,
-        )?),
-        _ if redkit_testkit::redis_server_available() => {
-            let server = redkit_testkit::Server::start();
-            let redis = Redis::connect(&server.url()).await?;
-            _server = server;
-            Arc::new(RedisGeoIndex::with_prefix(&redis, "example", &name)?)
-        }
-        _ => {
+    let local = redkit_testkit::local_redis().await?;
+    let drivers: Arc<dyn GeoIndex> = match &local {
+        Some(l) => Arc::new(RedisGeoIndex::with_prefix(&l.redis, "example", &name)?),
+        None => {
             println!("no Redis available: using the in-memory index");
             Arc::new(MemoryGeoIndex::new())
         }

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use redkit::Redis;
 use redkit::leaderboard::{
     Aggregate, Board, Entry, Leaderboard, MemoryLeaderboard, Period, Ranking, RedisLeaderboard,
     Removal, Scope, Submission, TieBreak,
@@ -36,18 +35,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Duration::from_secs(1),
             Duration::from_secs(50 * 365 * 86_400),
         ));
-    let _server;
-    let lb: Arc<dyn Leaderboard> = match std::env::var("REDIS_URL") {
-        Ok(url) if !url.is_empty() => {
-            Arc::new(RedisLeaderboard::new(&Redis::connect(&url).await?, board)?)
-        }
-        _ if redkit_testkit::redis_server_available() => {
-            let server = redkit_testkit::Server::start();
-            let redis = Redis::connect(&server.url()).await?;
-            _server = server;
-            Arc::new(RedisLeaderboard::new(&redis, board)?)
-        }
-        _ => {
+    let local = redkit_testkit::local_redis().await?;
+    let lb: Arc<dyn Leaderboard> = match &local {
+        Some(l) => Arc::new(RedisLeaderboard::new(&l.redis, board)?),
+        None => {
             println!("no Redis available: using the in-memory board");
             Arc::new(MemoryLeaderboard::new(board)?)
         }

@@ -7,25 +7,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redkit::Redis;
 use redkit::lock::{AcquireOptions, FenceGate, Lock, LockExt, MemoryLock, RedisLock};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let _server;
-    let locks: Arc<dyn Lock> = match std::env::var("REDIS_URL") {
-        Ok(url) if !url.is_empty() => Arc::new(
-            RedisLock::builder(Redis::connect(&url).await?)
+    let local = redkit_testkit::local_redis().await?;
+    let locks: Arc<dyn Lock> = match &local {
+        Some(l) => Arc::new(
+            RedisLock::builder(l.redis.clone())
                 .prefix("example")
                 .build()?,
         ),
-        _ if redkit_testkit::redis_server_available() => {
-            let server = redkit_testkit::Server::start();
-            let redis = Redis::connect(&server.url()).await?;
-            _server = server;
-            Arc::new(RedisLock::builder(redis).prefix("example").build()?)
-        }
-        _ => {
+        None => {
             println!("no Redis available: using the in-memory lock");
             Arc::new(MemoryLock::default())
         }

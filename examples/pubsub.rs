@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redkit::Redis;
 use redkit::pubsub::{
     Event, LagPolicy, MemoryPubSub, Options, PubSub, PubSubExt, RedisPubSub, Topic,
 };
@@ -21,20 +20,11 @@ struct Price {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let _server;
     let prefix = format!("example-{}", std::process::id());
-    let bus: Arc<dyn PubSub> = match std::env::var("REDIS_URL") {
-        Ok(url) if !url.is_empty() => Arc::new(RedisPubSub::with_prefix(
-            &Redis::connect(&url).await?,
-            &prefix,
-        )?),
-        _ if redkit_testkit::redis_server_available() => {
-            let server = redkit_testkit::Server::start();
-            let redis = Redis::connect(&server.url()).await?;
-            _server = server;
-            Arc::new(RedisPubSub::with_prefix(&redis, &prefix)?)
-        }
-        _ => {
+    let local = redkit_testkit::local_redis().await?;
+    let bus: Arc<dyn PubSub> = match &local {
+        Some(l) => Arc::new(RedisPubSub::with_prefix(&l.redis, &prefix)?),
+        None => {
             println!("no Redis available: using the in-memory bus");
             Arc::new(MemoryPubSub::new())
         }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use redkit::Redis;
 use redkit::streams::{
     Consumer, MemoryStreamStore, Message, Producer, RedisStreamStore, StreamStore,
 };
@@ -22,20 +21,11 @@ struct Order {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let _server;
     let prefix = format!("example-{}", std::process::id());
-    let store: Arc<dyn StreamStore> = match std::env::var("REDIS_URL") {
-        Ok(url) if !url.is_empty() => Arc::new(RedisStreamStore::new(
-            &Redis::connect(&url).await?,
-            &prefix,
-        )?),
-        _ if redkit_testkit::redis_server_available() => {
-            let server = redkit_testkit::Server::start();
-            let redis = Redis::connect(&server.url()).await?;
-            _server = server;
-            Arc::new(RedisStreamStore::new(&redis, &prefix)?)
-        }
-        _ => {
+    let local = redkit_testkit::local_redis().await?;
+    let store: Arc<dyn StreamStore> = match &local {
+        Some(l) => Arc::new(RedisStreamStore::new(&l.redis, &prefix)?),
+        None => {
             println!("no Redis available: using the in-memory store");
             Arc::new(MemoryStreamStore::new())
         }

@@ -138,6 +138,36 @@ pub fn servers(count: usize) -> Vec<Server> {
     (0..count).map(|_| Server::start()).collect()
 }
 
+/// A Redis for examples: from `REDIS_URL`, else a private `redis-server` from PATH on a
+/// free port (stopped when this value is dropped). `None` when neither is available, so
+/// the example can fall back to its in-memory backend.
+#[derive(Debug)]
+pub struct LocalRedis {
+    /// The handle.
+    pub redis: Redis,
+    _server: Option<Server>,
+}
+
+/// See [`LocalRedis`]. Connection failures to an explicit `REDIS_URL` are errors.
+pub async fn local_redis() -> redkit_core::Result<Option<LocalRedis>> {
+    if let Ok(url) = std::env::var("REDIS_URL")
+        && !url.is_empty()
+    {
+        return Ok(Some(LocalRedis {
+            redis: Redis::connect(&url).await?,
+            _server: None,
+        }));
+    }
+    if !redis_server_available() {
+        return Ok(None);
+    }
+    let server = Server::start();
+    Ok(Some(LocalRedis {
+        redis: Redis::connect(&server.url()).await?,
+        _server: Some(server),
+    }))
+}
+
 /// A key prefix no other test uses: `t-<name>-<random>`.
 pub fn prefix(name: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
