@@ -367,6 +367,18 @@ pub async fn readers_share_and_writers_exclude(s: &RwSuite) {
     r3.release().await.unwrap();
 }
 
+/// `write_b` waiting up to 20 s for `r`, in a task.
+fn spawn_waiting_writer(s: &RwSuite, r: &str) -> tokio::task::JoinHandle<crate::LockGuard> {
+    let write_b = Arc::clone(&s.write_b);
+    let r = r.to_string();
+    tokio::spawn(async move {
+        write_b
+            .acquire(&r, AcquireOptions::new(TTL).wait(Duration::from_secs(20)))
+            .await
+            .unwrap()
+    })
+}
+
 pub async fn a_writer_is_woken_when_the_last_reader_leaves(s: &RwSuite) {
     let r = resource("rw-wait");
     let reader = s
@@ -375,14 +387,7 @@ pub async fn a_writer_is_woken_when_the_last_reader_leaves(s: &RwSuite) {
         .await
         .unwrap()
         .unwrap();
-    let write_b = Arc::clone(&s.write_b);
-    let r2 = r.clone();
-    let writer = tokio::spawn(async move {
-        write_b
-            .acquire(&r2, AcquireOptions::new(TTL).wait(Duration::from_secs(20)))
-            .await
-            .unwrap()
-    });
+    let writer = spawn_waiting_writer(s, &r);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let released = Instant::now();
     assert!(reader.release().await.unwrap());
@@ -424,14 +429,7 @@ pub async fn a_waiting_writer_keeps_new_readers_out(s: &RwSuite) {
     let r = resource("rw-prefer");
     let long = Duration::from_secs(30);
     let reader = s.read_a.try_acquire(&r, long).await.unwrap().unwrap();
-    let write_b = Arc::clone(&s.write_b);
-    let r2 = r.clone();
-    let writer = tokio::spawn(async move {
-        write_b
-            .acquire(&r2, AcquireOptions::new(TTL).wait(Duration::from_secs(20)))
-            .await
-            .unwrap()
-    });
+    let writer = spawn_waiting_writer(s, &r);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         s.read_b.try_acquire(&r, TTL).await.unwrap().is_none(),
