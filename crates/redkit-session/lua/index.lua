@@ -2,34 +2,68 @@
 -- sorted set of session handles scored by their absolute deadline (ms). Every call first
 -- drops entries whose deadline has passed, and the key expires with its last entry, so
 -- the index never grows with ended sessions and needs no keyspace notifications.
+-- KEYS[2]: `<index>:added`, a hash of handle -> the server time (ms) it was indexed; it
+-- lives and expires with the index.
 -- ARGV[1]: operation:
---   'add' handle absolute-ms limit policy dead...  adds the handle with deadline now +
---        absolute, drops the dead handles, then over `limit` (0 = none) either refuses
---        (policy 'r': reply {-1}) or removes the oldest others (policy 'e').
+--   'add' handle absolute limit policy grace-ms dead...  adds the handle with deadline
+--        now + absolute (ms), or exactly at `@<ms>` when absolute has that form, drops those dead handles indexed at least grace-ms ago (a
+--        younger one may belong to a login whose session is still being written), then
+--        over `limit` (0 = none) either refuses (policy 'r': reply {-1}) or removes the
+--        oldest others (policy 'e').
 --        Reply: {deadline, evicted handle...}
 --   'remove' handle...   Reply: how many were there.
 --   'list'               Reply: handle, deadline pairs, oldest first.
 --   'take' keep          removes and returns every handle but `keep`.
-local key = KEYS[1]
+local key, added = KEYS[1], KEYS[2]
 local op = ARGV[1]
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+
+-- removes handles from both keys, in chunks (unpack has a limit); replies how many
+-- were indexed
+local function drop(handles)
+  local n = 0
+  for i = 1, #handles, 1000 do
+    local chunk = { unpack(handles, i, math.min(i + 999, #handles)) }
+    redis.call('HDEL', added, unpack(chunk))
+    n = n + redis.call('ZREM', key, unpack(chunk))
+  end
+  return n
+end
+
+drop(redis.call('ZRANGEBYSCORE', key, '-inf', now))
 
 local function settle()
   local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-  if last[2] then redis.call('PEXPIREAT', key, last[2]) end
+  if last[2] then
+    redis.call('PEXPIREAT', key, last[2])
+    redis.call('PEXPIREAT', added, last[2])
+  else
+    redis.call('DEL', added)
+  end
 end
 
 if op == 'add' then
-  local handle, limit = ARGV[2], tonumber(ARGV[4])
-  for i = 6, #ARGV do redis.call('ZREM', key, ARGV[i]) end
+  local handle, limit, grace = ARGV[2], tonumber(ARGV[4]), tonumber(ARGV[6])
+  local dead = {}
+  for i = 7, #ARGV do
+    local at = tonumber(redis.call('HGET', added, ARGV[i]))
+    if ARGV[i] ~= handle and (not at or at + grace <= now) then dead[#dead + 1] = ARGV[i] end
+  end
+  drop(dead)
   if limit > 0 and ARGV[5] == 'r' and not redis.call('ZSCORE', key, handle)
       and redis.call('ZCARD', key) >= limit then
+    settle()
     return { -1 }
   end
-  local deadline = now + tonumber(ARGV[3])
+  local deadline
+  if string.sub(ARGV[3], 1, 1) == '@' then
+    deadline = tonumber(string.sub(ARGV[3], 2))
+  else
+    deadline = now + tonumber(ARGV[3])
+  end
   redis.call('ZADD', key, deadline, handle)
+  redis.call('HSET', added, handle, now)
   local out = { deadline }
   if limit > 0 then
     local over = redis.call('ZCARD', key) - limit
@@ -38,7 +72,7 @@ if op == 'add' then
       for _, h in ipairs(redis.call('ZRANGE', key, 0, over)) do
         if h ~= handle and #out <= over then out[#out + 1] = h end
       end
-      redis.call('ZREM', key, unpack(out, 2))
+      drop({ unpack(out, 2) })
     end
   end
   settle()
@@ -46,7 +80,7 @@ if op == 'add' then
 end
 
 if op == 'remove' then
-  local n = redis.call('ZREM', key, unpack(ARGV, 2))
+  local n = drop({ unpack(ARGV, 2) })
   settle()
   return n
 end
@@ -60,6 +94,6 @@ local out = {}
 for _, handle in ipairs(redis.call('ZRANGE', key, 0, -1)) do
   if handle ~= ARGV[2] then out[#out + 1] = handle end
 end
-if #out > 0 then redis.call('ZREM', key, unpack(out)) end
+drop(out)
 settle()
 return out

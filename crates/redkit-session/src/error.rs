@@ -43,6 +43,15 @@ pub enum Error {
         limit: u32,
     },
 
+    /// A login with [`MaxSessions::EvictOldest`](crate::MaxSessions::EvictOldest) was
+    /// evicted by parallel logins of the same user before its session was written, on
+    /// every attempt: it did not happen. The sessions it evicted on the way have ended.
+    #[error("parallel logins of the same user displaced this login")]
+    LoginDisplaced {
+        /// The sessions this login evicted before giving up.
+        evicted: Vec<crate::SessionHandle>,
+    },
+
     /// The store (Redis) failed.
     #[error(transparent)]
     Store(redkit_core::Error),

@@ -34,6 +34,10 @@ static TOUCH: LazyLock<Script> = script!("touch");
 static SAVE: LazyLock<Script> = script!("save");
 static CREATE: LazyLock<Script> = script!("create");
 static DELETE: LazyLock<Script> = script!("delete");
+/// How often a login tries again after parallel logins of the same user evicted it
+/// before its session was written.
+const LOGIN_ATTEMPTS: usize = 4;
+
 static INDEX: LazyLock<Script> =
     LazyLock::new(|| Script::new("index", include_str!("../lua/index.lua")));
 
@@ -159,9 +163,44 @@ impl RedisSessionStore {
     #[cfg_attr(not(feature = "tower-sessions"), allow(dead_code))]
     pub(crate) async fn index_add(&self, user: &str, handle: &SessionHandle) -> Result<()> {
         let absolute = self.inner.config.absolute_ms().to_string();
-        self.index(user, &["add", handle.as_str(), &absolute, "0", "e"])
+        self.add_to_index(user, handle, &absolute, None, &[])
             .await?;
         Ok(())
+    }
+
+    /// Adds a handle to the user's index with deadline `deadline` (ms from now, or
+    /// `@<unix ms>`), dropping `dead` handles (those indexed longer than the grace) and
+    /// applying `limit`: `None` when [`MaxSessions::Refuse`] refused it, else the
+    /// deadline and the handles evicted to make room (their sessions still to delete).
+    async fn add_to_index(
+        &self,
+        user: &str,
+        handle: &SessionHandle,
+        deadline: &str,
+        limit: Option<MaxSessions>,
+        dead: &[SessionHandle],
+    ) -> Result<Option<(i64, Vec<SessionHandle>)>> {
+        let (limit, code) = match limit {
+            Some(MaxSessions::EvictOldest(n)) => (n, "e"),
+            Some(MaxSessions::Refuse(n)) => (n, "r"),
+            None => (0, "e"),
+        };
+        let limit = limit.to_string();
+        let grace = self.grace();
+        let mut args = vec!["add", handle.as_str(), deadline, &limit, code, &grace];
+        args.extend(dead.iter().map(SessionHandle::as_str));
+        let Value::Array(reply) = self.index(user, &args).await? else {
+            return Err(unexpected("index add"));
+        };
+        let deadline = reply.first().map(int).transpose()?.unwrap_or(-1);
+        if deadline < 0 {
+            return Ok(None);
+        }
+        let evicted = reply[1..]
+            .iter()
+            .map(|v| SessionHandle::parse(&text(v)?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some((deadline, evicted)))
     }
 
     /// Drops a session from its user's index.
@@ -262,7 +301,11 @@ impl RedisSessionStore {
     }
 
     async fn index(&self, user: &str, args: &[&str]) -> Result<Value> {
-        let mut call = INDEX.call().key(self.user_key(user)?.as_str());
+        let key = self.user_key(user)?;
+        let mut call = INDEX
+            .call()
+            .key(key.as_str())
+            .key(key.child("added")?.as_str());
         for a in args {
             call = call.arg(*a);
         }
@@ -280,6 +323,24 @@ impl RedisSessionStore {
         }
         let replies: Vec<i64> = pipe.query(&self.inner.redis).await?;
         Ok(replies.iter().filter(|n| **n > 0).count() as u64)
+    }
+
+    /// Ends what a login that did not happen leaves behind: the session it wrote, and
+    /// the sessions it evicted from the index.
+    async fn discard(&self, written: Option<&Session>, evicted: &[SessionHandle]) -> Result<()> {
+        if let Some(w) = written {
+            self.delete_session(&w.handle()).await?;
+        }
+        self.delete_handles(evicted).await?;
+        Ok(())
+    }
+
+    /// How long an indexed handle without a session is taken for a login still writing
+    /// its session, not a dead one: the idle timeout, at most 30 s. A session's key is
+    /// written after its handle is indexed and lives at least the idle timeout, so a
+    /// missing key younger than that is not an idle expiry.
+    fn grace(&self) -> String {
+        self.inner.config.idle_ms().min(30_000).to_string()
     }
 
     /// Handles of the user's index whose sessions have ended.
@@ -481,11 +542,8 @@ impl SessionStore for RedisSessionStore {
         // index the new handle first: a crash leaves a dangling entry (pruned later),
         // never a live session the index does not know
         if let Some(user) = &session.user {
-            let remaining = (session.deadline_ms - session.touched_ms)
-                .max(1)
-                .to_string();
-            self.index(user, &["add", new.as_str(), &remaining, "0", "e"])
-                .await?;
+            let deadline = format!("@{}", session.deadline_ms);
+            self.add_to_index(user, &new, &deadline, None, &[]).await?;
         }
         let next = self.copy_to(session, new_id, None).await?;
         self.delete_session(&old).await?;
@@ -506,13 +564,8 @@ impl SessionStore for RedisSessionStore {
         check_user(user)?;
         let previous_user = session.user.clone();
         let policy = self.inner.config.max_sessions;
-        let (limit, code) = match policy {
-            Some(MaxSessions::EvictOldest(n)) => (n, "e"),
-            Some(MaxSessions::Refuse(n)) => (n, "r"),
-            None => (0, "e"),
-        };
         // sessions that ended without a logout do not count against the limit
-        let dead = if limit > 0 {
+        let dead = if policy.is_some() {
             let listed: Vec<SessionHandle> = self
                 .listed(user)
                 .await?
@@ -523,57 +576,68 @@ impl SessionStore for RedisSessionStore {
         } else {
             Vec::new()
         };
-        // the new id is chosen and indexed before the session exists
-        let new_id = SessionId::generate()?;
-        let new = new_id.handle();
         let absolute = self.inner.config.absolute_ms().to_string();
-        let limit_arg = limit.to_string();
-        let mut args = vec![
-            "add",
-            new.as_str(),
-            absolute.as_str(),
-            limit_arg.as_str(),
-            code,
-        ];
-        args.extend(dead.iter().map(SessionHandle::as_str));
-        let Value::Array(reply) = self.index(user, &args).await? else {
-            return Err(unexpected("index add"));
+        let refused = || Error::TooManySessions {
+            limit: policy.map_or(0, MaxSessions::limit),
         };
-        let deadline = reply.first().map(int).transpose()?.unwrap_or(-1);
-        if deadline < 0 {
-            return Err(Error::TooManySessions { limit });
-        }
-        let evicted = reply[1..]
-            .iter()
-            .map(|v| SessionHandle::parse(&text(v)?))
-            .collect::<Result<Vec<_>>>()?;
-
-        let old = session.handle();
         let mut next = session.clone();
         next.user = Some(user.to_string());
         next.client = client;
-        let next = match self.copy_to(&next, new_id, Some(deadline)).await {
-            Ok(next) => next,
-            Err(e) => {
-                self.index(user, &["remove", new.as_str()]).await?;
-                return Err(e);
+        // the session written by an attempt that a parallel login displaced
+        let mut written: Option<Session> = None;
+        let mut evicted = Vec::new();
+        let mut done = None;
+        for attempt in 0..LOGIN_ATTEMPTS {
+            // the new id is indexed before its session exists: a crash leaves a dangling
+            // entry (pruned after the grace), never a session the index misses
+            let new_id = SessionId::generate()?;
+            let new = new_id.handle();
+            let dead = if attempt == 0 { &dead[..] } else { &[] };
+            let Some((deadline, more)) = self
+                .add_to_index(user, &new, &absolute, policy, dead)
+                .await?
+            else {
+                self.discard(written.as_ref(), &evicted).await?;
+                return Err(refused());
+            };
+            // handles out of the index always have their sessions deleted below
+            evicted.extend(more);
+            // always from the session being logged in: a displaced attempt's copy may be
+            // deleted at any time by the login that evicted it
+            let copied = match self.copy_to(&next, new_id, Some(deadline)).await {
+                Ok(copied) => copied,
+                Err(e) => {
+                    self.index(user, &["remove", new.as_str()]).await?;
+                    self.discard(written.as_ref(), &evicted).await?;
+                    return Err(e);
+                }
+            };
+            if let Some(w) = written.replace(copied) {
+                self.delete_session(&w.handle()).await?;
             }
-        };
-        // a parallel login may have evicted the entry before the session existed (its
-        // delete found nothing): then this login lost the race for the last place
-        let indexed: Option<f64> = self
-            .inner
-            .redis
-            .query(
-                cmd("ZSCORE")
-                    .arg(self.user_key(user)?.as_str())
-                    .arg(new.as_str()),
-            )
-            .await?;
-        if indexed.is_none() {
-            self.delete_session(&new).await?;
-            return Err(Error::TooManySessions { limit });
+            // a parallel login may have evicted the entry before the session existed (its
+            // delete found nothing, or will delete it later): then try again under a
+            // fresh id, which a late delete of this one cannot touch
+            let indexed: Option<f64> = self
+                .inner
+                .redis
+                .query(
+                    cmd("ZSCORE")
+                        .arg(self.user_key(user)?.as_str())
+                        .arg(new.as_str()),
+                )
+                .await?;
+            if indexed.is_some() {
+                done = written.take();
+                break;
+            }
         }
+        let Some(next) = done else {
+            self.discard(written.as_ref(), &evicted).await?;
+            return Err(Error::LoginDisplaced { evicted });
+        };
+        let old = session.handle();
+        let new = next.handle();
         self.delete_session(&old).await?;
         *session = next;
         if let Some(prev) = previous_user {
@@ -661,10 +725,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scripts_touch_one_declared_key_each() {
-        for script in [&*TOUCH, &*SAVE, &*CREATE, &*DELETE, &*INDEX] {
+    fn scripts_touch_only_declared_keys_of_one_slot() {
+        for script in [&*TOUCH, &*SAVE, &*CREATE, &*DELETE] {
             assert!(script.code().starts_with("-- KEYS[1]"), "{}", script.name());
             assert!(!script.code().contains("KEYS[2]"), "{}", script.name());
         }
+        // the index script's two keys: the index and its `added` sibling, one hash tag
+        assert!(INDEX.code().starts_with("-- KEYS[1]"));
+        assert!(!INDEX.code().contains("KEYS[3]"));
+        let index = Keyspace::new("app")
+            .unwrap()
+            .tagged_child("0123abcd", "user")
+            .unwrap();
+        let added = index.child("added").unwrap();
+        assert!(redkit_core::same_slot(&[index.as_str(), added.as_str()]));
     }
 }

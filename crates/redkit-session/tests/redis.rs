@@ -35,8 +35,9 @@ async fn parallel_logins_never_leave_more_than_the_limit() {
                     assert!(!evicted.contains(&s.handle()));
                     (Some(s.id().clone()), evicted)
                 }
-                // lost the race for the last place to a parallel login: refused, not leaked
-                Err(Error::TooManySessions { .. }) => (None, Vec::new()),
+                // evicted before its session existed, on every attempt: it did not
+                // happen, and what it evicted on the way is reported
+                Err(Error::LoginDisplaced { evicted }) => (None, evicted),
                 Err(e) => panic!("{e:?}"),
             }
         }));
@@ -287,4 +288,71 @@ async fn timeouts_are_checked_on_load_even_if_the_key_lost_its_ttl() {
         !store.touch(s.id()).await.unwrap(),
         "the touch script checks too"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_still_writing_its_session_keeps_its_place() {
+    let redis = redkit_testkit::redis().await;
+    let store =
+        RedisSessionStore::new(&redis, config().max_sessions(MaxSessions::Refuse(2))).unwrap();
+    let mut first = store.create().await.unwrap();
+    store
+        .login(&mut first, "ann", ClientInfo::default())
+        .await
+        .unwrap();
+    // a parallel login indexed its handle and has not written its session yet
+    let mut pending = store.create().await.unwrap();
+    store
+        .login(&mut pending, "ann", ClientInfo::default())
+        .await
+        .unwrap();
+    let handle = pending.handle();
+    let key = store.session_key(&handle).unwrap();
+    let _: i64 = redis.query(cmd("DEL").arg(key.as_str())).await.unwrap();
+
+    let mut third = store.create().await.unwrap();
+    let e = store
+        .login(&mut third, "ann", ClientInfo::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::TooManySessions { limit: 2 }), "{e:?}");
+    let index = store.user_key("ann").unwrap();
+    let score: Option<f64> = redis
+        .query(cmd("ZSCORE").arg(index.as_str()).arg(handle.as_str()))
+        .await
+        .unwrap();
+    assert!(
+        score.is_some(),
+        "a young entry without a session is not dead"
+    );
+
+    // indexed longer ago than the grace (the idle timeout, at most 30 s): dead
+    let added = index.child("added").unwrap();
+    let at: i64 = redis
+        .query(cmd("HGET").arg(added.as_str()).arg(handle.as_str()))
+        .await
+        .unwrap();
+    let _: i64 = redis
+        .query(
+            cmd("HSET")
+                .arg(added.as_str())
+                .arg(handle.as_str())
+                .arg(at - 30_000),
+        )
+        .await
+        .unwrap();
+    store
+        .login(&mut third, "ann", ClientInfo::default())
+        .await
+        .unwrap();
+    let listed: Vec<_> = store
+        .sessions_of("ann")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.handle)
+        .collect();
+    assert_eq!(listed, vec![first.handle(), third.handle()]);
+    let fields: u64 = redis.query(cmd("HLEN").arg(added.as_str())).await.unwrap();
+    assert_eq!(fields, 2, "the added times go with their entries");
 }
