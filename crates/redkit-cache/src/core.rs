@@ -1,0 +1,539 @@
+//! The cache logic both backends share: L1, single flight, early refresh,
+//! stale-while-revalidate, negative caching and metrics.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+
+use crate::config::check_ttl;
+use crate::envelope::{Envelope, Kind};
+use crate::store::{Link, Snapshot, Store, Write};
+use crate::{CacheConfig, Error, LoadOptions, Loader, Metrics, Result, SetOptions};
+
+/// The longest key or tag accepted, in bytes.
+pub const MAX_KEY_LEN: usize = 1024;
+
+type Flight = Shared<BoxFuture<'static, Result<Option<Bytes>>>>;
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    l1_hits: AtomicU64,
+    misses: AtomicU64,
+    loads: AtomicU64,
+    load_errors: AtomicU64,
+    stale_served: AtomicU64,
+    early_refreshes: AtomicU64,
+    lock_waits: AtomicU64,
+    undecodable: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+pub(crate) struct Core<S> {
+    pub(crate) store: S,
+    pub(crate) config: CacheConfig,
+    pub(crate) link: Arc<Link>,
+    flights: Mutex<HashMap<String, Flight>>,
+    counters: Counters,
+}
+
+impl<S: Store> fmt::Debug for Core<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("namespace", &self.config.namespace)
+            .field("store", &self.store)
+            .field("link", &self.link)
+            .finish()
+    }
+}
+
+/// Checks a key or tag: non-empty, at most [`MAX_KEY_LEN`] bytes, no braces (they would
+/// change the hash tag) and no control characters.
+pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::InvalidArgument(format!("empty {what}")));
+    }
+    if name.len() > MAX_KEY_LEN {
+        return Err(Error::InvalidArgument(format!(
+            "{what} of {} bytes, over the limit of {MAX_KEY_LEN}",
+            name.len()
+        )));
+    }
+    if name.contains(['{', '}']) || name.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(format!(
+            "{what} {name:?} has braces or control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl<S: Store> Core<S> {
+    pub(crate) fn new(store: S, config: CacheConfig, link: Arc<Link>) -> Core<S> {
+        Core {
+            store,
+            config,
+            link,
+            flights: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+        }
+    }
+
+    fn flights(&self) -> std::sync::MutexGuard<'_, HashMap<String, Flight>> {
+        self.flights.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn metrics(&self) -> Metrics {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Metrics {
+            hits: get(&c.hits),
+            l1_hits: get(&c.l1_hits),
+            misses: get(&c.misses),
+            loads: get(&c.loads),
+            load_errors: get(&c.load_errors),
+            stale_served: get(&c.stale_served),
+            early_refreshes: get(&c.early_refreshes),
+            lock_waits: get(&c.lock_waits),
+            undecodable: get(&c.undecodable),
+            l1_entries: self.link.l1_len(),
+        }
+    }
+
+    pub(crate) fn report_undecodable(&self, key: &str) {
+        bump(&self.counters.undecodable);
+        tracing::warn!(key, "cached value could not be decoded; treated as a miss");
+    }
+
+    fn decode(&self, key: &str, raw: Option<Bytes>) -> Option<Envelope> {
+        let raw = raw?;
+        let env = Envelope::decode(raw);
+        if env.is_none() {
+            self.report_undecodable(key);
+        }
+        env
+    }
+
+    /// The key's entry if it is still usable (fresh or within its stale window): L1
+    /// first, then the store (filling L1).
+    async fn lookup(&self, key: &str) -> Result<Option<Envelope>> {
+        let now = self.store.now_ms();
+        if let Some(env) = self.link.get(key).await
+            && env.is_usable(now)
+        {
+            bump(&self.counters.l1_hits);
+            return Ok(Some(env));
+        }
+        let snap = self.link.snapshot(key);
+        let raw = self.store.read(&[key]).await?.pop().flatten();
+        let env = self
+            .decode(key, raw)
+            .filter(|e| e.is_usable(self.store.now_ms()));
+        if let Some(e) = &env {
+            self.link.insert(key, e.clone(), snap).await;
+        }
+        Ok(env)
+    }
+
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        check_name("key", key)?;
+        let env = self.lookup(key).await?;
+        Ok(self.fresh_value(env.as_ref()))
+    }
+
+    /// A fresh entry's value (counted as a hit), else a miss.
+    fn fresh_value(&self, env: Option<&Envelope>) -> Option<Bytes> {
+        match env {
+            Some(e) if e.is_fresh(self.store.now_ms()) => {
+                bump(&self.counters.hits);
+                (e.kind == Kind::Value).then(|| e.payload.clone())
+            }
+            _ => {
+                bump(&self.counters.misses);
+                None
+            }
+        }
+    }
+
+    pub(crate) async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
+        for k in keys {
+            check_name("key", k)?;
+        }
+        let now = self.store.now_ms();
+        let mut out: Vec<Option<Option<Envelope>>> = Vec::with_capacity(keys.len());
+        for k in keys {
+            let local = self.link.get(k).await.filter(|e| e.is_usable(now));
+            if local.is_some() {
+                bump(&self.counters.l1_hits);
+            }
+            out.push(local.map(Some));
+        }
+        let missing: Vec<&str> = keys
+            .iter()
+            .zip(&out)
+            .filter(|(_, o)| o.is_none())
+            .map(|(k, _)| *k)
+            .collect();
+        if !missing.is_empty() {
+            let snaps: Vec<Snapshot> = missing.iter().map(|k| self.link.snapshot(k)).collect();
+            let read = self.store.read(&missing).await?;
+            let mut read = missing.iter().zip(snaps).zip(read);
+            for slot in out.iter_mut().filter(|o| o.is_none()) {
+                let Some(((key, snap), raw)) = read.next() else {
+                    break;
+                };
+                let env = self
+                    .decode(key, raw)
+                    .filter(|e| e.is_usable(self.store.now_ms()));
+                if let Some(e) = &env {
+                    self.link.insert(key, e.clone(), snap).await;
+                }
+                *slot = Some(env);
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|e| self.fresh_value(e.flatten().as_ref()))
+            .collect())
+    }
+
+    /// An entry for `payload` written now with `opts` (TTL jittered).
+    fn entry(
+        &self,
+        key: &str,
+        kind: Kind,
+        payload: Bytes,
+        (ttl, stale): (Duration, Duration),
+        delta: Duration,
+        tags: &[String],
+    ) -> Result<Write> {
+        check_ttl("ttl", ttl)?;
+        if payload.len() > self.config.max_value_size {
+            return Err(Error::TooLarge {
+                size: payload.len(),
+                limit: self.config.max_value_size,
+            });
+        }
+        for t in tags {
+            check_name("tag", t)?;
+        }
+        let jitter = ttl
+            .mul_f64(self.config.jitter)
+            .min(self.config.max_jitter)
+            .mul_f64(fastrand::f64());
+        let fresh = (ttl - jitter).max(Duration::from_millis(1));
+        let now = self.store.now_ms();
+        let env = Envelope {
+            kind,
+            fresh_until: now.saturating_add(ms(fresh)),
+            stale_until: now.saturating_add(ms(fresh + stale)),
+            delta_ms: u32::try_from(delta.as_millis()).unwrap_or(u32::MAX),
+            payload,
+        };
+        Ok(Write {
+            key: key.to_string(),
+            bytes: env.encode(),
+            ttl: fresh + stale,
+            tags: tags.to_vec(),
+        })
+    }
+
+    fn value_entry(
+        &self,
+        key: &str,
+        value: Bytes,
+        opts: &SetOptions,
+        delta: Duration,
+    ) -> Result<Write> {
+        let ttl = opts.ttl.unwrap_or(self.config.ttl);
+        let stale = opts.stale.unwrap_or(self.config.stale);
+        self.entry(key, Kind::Value, value, (ttl, stale), delta, &opts.tags)
+    }
+
+    pub(crate) async fn set_many(&self, items: &[(&str, &[u8])], opts: &SetOptions) -> Result<()> {
+        let mut writes = Vec::with_capacity(items.len());
+        for (k, v) in items {
+            check_name("key", k)?;
+            writes.push(self.value_entry(k, Bytes::copy_from_slice(v), opts, Duration::ZERO)?);
+        }
+        let snaps: Vec<Snapshot> = items.iter().map(|(k, _)| self.link.snapshot(k)).collect();
+        self.store.write(&writes).await?;
+        // this process reads its own writes from L1 (other processes drop theirs)
+        for (w, snap) in writes.into_iter().zip(snaps) {
+            if let Some(env) = Envelope::decode(Bytes::from(w.bytes)) {
+                self.link.insert(&w.key, env, snap).await;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn delete(&self, keys: &[&str]) -> Result<u64> {
+        for k in keys {
+            check_name("key", k)?;
+        }
+        let n = self.store.remove(keys).await?;
+        for k in keys {
+            self.link.invalidate(k).await;
+        }
+        Ok(n)
+    }
+
+    pub(crate) async fn exists(&self, key: &str) -> Result<bool> {
+        check_name("key", key)?;
+        let now = self.store.now_ms();
+        Ok(matches!(self.lookup(key).await?, Some(e) if e.kind == Kind::Value && e.is_fresh(now)))
+    }
+
+    pub(crate) async fn invalidate_tags(&self, tags: &[&str]) -> Result<u64> {
+        for t in tags {
+            check_name("tag", t)?;
+        }
+        let (keys, existed) = self.store.invalidate_tags(tags).await?;
+        for k in &keys {
+            self.link.invalidate(k).await;
+        }
+        Ok(existed)
+    }
+
+    pub(crate) async fn clear(&self) -> Result<()> {
+        self.store.clear().await?;
+        self.link.invalidate_all();
+        Ok(())
+    }
+
+    pub(crate) async fn get_or_load(
+        self: &Arc<Self>,
+        key: &str,
+        opts: &LoadOptions,
+        loader: Loader,
+    ) -> Result<Option<Bytes>> {
+        check_name("key", key)?;
+        let now = self.store.now_ms();
+        if let Some(env) = self.lookup(key).await? {
+            if env.is_fresh(now) {
+                bump(&self.counters.hits);
+                if env.kind == Kind::Failed {
+                    return Err(Error::CachedLoadError(
+                        String::from_utf8_lossy(&env.payload).into_owned(),
+                    ));
+                }
+                if env.kind == Kind::Value && env.wants_early_refresh(now, self.config.beta) {
+                    bump(&self.counters.early_refreshes);
+                    drop(self.flight(key, opts, loader, Some(env.fresh_until)));
+                }
+                return Ok((env.kind == Kind::Value).then_some(env.payload));
+            }
+            if env.kind == Kind::Value {
+                // stale: serve it, refresh in the background (once)
+                bump(&self.counters.stale_served);
+                drop(self.flight(key, opts, loader, Some(env.fresh_until)));
+                return Ok(Some(env.payload));
+            }
+        }
+        bump(&self.counters.misses);
+        self.flight(key, opts, loader, None).await
+    }
+
+    pub(crate) async fn load(
+        self: &Arc<Self>,
+        key: &str,
+        opts: &LoadOptions,
+        loader: Loader,
+    ) -> Result<Option<Bytes>> {
+        check_name("key", key)?;
+        self.flight(key, opts, loader, Some(u64::MAX)).await
+    }
+
+    /// Joins the key's load in flight, or starts one. `refresh` is the `fresh_until` of
+    /// the entry being refreshed (`None` for a miss): another process's write counts as
+    /// the result only if it is newer. The load runs in its own task, so a caller that
+    /// gives up does not cancel it for the others.
+    fn flight(
+        self: &Arc<Self>,
+        key: &str,
+        opts: &LoadOptions,
+        loader: Loader,
+        refresh: Option<u64>,
+    ) -> Flight {
+        let mut flights = self.flights();
+        if let Some(f) = flights.get(key) {
+            return f.clone();
+        }
+        let core = Arc::clone(self);
+        let k = key.to_string();
+        let opts = opts.clone();
+        let task = tokio::spawn(async move {
+            let r = core.run_load(&k, &opts, loader, refresh).await;
+            core.flights().remove(&k);
+            r
+        });
+        let flight = async move {
+            task.await.unwrap_or_else(|e| {
+                Err(Error::Load(Arc::new(std::io::Error::other(format!(
+                    "the loader panicked or was cancelled: {e}"
+                )))))
+            })
+        }
+        .boxed()
+        .shared();
+        flights.insert(key.to_string(), flight.clone());
+        flight
+    }
+
+    async fn run_load(
+        &self,
+        key: &str,
+        opts: &LoadOptions,
+        loader: Loader,
+        refresh: Option<u64>,
+    ) -> Result<Option<Bytes>> {
+        let snap = self.link.snapshot(key);
+        let baseline = refresh.unwrap_or(0);
+        let mut token = None;
+        if let Some(flight) = self.config.flight {
+            let t = uuid::Uuid::new_v4().simple().to_string();
+            let deadline = Instant::now() + flight.wait;
+            let mut pause = Duration::from_millis(2);
+            loop {
+                if self.store.try_lock(key, &t, flight.lock_ttl).await? {
+                    token = Some(t);
+                    break;
+                }
+                bump(&self.counters.lock_waits);
+                if let Some(env) = self.newer(key, baseline).await? {
+                    return self.settle(key, env, snap).await;
+                }
+                if Instant::now() >= deadline {
+                    tracing::debug!(key, "waited for another process's load too long; loading");
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            // someone may have filled it just before the lock was ours
+            if token.is_some()
+                && let Some(env) = self.newer(key, baseline).await?
+            {
+                if let Some(t) = &token {
+                    self.store.unlock(key, t).await?;
+                }
+                return self.settle(key, env, snap).await;
+            }
+        }
+        let started = Instant::now();
+        let outcome = loader().await;
+        let delta = started.elapsed();
+        bump(&self.counters.loads);
+        let write = match outcome {
+            Ok(Some(value)) => Some(self.value_entry(key, Bytes::from(value), &opts.entry, delta)),
+            Ok(None) => self.config.negative_ttl.map(|ttl| {
+                self.entry(
+                    key,
+                    Kind::Absent,
+                    Bytes::new(),
+                    (ttl, Duration::ZERO),
+                    delta,
+                    &opts.entry.tags,
+                )
+            }),
+            Err(e) => {
+                bump(&self.counters.load_errors);
+                let message = e.to_string();
+                let err = Error::Load(Arc::from(e));
+                let cached = opts.cache_errors.filter(|_| refresh.is_none()).map(|ttl| {
+                    self.entry(
+                        key,
+                        Kind::Failed,
+                        Bytes::from(message),
+                        (ttl, Duration::ZERO),
+                        delta,
+                        &[],
+                    )
+                });
+                if let Some(Ok(w)) = cached {
+                    self.put(&w, token.as_deref()).await;
+                } else if let Some(t) = &token {
+                    self.store.unlock(key, t).await?;
+                }
+                return Err(err);
+            }
+        };
+        match write {
+            Some(Ok(w)) => {
+                self.put(&w, token.as_deref()).await;
+                let env = Envelope::decode(Bytes::from(w.bytes));
+                let value = env
+                    .as_ref()
+                    .and_then(|e| (e.kind == Kind::Value).then(|| e.payload.clone()));
+                if let Some(env) = env {
+                    self.link.insert(key, env, snap).await;
+                }
+                Ok(value)
+            }
+            Some(Err(e)) => {
+                if let Some(t) = &token {
+                    self.store.unlock(key, t).await?;
+                }
+                Err(e)
+            }
+            None => {
+                if let Some(t) = &token {
+                    self.store.unlock(key, t).await?;
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Writes a loaded entry (through the lock when it holds one). A failed write is
+    /// logged, not returned: the caller still gets the loaded value.
+    async fn put(&self, w: &Write, token: Option<&str>) {
+        let r = match token {
+            Some(t) => self.store.fill(w, t).await.map(|held| {
+                if !held {
+                    tracing::warn!(
+                        key = w.key,
+                        "the load outlived its lock; its value was not written"
+                    );
+                }
+            }),
+            None => self.store.write(std::slice::from_ref(w)).await,
+        };
+        if let Err(e) = r {
+            tracing::warn!(key = w.key, error = %e, "could not write a loaded value");
+        }
+    }
+
+    /// The entry if another writer stored one newer than `baseline` that is fresh.
+    async fn newer(&self, key: &str, baseline: u64) -> Result<Option<Envelope>> {
+        let raw = self.store.read(&[key]).await?.pop().flatten();
+        let now = self.store.now_ms();
+        Ok(self
+            .decode(key, raw)
+            .filter(|e| e.fresh_until > baseline && e.is_fresh(now)))
+    }
+
+    /// The result of a load another process made.
+    async fn settle(&self, key: &str, env: Envelope, snap: Snapshot) -> Result<Option<Bytes>> {
+        self.link.insert(key, env.clone(), snap).await;
+        match env.kind {
+            Kind::Value => Ok(Some(env.payload)),
+            Kind::Absent => Ok(None),
+            Kind::Failed => Err(Error::CachedLoadError(
+                String::from_utf8_lossy(&env.payload).into_owned(),
+            )),
+        }
+    }
+}

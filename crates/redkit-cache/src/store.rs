@@ -1,0 +1,152 @@
+//! What a backend provides underneath the cache logic, and the L1 coherence state.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::Result;
+use crate::envelope::Envelope;
+
+/// One entry to write: the key as the user named it, the encoded envelope and the time
+/// the backend keeps it.
+#[derive(Debug, Clone)]
+pub(crate) struct Write {
+    pub(crate) key: String,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) ttl: Duration,
+    pub(crate) tags: Vec<String>,
+}
+
+/// The storage under a cache: Redis, or memory. Keys are the user's keys; the backend
+/// maps them into its namespace and current generation.
+#[async_trait]
+pub(crate) trait Store: Send + Sync + fmt::Debug + 'static {
+    /// Milliseconds since the Unix epoch on this cache's clock.
+    fn now_ms(&self) -> u64;
+    /// The entries' bytes, in order (one round trip).
+    async fn read(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>>;
+    /// Writes entries and announces them (one round trip per slot).
+    async fn write(&self, writes: &[Write]) -> Result<()>;
+    /// Deletes entries and announces it; how many existed.
+    async fn remove(&self, keys: &[&str]) -> Result<u64>;
+    /// Deletes every entry carrying one of the tags: the keys tagged (to drop from L1)
+    /// and how many entries existed.
+    async fn invalidate_tags(&self, tags: &[&str]) -> Result<(Vec<String>, u64)>;
+    /// Invalidates the whole namespace at once.
+    async fn clear(&self) -> Result<()>;
+    /// Takes the key's load lock for `ttl` with `token`.
+    async fn try_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool>;
+    /// Writes the entry only while `token` still holds its lock, and releases the lock.
+    async fn fill(&self, write: &Write, token: &str) -> Result<bool>;
+    /// Releases the lock if `token` still holds it.
+    async fn unlock(&self, key: &str, token: &str) -> Result<()>;
+}
+
+const STRIPES: usize = 1024;
+
+/// The in-process L1 and what keeps it coherent: a generation per key stripe, bumped by
+/// every invalidation before it removes the entry, and an epoch bumped by every clear. A
+/// value read from Redis goes into L1 only if neither moved while it was read, so an
+/// invalidation that arrives during a read is never undone by that read.
+pub(crate) struct Link {
+    l1: Option<moka::future::Cache<String, Envelope>>,
+    stripes: Box<[AtomicU64]>,
+    epoch: AtomicU64,
+    up: AtomicBool,
+}
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Link")
+            .field("l1", &self.l1.as_ref().map(|c| c.entry_count()))
+            .field("up", &self.up.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// A point in the invalidation history of one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Snapshot(u64, u64);
+
+impl Link {
+    /// A link with an L1 of `capacity` entries, each served at most `max_staleness`.
+    pub(crate) fn new(l1: Option<(u64, Duration)>) -> Link {
+        Link {
+            l1: l1.map(|(capacity, ttl)| {
+                moka::future::Cache::builder()
+                    .max_capacity(capacity)
+                    .time_to_live(ttl)
+                    .build()
+            }),
+            stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            epoch: AtomicU64::new(0),
+            up: AtomicBool::new(true),
+        }
+    }
+
+    fn stripe(&self, key: &str) -> &AtomicU64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        &self.stripes[(h.finish() as usize) % STRIPES]
+    }
+
+    pub(crate) fn snapshot(&self, key: &str) -> Snapshot {
+        Snapshot(
+            self.epoch.load(Ordering::SeqCst),
+            self.stripe(key).load(Ordering::SeqCst),
+        )
+    }
+
+    pub(crate) async fn get(&self, key: &str) -> Option<Envelope> {
+        if !self.up.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.l1.as_ref()?.get(key).await
+    }
+
+    /// Inserts what was read at `snap`, unless an invalidation of the key (or a clear)
+    /// happened since. Checked again after the insert: an invalidation that raced with it
+    /// bumped the stripe first, so one of the two checks sees it.
+    pub(crate) async fn insert(&self, key: &str, env: Envelope, snap: Snapshot) {
+        let Some(l1) = &self.l1 else { return };
+        if !self.up.load(Ordering::SeqCst) || self.snapshot(key) != snap {
+            return;
+        }
+        l1.insert(key.to_string(), env).await;
+        if self.snapshot(key) != snap || !self.up.load(Ordering::SeqCst) {
+            l1.invalidate(key).await;
+        }
+    }
+
+    pub(crate) async fn invalidate(&self, key: &str) {
+        self.stripe(key).fetch_add(1, Ordering::SeqCst);
+        if let Some(l1) = &self.l1 {
+            l1.invalidate(key).await;
+        }
+    }
+
+    pub(crate) fn invalidate_all(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        if let Some(l1) = &self.l1 {
+            l1.invalidate_all();
+        }
+    }
+
+    /// The invalidation link is down (nothing in L1 is served or kept) or back.
+    pub(crate) fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+        self.invalidate_all();
+    }
+
+    pub(crate) fn is_up(&self) -> bool {
+        self.up.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn l1_len(&self) -> u64 {
+        self.l1.as_ref().map_or(0, |c| c.entry_count())
+    }
+}
