@@ -150,3 +150,49 @@ impl Link {
         self.l1.as_ref().map_or(0, |c| c.entry_count())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::Kind;
+    use bytes::Bytes;
+
+    fn env(v: &'static [u8]) -> Envelope {
+        Envelope {
+            kind: Kind::Value,
+            fresh_until: u64::MAX,
+            stale_until: u64::MAX,
+            delta_ms: 0,
+            payload: Bytes::from_static(v),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_that_raced_with_an_invalidation_stays_out_of_l1() {
+        let link = Link::new(Some((100, Duration::from_secs(60))));
+        // read started, then the key was invalidated: the read's value is not kept
+        let snap = link.snapshot("k");
+        link.invalidate("k").await;
+        link.insert("k", env(b"old"), snap).await;
+        assert_eq!(link.get("k").await, None);
+        // a clear does the same for every key
+        let snap = link.snapshot("k");
+        link.invalidate_all();
+        link.insert("k", env(b"old"), snap).await;
+        assert_eq!(link.get("k").await, None);
+        // other keys' invalidations do not block it (unless they share a stripe)
+        let snap = link.snapshot("k");
+        link.invalidate("other").await;
+        link.insert("k", env(b"new"), snap).await;
+        if link.snapshot("k") == snap {
+            assert_eq!(link.get("k").await, Some(env(b"new")));
+        }
+        // while the link is down nothing is served or kept
+        link.set_up(false);
+        assert_eq!(link.get("k").await, None);
+        let snap = link.snapshot("k");
+        link.insert("k", env(b"x"), snap).await;
+        link.set_up(true);
+        assert_eq!(link.get("k").await, None);
+    }
+}
