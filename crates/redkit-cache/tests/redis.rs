@@ -118,7 +118,7 @@ async fn l1_is_dropped_when_the_invalidation_link_goes_silent() {
     let through_proxy = Redis::from_config(
         server
             .config()
-            .url(&proxy.url())
+            .url(proxy.url())
             .response_timeout(Duration::from_millis(300))
             .subscription_ping_interval(Duration::from_millis(200))
             .build()
