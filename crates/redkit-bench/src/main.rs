@@ -2,7 +2,7 @@
 //! `redis://127.0.0.1:$PORT`) and prints one JSON line per measurement, in the shape of the
 //! peer scripts in `shared/peers` (`peer`, `case`, `N`, `C`, then the metric).
 //!
-//! Cases: `ratelimit` — single `check()` calls over 1000 keys (see `ratelimit.rs`); `leaderboard` — rank, around-me and top-100 latency on a 1,000,000-member board next to raw commands (see `leaderboard.rs`); `geo` — radius searches on 1,000,000 places next to raw GEOSEARCH (see `geo.rs`); `session` — load and save next to raw GET/GETEX/SETEX (see `session.rs`); `streams` — consumer throughput next to a raw XREADGROUP+XACK loop (see `streams.rs`); `pubsub` — fan-out deliveries per second next to one redis-rs pub/sub connection per subscriber (see `pubsub.rs`); `lock-handoff` — contended hand-offs, notified vs polling; `lock` — uncontended acquire + release pairs (see `lock.rs`); `raw` — SET or GET (one command per operation) through the shared multiplexed connection, through a pool
+//! Cases: `cache` — reads next to raw GET and L1 hit latency (see `cache.rs`); `ratelimit` — single `check()` calls over 1000 keys (see `ratelimit.rs`); `leaderboard` — rank, around-me and top-100 latency on a 1,000,000-member board next to raw commands (see `leaderboard.rs`); `geo` — radius searches on 1,000,000 places next to raw GEOSEARCH (see `geo.rs`); `session` — load and save next to raw GET/GETEX/SETEX (see `session.rs`); `streams` — consumer throughput next to a raw XREADGROUP+XACK loop (see `streams.rs`); `pubsub` — fan-out deliveries per second next to one redis-rs pub/sub connection per subscriber (see `pubsub.rs`); `lock-handoff` — contended hand-offs, notified vs polling; `lock` — uncontended acquire + release pairs (see `lock.rs`); `raw` — SET or GET (one command per operation) through the shared multiplexed connection, through a pool
 //! checkout per operation, and through a bare redis-rs multiplexed connection (the
 //! baseline for redkit's own overhead). `N` and `C` override the operation count and
 //! the number of concurrent tasks.
@@ -10,6 +10,7 @@
 
 use std::time::Instant;
 
+mod cache;
 mod geo;
 mod leaderboard;
 mod lock;
@@ -30,6 +31,7 @@ const CASES: &[&str] = &[
     "session",
     "streams",
     "pubsub",
+    "cache",
 ];
 
 /// Settings shared by every case.
@@ -226,6 +228,14 @@ async fn cases() {
                     c: 64,
                 };
                 pubsub::run(&bench).await;
+            }
+            "cache" => {
+                let bench = Bench {
+                    url: url.clone(),
+                    n: env_usize("N").unwrap_or(200_000),
+                    c: env_usize("C").unwrap_or(64),
+                };
+                cache::run(&bench).await;
             }
             other => {
                 eprintln!("unknown case {other:?}; known: {}", CASES.join(", "));

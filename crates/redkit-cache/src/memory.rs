@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use redkit_core::{Clock, SystemClock};
 
@@ -85,7 +84,6 @@ impl MemoryStore {
     }
 }
 
-#[async_trait]
 impl Store for MemoryStore {
     fn now_ms(&self) -> u64 {
         u64::try_from(self.clock.now().as_millis()).unwrap_or(u64::MAX)

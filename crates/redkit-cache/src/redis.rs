@@ -5,11 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use redkit_core::redis::{Value, cmd};
+use redkit_core::{Coalescer, Key, Keyspace, Pipeline, Redis, Script};
 use redkit_core::{Event, Message};
-use redkit_core::{Key, Keyspace, Pipeline, Redis, Script};
 
 use crate::core::Core;
 use crate::store::{Link, Store, Write};
@@ -33,18 +32,27 @@ static BUMP: LazyLock<Script> =
 /// raced with that is not kept.
 #[derive(Debug, Default)]
 struct Generation {
-    value: Mutex<Option<u64>>,
+    value: Mutex<Option<(u64, Arc<Keyspace>)>>,
     resets: AtomicU64,
 }
 
 impl Generation {
-    fn known(&self) -> Option<u64> {
-        *self.value.lock().unwrap_or_else(|p| p.into_inner())
+    fn known(&self) -> Option<Arc<Keyspace>> {
+        let v = self.value.lock().unwrap_or_else(|p| p.into_inner());
+        v.as_ref().map(|(_, space)| Arc::clone(space))
     }
 
-    fn observe(&self, generation: u64) {
+    /// Keeps the newest generation seen (they only grow).
+    fn observe(&self, generation: u64, base: &Keyspace) -> Result<Arc<Keyspace>> {
         let mut v = self.value.lock().unwrap_or_else(|p| p.into_inner());
-        *v = Some(v.unwrap_or(0).max(generation));
+        match v.as_ref() {
+            Some((g, space)) if *g >= generation => Ok(Arc::clone(space)),
+            _ => {
+                let space = Arc::new(base.child(&format!("g{generation}"))?);
+                *v = Some((generation, Arc::clone(&space)));
+                Ok(space)
+            }
+        }
     }
 
     fn reset(&self) {
@@ -73,6 +81,9 @@ pub(crate) struct RedisStore {
     instance: String,
     generation: Arc<Generation>,
     link: Arc<Link>,
+    /// Single-key reads of concurrent callers, sent together (`MGET`, or one pipeline
+    /// per slot on a cluster) while earlier ones are in flight.
+    reads: Coalescer<String, Option<Bytes>>,
     _listener: Listener,
 }
 
@@ -109,10 +120,13 @@ impl RedisCache {
         let listener = {
             let (link, generation, instance) =
                 (Arc::clone(&link), Arc::clone(&generation), instance.clone());
+            let base = base.clone();
             tokio::spawn(async move {
                 while let Some(event) = sub.recv().await {
                     match event {
-                        Event::Message(m) => on_message(&m, &instance, &link, &generation).await,
+                        Event::Message(m) => {
+                            on_message(&m, &instance, &link, &generation, &base).await
+                        }
                         Event::Disconnected | Event::Lagged { .. } => {
                             tracing::debug!("cache invalidation link lost; L1 cleared");
                             generation.reset();
@@ -127,7 +141,15 @@ impl RedisCache {
                 }
             })
         };
+        let reads = {
+            let redis = redis.clone();
+            Coalescer::new(128, 2, move |keys: Vec<String>| {
+                let redis = redis.clone();
+                async move { read_batch(&redis, &keys).await }
+            })
+        };
         let store = RedisStore {
+            reads,
             redis: redis.clone(),
             base,
             gen_key,
@@ -172,7 +194,29 @@ impl RedisCache {
     }
 }
 
-async fn on_message(m: &Message, instance: &str, link: &Link, generation: &Generation) {
+/// Reads entries by full key in one round trip (one per slot on a cluster).
+async fn read_batch(redis: &Redis, keys: &[String]) -> redkit_core::Result<Vec<Option<Bytes>>> {
+    let values: Vec<Option<Vec<u8>>> = match keys {
+        [key] => vec![redis.query(cmd("GET").arg(key)).await?],
+        _ if !redis.is_cluster() => redis.query(cmd("MGET").arg(keys)).await?,
+        _ => {
+            let mut pipe = Pipeline::new();
+            for k in keys {
+                pipe.cmd(cmd("GET").arg(k).to_owned());
+            }
+            pipe.query(redis).await?
+        }
+    };
+    Ok(values.into_iter().map(|v| v.map(Bytes::from)).collect())
+}
+
+async fn on_message(
+    m: &Message,
+    instance: &str,
+    link: &Link,
+    generation: &Generation,
+    base: &Keyspace,
+) {
     let p = &m.payload;
     if p.len() < 33 || &p[..32] == instance.as_bytes() {
         return;
@@ -186,7 +230,8 @@ async fn on_message(m: &Message, instance: &str, link: &Link, generation: &Gener
         }
         b'g' => {
             if let Ok(g) = body.parse() {
-                generation.observe(g);
+                // a name that passed validation once cannot fail it now
+                let _ = generation.observe(g, base);
             }
             link.invalidate_all();
         }
@@ -197,23 +242,22 @@ async fn on_message(m: &Message, instance: &str, link: &Link, generation: &Gener
 impl RedisStore {
     /// The keyspace of the current generation. While the invalidation link is down the
     /// generation is read every time (a change could not be announced).
-    async fn space(&self) -> Result<Keyspace> {
-        let generation = match self.generation.known().filter(|_| self.link.is_up()) {
-            Some(g) => g,
-            None => {
-                let resets = self.generation.resets.load(Ordering::SeqCst);
-                let g: Option<u64> = self
-                    .redis
-                    .query(cmd("GET").arg(self.gen_key.as_str()))
-                    .await?;
-                let g = g.unwrap_or(0);
-                if self.link.is_up() && self.generation.resets.load(Ordering::SeqCst) == resets {
-                    self.generation.observe(g);
-                }
-                g
-            }
-        };
-        Ok(self.base.child(&format!("g{generation}"))?)
+    async fn space(&self) -> Result<Arc<Keyspace>> {
+        if self.link.is_up()
+            && let Some(space) = self.generation.known()
+        {
+            return Ok(space);
+        }
+        let resets = self.generation.resets.load(Ordering::SeqCst);
+        let g: Option<u64> = self
+            .redis
+            .query(cmd("GET").arg(self.gen_key.as_str()))
+            .await?;
+        let g = g.unwrap_or(0);
+        if self.link.is_up() && self.generation.resets.load(Ordering::SeqCst) == resets {
+            return self.generation.observe(g, &self.base);
+        }
+        Ok(Arc::new(self.base.child(&format!("g{g}"))?))
     }
 
     fn message(&self, keys: &[&str]) -> Vec<u8> {
@@ -242,7 +286,6 @@ fn unexpected(what: &str) -> Error {
     Error::from(redkit_core::Error::unexpected_reply(what.to_string()))
 }
 
-#[async_trait]
 impl Store for RedisStore {
     fn now_ms(&self) -> u64 {
         SystemTime::now()
@@ -253,18 +296,14 @@ impl Store for RedisStore {
     async fn read(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
         let space = self.space().await?;
         if let [key] = keys {
-            let v: Option<Vec<u8>> = self
-                .redis
-                .query(cmd("GET").arg(space.tagged(key)?.as_str()))
-                .await?;
-            return Ok(vec![v.map(Bytes::from)]);
+            let key = space.tagged(key)?.as_str().to_string();
+            return Ok(vec![self.reads.call(key).await?]);
         }
-        let mut pipe = Pipeline::new();
-        for k in keys {
-            pipe.cmd(cmd("GET").arg(space.tagged(k)?.as_str()).to_owned());
-        }
-        let values: Vec<Option<Vec<u8>>> = pipe.query(&self.redis).await?;
-        Ok(values.into_iter().map(|v| v.map(Bytes::from)).collect())
+        let full: Vec<String> = keys
+            .iter()
+            .map(|k| Ok(space.tagged(k)?.as_str().to_string()))
+            .collect::<Result<_>>()?;
+        Ok(read_batch(&self.redis, &full).await?)
     }
 
     async fn write(&self, writes: &[Write]) -> Result<()> {
@@ -369,7 +408,7 @@ impl Store for RedisStore {
             .arg(prefix)
             .invoke(&self.redis)
             .await?;
-        self.generation.observe(generation);
+        self.generation.observe(generation, &self.base)?;
         Ok(())
     }
 

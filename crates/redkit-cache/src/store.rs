@@ -5,8 +5,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
+use std::future::Future;
 
 use crate::Result;
 use crate::envelope::Envelope;
@@ -23,27 +23,34 @@ pub(crate) struct Write {
 
 /// The storage under a cache: Redis, or memory. Keys are the user's keys; the backend
 /// maps them into its namespace and current generation.
-#[async_trait]
 pub(crate) trait Store: Send + Sync + fmt::Debug + 'static {
     /// Milliseconds since the Unix epoch on this cache's clock.
     fn now_ms(&self) -> u64;
     /// The entries' bytes, in order (one round trip).
-    async fn read(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>>;
+    fn read(&self, keys: &[&str]) -> impl Future<Output = Result<Vec<Option<Bytes>>>> + Send;
     /// Writes entries and announces them (one round trip per slot).
-    async fn write(&self, writes: &[Write]) -> Result<()>;
+    fn write(&self, writes: &[Write]) -> impl Future<Output = Result<()>> + Send;
     /// Deletes entries and announces it; how many existed.
-    async fn remove(&self, keys: &[&str]) -> Result<u64>;
+    fn remove(&self, keys: &[&str]) -> impl Future<Output = Result<u64>> + Send;
     /// Deletes every entry carrying one of the tags: the keys tagged (to drop from L1)
     /// and how many entries existed.
-    async fn invalidate_tags(&self, tags: &[&str]) -> Result<(Vec<String>, u64)>;
+    fn invalidate_tags(
+        &self,
+        tags: &[&str],
+    ) -> impl Future<Output = Result<(Vec<String>, u64)>> + Send;
     /// Invalidates the whole namespace at once.
-    async fn clear(&self) -> Result<()>;
+    fn clear(&self) -> impl Future<Output = Result<()>> + Send;
     /// Takes the key's load lock for `ttl` with `token`.
-    async fn try_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool>;
+    fn try_lock(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send;
     /// Writes the entry only while `token` still holds its lock, and releases the lock.
-    async fn fill(&self, write: &Write, token: &str) -> Result<bool>;
+    fn fill(&self, write: &Write, token: &str) -> impl Future<Output = Result<bool>> + Send;
     /// Releases the lock if `token` still holds it.
-    async fn unlock(&self, key: &str, token: &str) -> Result<()>;
+    fn unlock(&self, key: &str, token: &str) -> impl Future<Output = Result<()>> + Send;
 }
 
 const STRIPES: usize = 1024;
@@ -95,6 +102,9 @@ impl Link {
     }
 
     pub(crate) fn snapshot(&self, key: &str) -> Snapshot {
+        if self.l1.is_none() {
+            return Snapshot(0, 0);
+        }
         Snapshot(
             self.epoch.load(Ordering::SeqCst),
             self.stripe(key).load(Ordering::SeqCst),
