@@ -69,7 +69,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     pubsub_tour(redis.as_ref()).await?;
     leaderboard_tour(redis.as_ref()).await?;
     geo_tour(redis.as_ref()).await?;
-    println!("\nthe other pattern crates add their part of the tour when they land.");
+    cache_tour(redis.as_ref()).await?;
+    println!("\nredkit-queue adds its part of the tour when it lands.");
     drop(server);
     Ok(())
 }
@@ -349,6 +350,53 @@ async fn geo_tour(redis: Option<&Redis>) -> Result<(), Box<dyn std::error::Error
         "latitude 89 is refused: {}",
         geo.add(&[Place::new("pole", 0.0, 89.0)]).await.unwrap_err()
     );
+    Ok(())
+}
+
+async fn cache_tour(redis: Option<&Redis>) -> Result<(), Box<dyn std::error::Error>> {
+    use redkit::cache::{Cache, CacheConfig, CacheExt, LoadOptions, MemoryCache, RedisCache};
+    println!("\n-- redkit-cache --");
+    let config = CacheConfig::new()
+        .prefix(format!("tour-{}", std::process::id()))
+        .namespace("profiles")
+        .negative_ttl(Duration::from_secs(10));
+    let cache: Arc<dyn Cache> = match redis {
+        Some(r) => Arc::new(RedisCache::new(r, config.local(1000, Duration::from_secs(10))).await?),
+        None => Arc::new(MemoryCache::new(config)?),
+    };
+    let loads = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (cache, loads) = (cache.clone(), loads.clone());
+        tasks.push(tokio::spawn(async move {
+            cache
+                .get_or_load("user:1", &LoadOptions::new(), move || async move {
+                    loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok::<_, std::io::Error>(Some("Ada".to_string()))
+                })
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    println!(
+        "50 concurrent get_or_load calls on a cold key ran the loader {} time(s)",
+        loads.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    let missing: Option<String> = cache
+        .get_or_load("user:404", &LoadOptions::new(), || async {
+            Ok::<_, std::io::Error>(None)
+        })
+        .await?;
+    println!("a missing user is remembered as missing: {missing:?}");
+    println!(
+        "a key with braces is refused: {}",
+        cache.get_bytes("user:{1}").await.unwrap_err()
+    );
+    println!("metrics: {:?}", cache.metrics());
+    cache.clear().await?;
     Ok(())
 }
 
