@@ -76,6 +76,17 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// What a cached entry answers to `get_or_load`.
+fn outcome(env: Envelope) -> Result<Option<Bytes>> {
+    match env.kind {
+        Kind::Value => Ok(Some(env.payload)),
+        Kind::Absent => Ok(None),
+        Kind::Failed => Err(Error::CachedLoadError(
+            String::from_utf8_lossy(&env.payload).into_owned(),
+        )),
+    }
+}
+
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -324,16 +335,11 @@ impl<S: Store> Core<S> {
         if let Some(env) = self.lookup(key).await? {
             if env.is_fresh(now) {
                 bump(&self.counters.hits);
-                if env.kind == Kind::Failed {
-                    return Err(Error::CachedLoadError(
-                        String::from_utf8_lossy(&env.payload).into_owned(),
-                    ));
-                }
                 if env.kind == Kind::Value && env.wants_early_refresh(now, self.config.beta) {
                     bump(&self.counters.early_refreshes);
                     drop(self.flight(key, opts, loader, Some(env.fresh_until)));
                 }
-                return Ok((env.kind == Kind::Value).then_some(env.payload));
+                return outcome(env);
             }
             if env.kind == Kind::Value {
                 // stale: serve it, refresh in the background (once)
@@ -528,12 +534,6 @@ impl<S: Store> Core<S> {
     /// The result of a load another process made.
     async fn settle(&self, key: &str, env: Envelope, snap: Snapshot) -> Result<Option<Bytes>> {
         self.link.insert(key, env.clone(), snap).await;
-        match env.kind {
-            Kind::Value => Ok(Some(env.payload)),
-            Kind::Absent => Ok(None),
-            Kind::Failed => Err(Error::CachedLoadError(
-                String::from_utf8_lossy(&env.payload).into_owned(),
-            )),
-        }
+        outcome(env)
     }
 }

@@ -273,6 +273,28 @@ impl RedisStore {
         m
     }
 
+    /// Adds the writes' keys to their tags. Called before the entries are written: an
+    /// invalidation that reads a tag after this sees the key, so no tagged entry outlives
+    /// an invalidation that follows its write.
+    async fn tag(&self, space: &Keyspace, writes: &[Write]) -> Result<()> {
+        let mut tags = Pipeline::new();
+        for w in writes {
+            for t in &w.tags {
+                tags.invoke(
+                    TAG.call()
+                        .key(space.child("tag")?.tagged(t)?.as_str())
+                        .arg("add")
+                        .arg(ms(w.ttl))
+                        .arg(w.key.as_str()),
+                );
+            }
+        }
+        if !tags.is_empty() {
+            let _: Vec<Value> = tags.query(&self.redis).await?;
+        }
+        Ok(())
+    }
+
     fn lock_key(space: &Keyspace, key: &str) -> Result<Key> {
         Ok(space.tagged_child(key, "lock")?)
     }
@@ -308,24 +330,7 @@ impl Store for RedisStore {
 
     async fn write(&self, writes: &[Write]) -> Result<()> {
         let space = self.space().await?;
-        // tags first: an invalidation that reads a tag after this sees the key, so no
-        // tagged entry outlives an invalidation that follows its write
-        let mut tags = Pipeline::new();
-        for w in writes {
-            for t in &w.tags {
-                let ttl = ms(w.ttl).to_string();
-                tags.invoke(
-                    TAG.call()
-                        .key(space.child("tag")?.tagged(t)?.as_str())
-                        .arg("add")
-                        .arg(ttl)
-                        .arg(w.key.as_str()),
-                );
-            }
-        }
-        if !tags.is_empty() {
-            let _: Vec<Value> = tags.query(&self.redis).await?;
-        }
+        self.tag(&space, writes).await?;
         let keys: Vec<Key> = writes
             .iter()
             .map(|w| space.tagged(&w.key))
@@ -432,20 +437,7 @@ impl Store for RedisStore {
         let space = self.space().await?;
         let entry = space.tagged(&write.key)?;
         let lock = Self::lock_key(&space, &write.key)?;
-        if !write.tags.is_empty() {
-            // tags first, as in `write`
-            let mut tags = Pipeline::new();
-            for t in &write.tags {
-                tags.invoke(
-                    TAG.call()
-                        .key(space.child("tag")?.tagged(t)?.as_str())
-                        .arg("add")
-                        .arg(ms(write.ttl))
-                        .arg(write.key.as_str()),
-                );
-            }
-            let _: Vec<Value> = tags.query(&self.redis).await?;
-        }
+        self.tag(&space, std::slice::from_ref(write)).await?;
         let written: i64 = FILL
             .call()
             .key(entry.as_str())
