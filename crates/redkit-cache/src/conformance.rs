@@ -427,6 +427,31 @@ pub async fn early_refresh_reloads_hot_entries_before_they_expire(s: &Suite) {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
+pub async fn a_panicking_loader_fails_its_callers_and_the_next_call_loads(s: &Suite) {
+    let (a, _) = s.pair(CacheConfig::new()).await;
+    let e = a
+        .get_or_load::<String, _, _, _>("k", &LoadOptions::new(), || async {
+            if true {
+                panic!("loader bug");
+            }
+            Ok::<_, std::io::Error>(None)
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Load(_)), "{e:?}");
+    let calls = Arc::new(AtomicU32::new(0));
+    let v = a
+        .get_or_load::<String, _, _, _>(
+            "k",
+            &LoadOptions::new(),
+            counting_loader(&calls, Some("ok"), Duration::ZERO),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v.as_deref(), Some("ok"));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
 pub async fn tags_invalidate_exactly_their_entries(s: &Suite) {
     let (a, b) = s.pair(CacheConfig::new()).await;
     a.set("p:1", &1, &SetOptions::new().tags(["user:7"]))
@@ -586,6 +611,7 @@ macro_rules! conformance_suite {
                 loader_errors_are_cached_only_when_asked,
                 stale_entries_are_served_while_one_refresh_runs,
                 early_refresh_reloads_hot_entries_before_they_expire,
+                a_panicking_loader_fails_its_callers_and_the_next_call_loads,
                 tags_invalidate_exactly_their_entries,
                 clear_invalidates_the_whole_namespace,
                 undecodable_data_is_a_reported_miss,

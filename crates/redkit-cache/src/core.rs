@@ -76,6 +76,18 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Removes a finished load from the single-flight table when dropped.
+struct Landed<S: Store> {
+    core: Arc<Core<S>>,
+    key: String,
+}
+
+impl<S: Store> Drop for Landed<S> {
+    fn drop(&mut self) {
+        self.core.flights().remove(&self.key);
+    }
+}
+
 /// What a cached entry answers to `get_or_load`.
 fn outcome(env: Envelope) -> Result<Option<Bytes>> {
     match env.kind {
@@ -381,9 +393,12 @@ impl<S: Store> Core<S> {
         let k = key.to_string();
         let opts = opts.clone();
         let task = tokio::spawn(async move {
-            let r = core.run_load(&k, &opts, loader, refresh).await;
-            core.flights().remove(&k);
-            r
+            // leaves the table however the load ends, a panicking loader included
+            let _done = Landed {
+                core: Arc::clone(&core),
+                key: k.clone(),
+            };
+            core.run_load(&k, &opts, loader, refresh).await
         });
         let flight = async move {
             task.await.unwrap_or_else(|e| {

@@ -13,7 +13,7 @@ use crate::core::Core;
 use crate::store::{Link, Store, Write};
 use crate::{CacheConfig, Result, delegate_cache};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     generation: u64,
     /// (generation, key) -> (bytes, expires at ms)
@@ -22,6 +22,8 @@ struct State {
     locks: HashMap<(u64, String), (String, u64)>,
     /// (generation, tag) -> key -> entry expiry ms
     tags: HashMap<(u64, String), BTreeMap<String, u64>>,
+    /// Expired entries are swept when the map grows past this size.
+    sweep_at: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -50,7 +52,13 @@ impl MemoryCache {
     pub fn with_clock(config: CacheConfig, clock: impl Clock) -> Result<MemoryCache> {
         config.validate()?;
         let store = MemoryStore {
-            state: Arc::default(),
+            state: Arc::new(Mutex::new(State {
+                generation: 0,
+                entries: HashMap::new(),
+                locks: HashMap::new(),
+                tags: HashMap::new(),
+                sweep_at: 4096,
+            })),
             clock: Arc::new(clock),
         };
         Ok(Self::on(store, config))
@@ -93,9 +101,10 @@ impl Store for MemoryStore {
         let now = self.now_ms();
         let mut state = self.state();
         let generation = state.generation;
-        if state.entries.len() > 4096 {
+        if state.entries.len() > state.sweep_at {
             state.entries.retain(|_, (_, at)| *at > now);
             state.locks.retain(|_, (_, at)| *at > now);
+            state.sweep_at = (state.entries.len() * 2).max(4096);
         }
         Ok(keys
             .iter()
