@@ -13,7 +13,7 @@ use futures_util::future::{BoxFuture, Shared};
 
 use crate::config::check_ttl;
 use crate::envelope::{Envelope, Kind};
-use crate::store::{Link, Snapshot, Store, Write};
+use crate::store::{Link, Snapshot, Store, Write, ms};
 use crate::{CacheConfig, Error, LoadOptions, Loader, Metrics, Result, SetOptions};
 
 /// The longest key or tag accepted, in bytes.
@@ -97,10 +97,6 @@ fn outcome(env: Envelope) -> Result<Option<Bytes>> {
             String::from_utf8_lossy(&env.payload).into_owned(),
         )),
     }
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl<S: Store> Core<S> {
@@ -241,7 +237,7 @@ impl<S: Store> Core<S> {
         (ttl, stale): (Duration, Duration),
         delta: Duration,
         tags: &[String],
-    ) -> Result<Write> {
+    ) -> Result<(Write, Envelope)> {
         check_ttl("ttl", ttl)?;
         if payload.len() > self.config.max_value_size {
             return Err(Error::TooLarge {
@@ -265,12 +261,13 @@ impl<S: Store> Core<S> {
             delta_ms: u32::try_from(delta.as_millis()).unwrap_or(u32::MAX),
             payload,
         };
-        Ok(Write {
+        let write = Write {
             key: key.to_string(),
             bytes: env.encode(),
             ttl: fresh + stale,
             tags: tags.to_vec(),
-        })
+        };
+        Ok((write, env))
     }
 
     fn value_entry(
@@ -279,7 +276,7 @@ impl<S: Store> Core<S> {
         value: Bytes,
         opts: &SetOptions,
         delta: Duration,
-    ) -> Result<Write> {
+    ) -> Result<(Write, Envelope)> {
         let ttl = opts.ttl.unwrap_or(self.config.ttl);
         let stale = opts.stale.unwrap_or(self.config.stale);
         self.entry(key, Kind::Value, value, (ttl, stale), delta, &opts.tags)
@@ -287,17 +284,18 @@ impl<S: Store> Core<S> {
 
     pub(crate) async fn set_many(&self, items: &[(&str, &[u8])], opts: &SetOptions) -> Result<()> {
         let mut writes = Vec::with_capacity(items.len());
+        let mut envs = Vec::with_capacity(items.len());
         for (k, v) in items {
             check_name("key", k)?;
-            writes.push(self.value_entry(k, Bytes::copy_from_slice(v), opts, Duration::ZERO)?);
+            let (w, env) = self.value_entry(k, Bytes::copy_from_slice(v), opts, Duration::ZERO)?;
+            writes.push(w);
+            envs.push(env);
         }
         let snaps: Vec<Snapshot> = items.iter().map(|(k, _)| self.link.snapshot(k)).collect();
         self.store.write(&writes).await?;
         // this process reads its own writes from L1 (other processes drop theirs)
-        for (w, snap) in writes.into_iter().zip(snaps) {
-            if let Some(env) = Envelope::decode(Bytes::from(w.bytes)) {
-                self.link.insert(&w.key, env, snap).await;
-            }
+        for (((k, _), env), snap) in items.iter().zip(envs).zip(snaps) {
+            self.link.insert(k, env, snap).await;
         }
         Ok(())
     }
@@ -483,7 +481,7 @@ impl<S: Store> Core<S> {
                         &[],
                     )
                 });
-                if let Some(Ok(w)) = cached {
+                if let Some(Ok((w, _))) = cached {
                     self.put(&w, token.as_deref()).await;
                 } else if let Some(t) = &token {
                     self.store.unlock(key, t).await?;
@@ -492,15 +490,10 @@ impl<S: Store> Core<S> {
             }
         };
         match write {
-            Some(Ok(w)) => {
+            Some(Ok((w, env))) => {
                 self.put(&w, token.as_deref()).await;
-                let env = Envelope::decode(Bytes::from(w.bytes));
-                let value = env
-                    .as_ref()
-                    .and_then(|e| (e.kind == Kind::Value).then(|| e.payload.clone()));
-                if let Some(env) = env {
-                    self.link.insert(key, env, snap).await;
-                }
+                let value = (env.kind == Kind::Value).then(|| env.payload.clone());
+                self.link.insert(key, env, snap).await;
                 Ok(value)
             }
             Some(Err(e)) => {

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use redkit_core::{Clock, SystemClock};
 
 use crate::core::Core;
-use crate::store::{Link, Store, Write};
+use crate::store::{Link, Store, Write, ms};
 use crate::{CacheConfig, Result, delegate_cache};
 
 #[derive(Debug)]
@@ -75,10 +75,6 @@ impl MemoryCache {
     pub fn handle(&self) -> MemoryCache {
         Self::on(self.core.store.clone(), self.core.config.clone())
     }
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 impl MemoryStore {

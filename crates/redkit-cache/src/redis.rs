@@ -11,7 +11,7 @@ use redkit_core::{Coalescer, Key, Keyspace, Pipeline, Redis, Script};
 use redkit_core::{Event, Message};
 
 use crate::core::Core;
-use crate::store::{Link, Store, Write};
+use crate::store::{Link, Store, Write, ms};
 use crate::{CacheConfig, Error, Result, delegate_cache};
 
 static SET: LazyLock<Script> =
@@ -298,10 +298,6 @@ impl RedisStore {
     fn lock_key(space: &Keyspace, key: &str) -> Result<Key> {
         Ok(space.tagged_child(key, "lock")?)
     }
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 fn unexpected(what: &str) -> Error {

@@ -11,6 +11,11 @@ use std::future::Future;
 use crate::Result;
 use crate::envelope::Envelope;
 
+/// A duration in whole milliseconds, at least 1 (Redis refuses `PX 0`).
+pub(crate) fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
 /// One entry to write: the key as the user named it, the encoded envelope and the time
 /// the backend keeps it.
 #[derive(Debug, Clone)]
