@@ -89,6 +89,20 @@ fn counting_loader(
     }
 }
 
+/// `get_or_load` of a string through a counting loader.
+async fn load(
+    cache: &Handle,
+    key: &str,
+    options: &LoadOptions,
+    calls: &Arc<AtomicU32>,
+    value: Option<&'static str>,
+    pause: Duration,
+) -> crate::Result<Option<String>> {
+    cache
+        .get_or_load(key, options, counting_loader(calls, value, pause))
+        .await
+}
+
 pub async fn values_round_trip_through_two_handles(s: &Suite) {
     let (a, b) = s.pair(CacheConfig::new()).await;
     a.set("user:1", &vec![1, 2, 3], &SetOptions::new())
@@ -204,14 +218,16 @@ pub async fn one_loader_runs_per_key_within_a_process(s: &Suite) {
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // now cached: no more loads
-    let v = a
-        .get_or_load::<String, _, _, _>(
-            "cold",
-            &LoadOptions::new(),
-            counting_loader(&calls, Some("x"), Duration::ZERO),
-        )
-        .await
-        .unwrap();
+    let v = load(
+        &a,
+        "cold",
+        &LoadOptions::new(),
+        &calls,
+        Some("x"),
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
     assert_eq!(v.as_deref(), Some("v"));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(a.metrics().loads, 1);
@@ -246,14 +262,16 @@ pub async fn absent_values_are_cached_only_with_a_negative_ttl(s: &Suite) {
     let calls = Arc::new(AtomicU32::new(0));
     let (plain, _) = s.pair(CacheConfig::new()).await;
     for _ in 0..2 {
-        let v = plain
-            .get_or_load::<String, _, _, _>(
-                "ghost",
-                &LoadOptions::new(),
-                counting_loader(&calls, None, Duration::ZERO),
-            )
-            .await
-            .unwrap();
+        let v = load(
+            &plain,
+            "ghost",
+            &LoadOptions::new(),
+            &calls,
+            None,
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
         assert_eq!(v, None);
     }
     assert_eq!(
@@ -267,24 +285,29 @@ pub async fn absent_values_are_cached_only_with_a_negative_ttl(s: &Suite) {
         .pair(CacheConfig::new().negative_ttl(Duration::from_millis(300)))
         .await;
     for c in [&neg, &other, &neg] {
-        let v = c
-            .get_or_load::<String, _, _, _>(
-                "ghost",
-                &LoadOptions::new(),
-                counting_loader(&calls, None, Duration::ZERO),
-            )
-            .await
-            .unwrap();
+        let v = load(
+            c,
+            "ghost",
+            &LoadOptions::new(),
+            &calls,
+            None,
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
         assert_eq!(v, None);
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1, "the absence is remembered");
     assert_eq!(neg.get_bytes("ghost").await.unwrap(), None);
     assert!(!neg.exists("ghost").await.unwrap());
     s.time.pass(Duration::from_millis(450)).await;
-    neg.get_or_load::<String, _, _, _>(
+    load(
+        &neg,
         "ghost",
         &LoadOptions::new(),
-        counting_loader(&calls, None, Duration::ZERO),
+        &calls,
+        None,
+        Duration::ZERO,
     )
     .await
     .unwrap();
@@ -329,12 +352,7 @@ pub async fn loader_errors_are_cached_only_when_asked(s: &Suite) {
     );
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     s.time.pass(Duration::from_millis(450)).await;
-    let v = a
-        .get_or_load::<String, _, _, _>(
-            "e",
-            &opts,
-            counting_loader(&calls, Some("ok"), Duration::ZERO),
-        )
+    let v = load(&a, "e", &opts, &calls, Some("ok"), Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(v.as_deref(), Some("ok"));
@@ -352,14 +370,16 @@ pub async fn stale_entries_are_served_while_one_refresh_runs(s: &Suite) {
     assert_eq!(b.get::<String>("page").await.unwrap(), None);
     let calls = Arc::new(AtomicU32::new(0));
     for _ in 0..5 {
-        let v = b
-            .get_or_load::<String, _, _, _>(
-                "page",
-                &LoadOptions::new(),
-                counting_loader(&calls, Some("new"), Duration::from_millis(100)),
-            )
-            .await
-            .unwrap();
+        let v = load(
+            &b,
+            "page",
+            &LoadOptions::new(),
+            &calls,
+            Some("new"),
+            Duration::from_millis(100),
+        )
+        .await
+        .unwrap();
         assert_eq!(v.as_deref(), Some("old"));
     }
     assert!(b.metrics().stale_served >= 5);
@@ -382,23 +402,27 @@ pub async fn early_refresh_reloads_hot_entries_before_they_expire(s: &Suite) {
         .early_refresh(1e12);
     let (a, _) = s.pair(config).await;
     let calls = Arc::new(AtomicU32::new(0));
-    let first = a
-        .get_or_load::<String, _, _, _>(
-            "hot",
-            &LoadOptions::new(),
-            counting_loader(&calls, Some("v1"), Duration::from_millis(20)),
-        )
-        .await
-        .unwrap();
+    let first = load(
+        &a,
+        "hot",
+        &LoadOptions::new(),
+        &calls,
+        Some("v1"),
+        Duration::from_millis(20),
+    )
+    .await
+    .unwrap();
     assert_eq!(first.as_deref(), Some("v1"));
-    let served = a
-        .get_or_load::<String, _, _, _>(
-            "hot",
-            &LoadOptions::new(),
-            counting_loader(&calls, Some("v2"), Duration::from_millis(20)),
-        )
-        .await
-        .unwrap();
+    let served = load(
+        &a,
+        "hot",
+        &LoadOptions::new(),
+        &calls,
+        Some("v2"),
+        Duration::from_millis(20),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         served.as_deref(),
         Some("v1"),
@@ -415,10 +439,13 @@ pub async fn early_refresh_reloads_hot_entries_before_they_expire(s: &Suite) {
     let (c, _) = s.pair(CacheConfig::new().early_refresh(0.0)).await;
     let calls = Arc::new(AtomicU32::new(0));
     for _ in 0..5 {
-        c.get_or_load::<String, _, _, _>(
+        load(
+            &c,
             "hot",
             &LoadOptions::new(),
-            counting_loader(&calls, Some("v"), Duration::from_millis(20)),
+            &calls,
+            Some("v"),
+            Duration::from_millis(20),
         )
         .await
         .unwrap();
@@ -440,14 +467,16 @@ pub async fn a_panicking_loader_fails_its_callers_and_the_next_call_loads(s: &Su
         .unwrap_err();
     assert!(matches!(e, Error::Load(_)), "{e:?}");
     let calls = Arc::new(AtomicU32::new(0));
-    let v = a
-        .get_or_load::<String, _, _, _>(
-            "k",
-            &LoadOptions::new(),
-            counting_loader(&calls, Some("ok"), Duration::ZERO),
-        )
-        .await
-        .unwrap();
+    let v = load(
+        &a,
+        "k",
+        &LoadOptions::new(),
+        &calls,
+        Some("ok"),
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
     assert_eq!(v.as_deref(), Some("ok"));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
@@ -465,10 +494,13 @@ pub async fn tags_invalidate_exactly_their_entries(s: &Suite) {
         .unwrap();
     a.set("p:4", &4, &SetOptions::new()).await.unwrap();
     let calls = Arc::new(AtomicU32::new(0));
-    a.get_or_load::<String, _, _, _>(
+    load(
+        &a,
         "p:5",
         &LoadOptions::new().tags(["user:7"]),
-        counting_loader(&calls, Some("5"), Duration::ZERO),
+        &calls,
+        Some("5"),
+        Duration::ZERO,
     )
     .await
     .unwrap();
