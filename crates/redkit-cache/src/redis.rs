@@ -314,12 +314,12 @@ impl Store for RedisStore {
     async fn read(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
         let space = self.space().await?;
         if let [key] = keys {
-            let key = space.tagged(key)?.as_str().to_string();
+            let key = space.tagged(key)?.into_string();
             return Ok(vec![self.reads.call(key).await?]);
         }
         let full: Vec<String> = keys
             .iter()
-            .map(|k| Ok(space.tagged(k)?.as_str().to_string()))
+            .map(|k| Ok(space.tagged(k)?.into_string()))
             .collect::<Result<_>>()?;
         Ok(read_batch(&self.redis, &full).await?)
     }

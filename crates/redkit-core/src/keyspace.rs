@@ -131,6 +131,11 @@ impl fmt::Display for Key {
 }
 
 impl Key {
+    /// The key as an owned string, without copying it.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
     /// A sibling key with a suffix, keeping the hash tag: `a:{x}` → `a:{x}:fence`.
     pub fn child(&self, suffix: &str) -> Result<Key> {
         check_segment("key suffix", suffix)?;

@@ -172,7 +172,7 @@ impl RedisStreamStore {
     /// The key of a stream (for raw commands on the same data).
     pub fn key(&self, stream: &str) -> Result<String> {
         check_name("stream", stream)?;
-        Ok(self.inner.ns.tagged(stream)?.as_str().to_string())
+        Ok(self.inner.ns.tagged(stream)?.into_string())
     }
 
     fn dead_key(&self, stream: &str) -> Result<String> {
