@@ -475,13 +475,14 @@ impl Dedicated {
     }
 
     async fn run<T: FromRedisValue>(&mut self, cmd: &Cmd, limit: Duration) -> Result<T> {
+        // poisoned until the reply is in: a caller that drops this future mid-call (a
+        // `select!` that took another branch) leaves a command running on the server,
+        // and the connection must not go back to the pool behind it
+        let was = std::mem::replace(&mut self.poisoned, true);
         match tokio::time::timeout(limit, cmd.query_async(self)).await {
             Ok(result) => {
-                if let Err(e) = &result
-                    && (e.is_io_error() || e.is_connection_dropped() || e.is_timeout())
-                {
-                    self.poisoned = true;
-                }
+                self.poisoned = was
+                    || matches!(&result, Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout());
                 result.map_err(Error::from)
             }
             Err(_) => {

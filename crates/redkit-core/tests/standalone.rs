@@ -224,7 +224,33 @@ async fn dedicated_connections_block_and_time_out() {
         id_before, id_after,
         "the timed-out connection went back to the pool"
     );
+
+    // A blocking call abandoned half-way (its future dropped by a select) leaves BLPOP
+    // running on the server: that connection is not reused either.
+    let id_before: i64 = fresh
+        .query(&redis::cmd("CLIENT").arg("ID").to_owned())
+        .await
+        .unwrap();
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(100),
+        fresh.blocking::<Option<Vec<String>>>(
+            redis::cmd("BLPOP").arg(&list).arg(5),
+            Duration::from_secs(5),
+        ),
+    )
+    .await;
+    assert!(abandoned.is_err());
     drop(fresh);
+    let mut next = redis.dedicated().await.unwrap();
+    let id_after: i64 = next
+        .query(&redis::cmd("CLIENT").arg("ID").to_owned())
+        .await
+        .unwrap();
+    assert_ne!(
+        id_before, id_after,
+        "the abandoned connection went back to the pool"
+    );
+    drop(next);
 
     // The pool is bounded: with both connections held, a third waits, then times out.
     let a = redis.dedicated().await.unwrap();
