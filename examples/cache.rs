@@ -1,17 +1,21 @@
 //! `cargo run --example cache`: a product catalog in front of a slow database — a
 //! stampede on a cold key loads once across two "processes", missing products are
 //! remembered, a price change reaches the other process's L1, and a supplier's products
-//! go together by tag.
+//! go together by tag; then stock levels are written behind to the "database" in
+//! coalesced batches and drained on shutdown.
 //!
 //! Uses `REDIS_URL`, else a private `redis-server` from PATH, else the memory backend.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use redkit::cache::bytes::Bytes;
 use redkit::cache::{
-    Cache, CacheConfig, CacheExt, LoadOptions, MemoryCache, RedisCache, SetOptions,
+    BoxError, Cache, CacheConfig, CacheExt, LoadOptions, MemoryCache, RedisCache, SetOptions,
+    Version, Write, WriteBehind, Writer,
 };
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -135,5 +139,72 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("supplier acme invalidated: {gone} entries removed");
     println!("metrics of process a: {:?}", a.metrics());
     a.clear().await?;
+
+    write_behind(local.as_ref().map(|l| &l.redis)).await
+}
+
+/// The "database" of stock levels: each batch is one transaction; it keeps a record's
+/// newest version and ignores an older one delivered again.
+#[derive(Debug, Default)]
+struct Stock {
+    rows: Mutex<HashMap<String, (Version, Option<Bytes>)>>,
+    batches: AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl Writer for Stock {
+    async fn write(&self, writes: &[Write]) -> Result<(), BoxError> {
+        tokio::time::sleep(Duration::from_millis(5)).await; // one round trip to the database
+        let mut rows = self.rows.lock().expect("rows");
+        for w in writes {
+            let version = w.version.expect("write-behind writes carry a version");
+            let row = rows.entry(w.key.clone()).or_insert((version, None));
+            if row.0 <= version {
+                *row = (version, w.value.clone()); // UPDATE … WHERE version < $version
+            }
+        }
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+async fn write_behind(redis: Option<&redkit::Redis>) -> Result<(), Box<dyn std::error::Error>> {
+    let stock = Arc::new(Stock::default());
+    let config = CacheConfig::new()
+        .prefix(format!("example-{}", std::process::id()))
+        .namespace("stock")
+        .write_behind(
+            stock.clone(),
+            WriteBehind::new().interval(Duration::from_millis(50)),
+        );
+    let cache: Arc<dyn Cache> = match redis {
+        Some(r) => Arc::new(RedisCache::new(r, config).await?),
+        None => Arc::new(MemoryCache::new(config)?),
+    };
+    // 2,000 stock changes on 20 products: each returns once the change is durable in Redis
+    let start = Instant::now();
+    for i in 0..2000u32 {
+        cache
+            .set(&format!("stock:{}", i % 20), &(i / 20), &SetOptions::new())
+            .await?;
+    }
+    println!(
+        "2,000 stock writes acknowledged in {:?}; reads see them at once: stock:3 = {:?}",
+        start.elapsed(),
+        cache.get::<u32>("stock:3").await?
+    );
+    // the flusher hands them to the database in batches, newest per product
+    let report = cache.shutdown(Duration::from_secs(10)).await?;
+    let m = cache.metrics();
+    println!(
+        "shutdown drained the log ({report:?}): {} database batches, {} rows written, \
+         {} superseded writes skipped",
+        stock.batches.load(Ordering::SeqCst),
+        m.writes_flushed,
+        m.writes_coalesced
+    );
+    let row = stock.rows.lock().expect("rows")["stock:3"].1.clone();
+    println!("database row stock:3 = {row:?}");
+    cache.clear().await?;
     Ok(())
 }

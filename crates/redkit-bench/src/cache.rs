@@ -4,24 +4,42 @@
 //! - `get`: `RedisCache::get_bytes`, no L1 (one `GET` plus the entry header);
 //! - `get-or-load`: `get_or_load` hits, no L1 (the loader never runs);
 //! - `l1-get`: `get_bytes` with an L1 holding every key;
-//! - `l1-hit-ns` / `l1-get-or-load-ns`: one task, nanoseconds per L1 hit.
+//! - `l1-hit-ns` / `l1-get-or-load-ns`: one task, nanoseconds per L1 hit;
+//! - `raw-set`: redis-rs `SET` of the same 100-byte values (the write baseline);
+//! - `set`: `set_bytes` (cache-aside: one script writes the entry and its message);
+//! - `set-behind`: `set_bytes` with write-behind (entry + log record in one script) while
+//!   the handle's flusher drains the log to a writer that does nothing.
 //!
 //! Rounds rotate the order; the median is reported.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redkit_cache::{Cache, CacheConfig, CacheExt, LoadOptions, RedisCache, SetOptions};
+use redkit_cache::{
+    BoxError, Cache, CacheConfig, CacheExt, LoadOptions, RedisCache, SetOptions, Write,
+    WriteBehind, Writer,
+};
 use redkit_core::{Redis, RedisConfig, redis};
 
 use crate::{Bench, report, run_concurrent};
 
 const KEYS: usize = 1000;
 
+/// A writer that accepts everything at once (the bench measures the cache side).
+struct Discard;
+
+#[async_trait::async_trait]
+impl Writer for Discard {
+    async fn write(&self, _writes: &[Write]) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
 struct Setup {
     redis: Redis,
     plain: RedisCache,
     local: RedisCache,
+    behind: RedisCache,
     names: Arc<Vec<String>>,
     raw: Arc<Vec<String>>,
 }
@@ -39,6 +57,40 @@ async fn measure(mode: &str, b: &Bench, s: &Setup) -> f64 {
                         .await
                         .unwrap();
                     assert!(v.is_some());
+                }
+            })
+            .await
+        }
+        "raw-set" => {
+            let (redis, raw) = (s.redis.clone(), s.raw.clone());
+            let value = Arc::new("v".repeat(100));
+            run_concurrent(b.n, b.c, move |i| {
+                let (redis, raw, value) = (redis.clone(), raw.clone(), value.clone());
+                async move {
+                    let () = redis
+                        .query(redis::cmd("SET").arg(&raw[i % KEYS]).arg(value.as_str()))
+                        .await
+                        .unwrap();
+                }
+            })
+            .await
+        }
+        "set" | "set-behind" => {
+            let cache = if mode == "set" {
+                s.plain.clone()
+            } else {
+                s.behind.clone()
+            };
+            let value = Arc::new(serde_json::to_vec(&"v".repeat(98)).unwrap());
+            let options = Arc::new(SetOptions::new());
+            run_concurrent(b.n, b.c, move |i| {
+                let (cache, names) = (cache.clone(), names.clone());
+                let (value, options) = (value.clone(), options.clone());
+                async move {
+                    cache
+                        .set_bytes(&names[i % KEYS], &value, &options)
+                        .await
+                        .unwrap();
                 }
             })
             .await
@@ -109,9 +161,20 @@ pub(crate) async fn run(b: &Bench) {
     let plain = RedisCache::new(&redis, config.clone())
         .await
         .expect("cache");
-    let local = RedisCache::new(&redis, config.local(10_000, Duration::from_secs(60)))
-        .await
-        .expect("cache");
+    let local = RedisCache::new(
+        &redis,
+        config.clone().local(10_000, Duration::from_secs(60)),
+    )
+    .await
+    .expect("cache");
+    let behind = RedisCache::new(
+        &redis,
+        config
+            .namespace("behind")
+            .write_behind(Arc::new(Discard), WriteBehind::new()),
+    )
+    .await
+    .expect("cache");
     let value = "v".repeat(98); // 100 bytes as JSON
     let names: Vec<String> = (0..KEYS).map(|i| format!("item:{i}")).collect();
     for chunk in names.chunks(100) {
@@ -138,6 +201,7 @@ pub(crate) async fn run(b: &Bench) {
         redis: redis.clone(),
         plain,
         local,
+        behind,
         names: Arc::new(names),
         raw: Arc::new(raw),
     };
@@ -145,7 +209,15 @@ pub(crate) async fn run(b: &Bench) {
     for k in setup.names.iter() {
         setup.local.get_bytes(k).await.unwrap();
     }
-    let group = ["raw-get", "get", "get-or-load", "l1-get"];
+    let group = [
+        "raw-get",
+        "get",
+        "get-or-load",
+        "l1-get",
+        "raw-set",
+        "set",
+        "set-behind",
+    ];
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); group.len()];
     for round in 0..rounds {
         for k in 0..group.len() {
@@ -155,7 +227,7 @@ pub(crate) async fn run(b: &Bench) {
     }
     for (mode, mut r) in group.iter().zip(results) {
         r.sort_by(f64::total_cmp);
-        let peer = if *mode == "raw-get" {
+        let peer = if mode.starts_with("raw") {
             "redis-rs"
         } else {
             "redkit"
@@ -172,5 +244,11 @@ pub(crate) async fn run(b: &Bench) {
     }
     let m = setup.local.metrics();
     eprintln!("l1 cache metrics: {m:?}");
+    let drained = setup.behind.shutdown(Duration::from_secs(60)).await;
+    eprintln!(
+        "write-behind: {drained:?}, metrics {:?}",
+        setup.behind.metrics()
+    );
+    let _ = setup.behind.clear().await;
     let _ = setup.plain.clear().await;
 }

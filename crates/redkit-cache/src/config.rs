@@ -1,7 +1,9 @@
 //! Cache and entry options.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::write::{WriteBehind, Writer, WriterRef};
 use crate::{Error, Result};
 
 /// The largest value Redis accepts in a string.
@@ -24,6 +26,18 @@ pub struct CacheConfig {
     pub(crate) max_value_size: usize,
     pub(crate) flight: Option<DistributedFlight>,
     pub(crate) local: Option<Local>,
+    pub(crate) writes: WriteMode,
+}
+
+/// Where writes go besides the cache.
+#[derive(Debug, Clone)]
+pub(crate) enum WriteMode {
+    /// Only the cache (cache-aside: the application writes its database itself).
+    Aside,
+    /// The writer first, then the cache.
+    Through(WriterRef),
+    /// The cache and a durable log, flushed to the writer later.
+    Behind(WriterRef, WriteBehind),
 }
 
 /// Cross-process single flight: see [`CacheConfig::distributed_single_flight`].
@@ -63,6 +77,7 @@ impl CacheConfig {
             max_value_size: 1024 * 1024,
             flight: None,
             local: None,
+            writes: WriteMode::Aside,
         }
     }
 
@@ -144,6 +159,34 @@ impl CacheConfig {
         self
     }
 
+    /// Write-through: `set` and `delete` call `writer` first and change the cache only
+    /// after it succeeded. A failing writer fails the call with [`Error::Write`] and the
+    /// keys are dropped from the cache (the record's state is unknown). Loads never call
+    /// the writer.
+    ///
+    /// Two processes writing one key at the same moment may leave the cache with the
+    /// older of the two values until its TTL (each writes the database, then the cache,
+    /// and the second steps may interleave): when keys see concurrent writers, prefer
+    /// write-behind, which orders writes per key.
+    pub fn write_through(mut self, writer: Arc<dyn Writer>) -> Self {
+        self.writes = WriteMode::Through(WriterRef(writer));
+        self
+    }
+
+    /// Write-behind: `set` and `delete` change the cache and append the change to a
+    /// durable log in Redis in one step, and return; a flusher hands the changes to
+    /// `writer` in batches, newest per key, in version order per key, retrying a failing
+    /// batch and dead-lettering what keeps failing. An acknowledged write is never lost:
+    /// it stays in the log until the writer took it, across flusher crashes and restarts.
+    ///
+    /// Entries must outlive the flush lag (a TTL far above [`WriteBehind::interval`]):
+    /// a write whose entry expired before it was flushed is not visible to readers until
+    /// it is.
+    pub fn write_behind(mut self, writer: Arc<dyn Writer>, options: WriteBehind) -> Self {
+        self.writes = WriteMode::Behind(WriterRef(writer), options);
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidConfig(m));
         redkit_core::Keyspace::new(&self.prefix)
@@ -182,6 +225,9 @@ impl CacheConfig {
             }
             check_ttl("L1 max staleness", l.max_staleness)
                 .map_err(|e| Error::InvalidConfig(e.to_string()))?;
+        }
+        if let WriteMode::Behind(_, options) = &self.writes {
+            options.validate()?;
         }
         Ok(())
     }

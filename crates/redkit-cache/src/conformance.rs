@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use crate::{Cache, CacheConfig, CacheExt, Error, LoadOptions, SetOptions};
+use crate::{
+    Cache, CacheConfig, CacheExt, Error, LoadOptions, SetOptions, Write, WriteBehind, Writer,
+};
 
 pub use redkit_testkit::Time;
 
@@ -256,6 +258,40 @@ pub async fn distributed_single_flight_loads_once_across_handles(s: &Suite) {
         "one load across both handles"
     );
     assert!(a.metrics().lock_waits + b.metrics().lock_waits >= 1);
+}
+
+pub async fn a_load_never_overwrites_a_write_made_while_it_ran(s: &Suite) {
+    // the classic cache-aside race: a load reads the old record, a write lands, the load
+    // must not put the old record back over it (with and without the load lock)
+    for config in [
+        CacheConfig::new(),
+        CacheConfig::new()
+            .distributed_single_flight(Duration::from_secs(5), Duration::from_secs(5)),
+    ] {
+        let (a, b) = s.pair(config).await;
+        let calls = Arc::new(AtomicU32::new(0));
+        let loading = {
+            let (a, loader) = (
+                a.clone(),
+                counting_loader(&calls, Some("old"), Duration::from_millis(300)),
+            );
+            tokio::spawn(async move {
+                a.get_or_load::<String, _, _, _>("race", &LoadOptions::new(), loader)
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        b.set("race", "new", &SetOptions::new()).await.unwrap();
+        // the load's callers get what it loaded; the cache keeps the newer write
+        assert_eq!(loading.await.unwrap().unwrap().as_deref(), Some("old"));
+        for c in [&a, &b] {
+            assert_eq!(
+                c.get::<String>("race").await.unwrap().as_deref(),
+                Some("new")
+            );
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
 }
 
 pub async fn absent_values_are_cached_only_with_a_negative_ttl(s: &Suite) {
@@ -575,6 +611,234 @@ pub async fn undecodable_data_is_a_reported_miss(s: &Suite) {
     assert_eq!(a.get::<u64>("n").await.unwrap(), Some(42));
 }
 
+/// A writer that records what it is given and fails on demand: always for the keys in
+/// `poison`, and for its first `fail_first` calls.
+#[derive(Debug, Default)]
+pub struct RecordingWriter {
+    pub writes: std::sync::Mutex<Vec<Write>>,
+    pub calls: AtomicU32,
+    pub fail_first: AtomicU32,
+    pub poison: std::sync::Mutex<Vec<String>>,
+}
+
+impl RecordingWriter {
+    pub fn new() -> Arc<RecordingWriter> {
+        Arc::new(RecordingWriter::default())
+    }
+
+    pub fn taken(&self) -> Vec<Write> {
+        self.writes.lock().unwrap().clone()
+    }
+
+    /// The last value each key was given (`None` inside: removed).
+    pub fn last(&self, key: &str) -> Option<Option<bytes::Bytes>> {
+        self.taken()
+            .iter()
+            .rev()
+            .find(|w| w.key == key)
+            .map(|w| w.value.clone())
+    }
+
+    /// Asserts every key's versions only grow (redeliveries may repeat one).
+    pub fn assert_version_order(&self) {
+        let mut seen: std::collections::HashMap<String, crate::Version> = Default::default();
+        for w in self.taken() {
+            let v = w.version.expect("write-behind writes carry a version");
+            if let Some(prev) = seen.insert(w.key.clone(), v) {
+                assert!(prev <= v, "{}: version {v} after {prev}", w.key);
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Writer for RecordingWriter {
+    async fn write(&self, writes: &[Write]) -> Result<(), crate::BoxError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let fail = self
+            .fail_first
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if fail {
+            return Err("database unavailable".into());
+        }
+        let poison = self.poison.lock().unwrap().clone();
+        if let Some(w) = writes.iter().find(|w| poison.contains(&w.key)) {
+            return Err(format!("record {} is locked", w.key).into());
+        }
+        let mut keys: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();
+        keys.sort_unstable();
+        let before = keys.len();
+        keys.dedup();
+        assert_eq!(before, keys.len(), "a batch names each key once");
+        self.writes.lock().unwrap().extend(writes.iter().cloned());
+        Ok(())
+    }
+}
+
+fn json(v: &str) -> Option<bytes::Bytes> {
+    Some(bytes::Bytes::from(serde_json::to_vec(v).unwrap()))
+}
+
+pub async fn write_through_writes_the_record_before_the_cache(s: &Suite) {
+    let writer = RecordingWriter::new();
+    let (a, b) = s
+        .pair(CacheConfig::new().write_through(writer.clone()))
+        .await;
+    a.set("user:1", "ada", &SetOptions::new()).await.unwrap();
+    assert_eq!(writer.last("user:1"), Some(json("ada")));
+    assert_eq!(writer.taken()[0].version, None);
+    assert_eq!(
+        b.get::<String>("user:1").await.unwrap().as_deref(),
+        Some("ada")
+    );
+    // a failing writer fails the call and leaves no cached copy to contradict the record
+    writer.fail_first.store(1, Ordering::SeqCst);
+    let e = a
+        .set("user:1", "bob", &SetOptions::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Write(_)), "{e:?}");
+    assert_eq!(a.get::<String>("user:1").await.unwrap(), None);
+    eventually("the other handle drops it too", || {
+        let b = b.clone();
+        async move { b.get::<String>("user:1").await.unwrap().is_none() }
+    })
+    .await;
+    assert_eq!(writer.last("user:1"), Some(json("ada")));
+    // deletes go to the writer first as well
+    a.set("user:2", "cy", &SetOptions::new()).await.unwrap();
+    assert_eq!(a.delete(&["user:2"]).await.unwrap(), 1);
+    assert_eq!(writer.last("user:2"), Some(None));
+    // loads never call the writer
+    let calls = writer.calls.load(Ordering::SeqCst);
+    let loaded = Arc::new(AtomicU32::new(0));
+    load(
+        &a,
+        "user:3",
+        &LoadOptions::new(),
+        &loaded,
+        Some("db"),
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
+    assert_eq!(writer.calls.load(Ordering::SeqCst), calls);
+    // without write-behind there is nothing to flush
+    assert_eq!(writer.last("user:3"), None);
+}
+
+fn behind(writer: &Arc<RecordingWriter>, options: WriteBehind) -> CacheConfig {
+    CacheConfig::new().write_behind(writer.clone(), options)
+}
+
+pub async fn write_behind_flushes_the_newest_write_per_key_in_order(s: &Suite) {
+    let writer = RecordingWriter::new();
+    let options = WriteBehind::new()
+        .interval(Duration::from_millis(20))
+        .shards(3);
+    let (a, b) = s.pair(behind(&writer, options)).await;
+    for i in 0..30 {
+        let c = if i % 2 == 0 { &a } else { &b };
+        c.set(&format!("k{}", i % 5), &format!("v{i}"), &SetOptions::new())
+            .await
+            .unwrap();
+    }
+    a.delete(&["k4"]).await.unwrap();
+    // the cache answers at once, before any flush
+    assert_eq!(b.get::<String>("k0").await.unwrap().as_deref(), Some("v25"));
+    assert_eq!(a.get::<String>("k4").await.unwrap(), None);
+    a.flush(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(a.pending_writes().await.unwrap(), 0);
+    for k in 0..4 {
+        assert_eq!(
+            writer.last(&format!("k{k}")),
+            Some(json(&format!("v{}", 25 + k)))
+        );
+    }
+    assert_eq!(writer.last("k4"), Some(None));
+    writer.assert_version_order();
+    let m = (a.metrics(), b.metrics());
+    assert_eq!(
+        m.0.writes_flushed + m.0.writes_coalesced + m.1.writes_flushed + m.1.writes_coalesced,
+        31,
+        "every write flushed or coalesced once: {m:?}"
+    );
+    assert!(a.dead_writes(10).await.unwrap().is_empty());
+}
+
+pub async fn write_behind_retries_and_dead_letters_what_keeps_failing(s: &Suite) {
+    let writer = RecordingWriter::new();
+    writer.fail_first.store(2, Ordering::SeqCst);
+    writer.poison.lock().unwrap().push("locked".into());
+    let options = WriteBehind::new()
+        .interval(Duration::from_millis(20))
+        .retry(4, Duration::from_millis(5));
+    let (a, _b) = s.pair(behind(&writer, options)).await;
+    a.set_many_bytes(
+        &[("ok:1", b"1".as_slice()), ("locked", b"2"), ("ok:2", b"3")],
+        &SetOptions::new(),
+    )
+    .await
+    .unwrap();
+    a.flush(Duration::from_secs(10)).await.unwrap();
+    // the transient failures were retried; the poisoned write was isolated and kept
+    assert_eq!(writer.last("ok:1"), Some(Some("1".into())));
+    assert_eq!(writer.last("ok:2"), Some(Some("3".into())));
+    assert_eq!(writer.last("locked"), None);
+    let dead = a.dead_writes(10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].write.key, "locked");
+    assert_eq!(dead[0].write.value.as_deref(), Some(b"2".as_slice()));
+    assert!(dead[0].write.version.is_some());
+    assert!(dead[0].error.contains("locked"), "{}", dead[0].error);
+    assert_eq!(dead[0].attempts, 5);
+    assert_eq!(a.pending_writes().await.unwrap(), 0);
+    // the cache still serves the value the caller wrote
+    assert_eq!(
+        a.get_bytes("locked").await.unwrap().as_deref(),
+        Some(b"2".as_slice())
+    );
+}
+
+pub async fn write_behind_survives_a_flusher_that_stops(s: &Suite) {
+    let writer = RecordingWriter::new();
+    let options = WriteBehind::new()
+        .interval(Duration::from_millis(10))
+        .lease(Duration::from_millis(300));
+    let (a, b) = s.pair(behind(&writer, options)).await;
+    for i in 0..20 {
+        a.set(&format!("k{i}"), &i, &SetOptions::new())
+            .await
+            .unwrap();
+    }
+    // a graceful shutdown drains what its flusher owns; the other handle carries on
+    let report = a.shutdown(Duration::from_secs(10)).await.unwrap();
+    assert!(report.drained, "{report:?}");
+    b.flush(Duration::from_secs(10)).await.unwrap();
+    for i in 0..20 {
+        assert_eq!(
+            writer.last(&format!("k{i}")),
+            Some(Some(i.to_string().into()))
+        );
+    }
+    // writes through the stopped handle still reach the writer, by the other's flusher
+    a.set("late", &1, &SetOptions::new()).await.unwrap();
+    s.time.pass(Duration::from_millis(400)).await;
+    b.flush(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(writer.last("late"), Some(Some("1".into())));
+    let report = b.shutdown(Duration::from_secs(10)).await.unwrap();
+    assert_eq!((report.pending, report.drained), (0, true));
+    // with every flusher stopped, writes wait in the log: durable, not lost
+    a.set("later", &2, &SetOptions::new()).await.unwrap();
+    assert_eq!(a.pending_writes().await.unwrap(), 1);
+    assert!(matches!(
+        a.flush(Duration::from_millis(50)).await,
+        Err(Error::FlushTimeout { pending: 1 })
+    ));
+    writer.assert_version_order();
+}
+
 pub async fn bad_input_is_a_typed_error(s: &Suite) {
     let (a, _) = s.pair(CacheConfig::new().max_value_size(16)).await;
     let long = "k".repeat(crate::MAX_KEY_LEN + 1);
@@ -639,6 +903,7 @@ macro_rules! conformance_suite {
                 jitter_shortens_ttls_within_its_bound,
                 one_loader_runs_per_key_within_a_process,
                 distributed_single_flight_loads_once_across_handles,
+                a_load_never_overwrites_a_write_made_while_it_ran,
                 absent_values_are_cached_only_with_a_negative_ttl,
                 loader_errors_are_cached_only_when_asked,
                 stale_entries_are_served_while_one_refresh_runs,
@@ -647,7 +912,11 @@ macro_rules! conformance_suite {
                 tags_invalidate_exactly_their_entries,
                 clear_invalidates_the_whole_namespace,
                 undecodable_data_is_a_reported_miss,
-                bad_input_is_a_typed_error
+                bad_input_is_a_typed_error,
+                write_through_writes_the_record_before_the_cache,
+                write_behind_flushes_the_newest_write_per_key_in_order,
+                write_behind_retries_and_dead_letters_what_keeps_failing,
+                write_behind_survives_a_flusher_that_stops
             );
         }
     };

@@ -4,16 +4,17 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 
-use crate::config::check_ttl;
+use crate::config::{WriteMode, check_ttl};
 use crate::envelope::{Envelope, Kind};
-use crate::store::{Link, Snapshot, Store, Write, ms};
+use crate::store::{Expect, Filled, Link, Put, Snapshot, Store, ms};
+use crate::write::{self, DeadWrite, FlushReport, Flusher, Version, Write, WriteCounters, Writer};
 use crate::{CacheConfig, Error, LoadOptions, Loader, Metrics, Result, SetOptions};
 
 /// The longest key or tag accepted, in bytes.
@@ -44,6 +45,8 @@ pub(crate) struct Core<S> {
     pub(crate) link: Arc<Link>,
     flights: Mutex<HashMap<String, Flight>>,
     counters: Counters,
+    writes: WriteCounters,
+    flusher: OnceLock<Flusher>,
 }
 
 impl<S: Store> fmt::Debug for Core<S> {
@@ -107,7 +110,118 @@ impl<S: Store> Core<S> {
             link,
             flights: Mutex::new(HashMap::new()),
             counters: Counters::default(),
+            writes: WriteCounters::default(),
+            flusher: OnceLock::new(),
         }
+    }
+
+    /// Starts the write-behind flusher if the configuration asks for one.
+    pub(crate) fn start_writes(self: &Arc<Self>) {
+        if let WriteMode::Behind(_, options) = &self.config.writes
+            && options.flusher
+        {
+            let _ = self.flusher.set(write::start(self, *options));
+        }
+    }
+
+    /// The writer of write-through or write-behind.
+    pub(crate) fn writer(&self) -> Option<&Arc<dyn Writer>> {
+        match &self.config.writes {
+            WriteMode::Aside => None,
+            WriteMode::Through(w) | WriteMode::Behind(w, _) => Some(&w.0),
+        }
+    }
+
+    pub(crate) fn write_counters(&self) -> &WriteCounters {
+        &self.writes
+    }
+
+    /// Write-through: hands the changes to the writer; when it fails, the keys leave the
+    /// cache (the records' state is unknown) and the call fails.
+    async fn write_through(&self, writer: &Arc<dyn Writer>, changes: Vec<Write>) -> Result<()> {
+        let Err(e) = writer.write(&changes).await else {
+            return Ok(());
+        };
+        let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
+        if let Err(r) = self.store.remove(&keys).await {
+            tracing::warn!(error = %r, "could not drop the entries of a failed write-through");
+        }
+        for k in &keys {
+            self.link.invalidate(k).await;
+        }
+        Err(Error::Write(Arc::from(e)))
+    }
+
+    /// Waits until every write-behind write made before the call has been flushed (or
+    /// dead-lettered), by whichever flusher owns its shard.
+    pub(crate) async fn flush(&self, timeout: Duration) -> Result<()> {
+        if !matches!(self.config.writes, WriteMode::Behind(..)) {
+            return Ok(());
+        }
+        let target: Vec<Option<Version>> = self
+            .store
+            .log_state()
+            .await?
+            .iter()
+            .map(|s| s.last)
+            .collect();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(f) = self.flusher.get() {
+                f.wake.notify_one();
+            }
+            let now = self.store.log_state().await?;
+            let behind = now
+                .iter()
+                .zip(&target)
+                .filter(|(s, t)| matches!((s.first, t), (Some(first), Some(t)) if first <= *t));
+            let pending: u64 = behind.map(|(s, _)| s.len).sum();
+            if pending == 0 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::FlushTimeout { pending });
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Stops this handle's flusher after it drained its shards, waiting at most
+    /// `deadline`.
+    pub(crate) async fn shutdown(&self, deadline: Duration) -> Result<FlushReport> {
+        let drained = match self.flusher.get() {
+            None => true,
+            Some(f) => {
+                let _ = f.stop.send(true);
+                let task = f.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+                match task {
+                    None => true,
+                    Some(mut task) => match tokio::time::timeout(deadline, &mut task).await {
+                        Ok(_) => true,
+                        Err(_) => {
+                            task.abort();
+                            false
+                        }
+                    },
+                }
+            }
+        };
+        let pending = self.pending_writes().await?;
+        Ok(FlushReport { pending, drained })
+    }
+
+    pub(crate) async fn pending_writes(&self) -> Result<u64> {
+        if !matches!(self.config.writes, WriteMode::Behind(..)) {
+            return Ok(0);
+        }
+        Ok(self.store.log_state().await?.iter().map(|s| s.len).sum())
+    }
+
+    pub(crate) async fn dead_writes(&self, limit: usize) -> Result<Vec<DeadWrite>> {
+        if !matches!(self.config.writes, WriteMode::Behind(..)) {
+            return Ok(Vec::new());
+        }
+        self.store.dead_writes(limit).await
     }
 
     fn flights(&self) -> std::sync::MutexGuard<'_, HashMap<String, Flight>> {
@@ -128,6 +242,10 @@ impl<S: Store> Core<S> {
             lock_waits: get(&c.lock_waits),
             undecodable: get(&c.undecodable),
             l1_entries: self.link.l1_len(),
+            writes_flushed: get(&self.writes.flushed),
+            writes_coalesced: get(&self.writes.coalesced),
+            writes_dead: get(&self.writes.dead),
+            write_retries: get(&self.writes.retries),
         }
     }
 
@@ -148,22 +266,28 @@ impl<S: Store> Core<S> {
     /// The key's entry if it is still usable (fresh or within its stale window): L1
     /// first, then the store (filling L1).
     async fn lookup(&self, key: &str) -> Result<Option<Envelope>> {
+        Ok(self.look(key).await?.0)
+    }
+
+    /// [`Core::lookup`], and what a load started now expects to find when it writes.
+    async fn look(&self, key: &str) -> Result<(Option<Envelope>, Expect)> {
         let now = self.store.now_ms();
         if let Some(env) = self.link.get(key).await
             && env.is_usable(now)
         {
             bump(&self.counters.l1_hits);
-            return Ok(Some(env));
+            let seen = Expect::Seen(Some(env.header()));
+            return Ok((Some(env), seen));
         }
         let snap = self.link.snapshot(key);
         let raw = self.store.read(&[key]).await?.pop().flatten();
-        let env = self
-            .decode(key, raw)
-            .filter(|e| e.is_usable(self.store.now_ms()));
+        let env = self.decode(key, raw);
+        let seen = Expect::Seen(env.as_ref().map(Envelope::header));
+        let env = env.filter(|e| e.is_usable(self.store.now_ms()));
         if let Some(e) = &env {
             self.link.insert(key, e.clone(), snap).await;
         }
-        Ok(env)
+        Ok((env, seen))
     }
 
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Bytes>> {
@@ -237,7 +361,7 @@ impl<S: Store> Core<S> {
         (ttl, stale): (Duration, Duration),
         delta: Duration,
         tags: &[String],
-    ) -> Result<(Write, Envelope)> {
+    ) -> Result<(Put, Envelope)> {
         check_ttl("ttl", ttl)?;
         if payload.len() > self.config.max_value_size {
             return Err(Error::TooLarge {
@@ -261,7 +385,7 @@ impl<S: Store> Core<S> {
             delta_ms: u32::try_from(delta.as_millis()).unwrap_or(u32::MAX),
             payload,
         };
-        let write = Write {
+        let write = Put {
             key: key.to_string(),
             bytes: env.encode(),
             ttl: fresh + stale,
@@ -276,7 +400,7 @@ impl<S: Store> Core<S> {
         value: Bytes,
         opts: &SetOptions,
         delta: Duration,
-    ) -> Result<(Write, Envelope)> {
+    ) -> Result<(Put, Envelope)> {
         let ttl = opts.ttl.unwrap_or(self.config.ttl);
         let stale = opts.stale.unwrap_or(self.config.stale);
         self.entry(key, Kind::Value, value, (ttl, stale), delta, &opts.tags)
@@ -292,7 +416,18 @@ impl<S: Store> Core<S> {
             envs.push(env);
         }
         let snaps: Vec<Snapshot> = items.iter().map(|(k, _)| self.link.snapshot(k)).collect();
-        self.store.write(&writes).await?;
+        match &self.config.writes {
+            WriteMode::Aside => self.store.write(&writes).await?,
+            WriteMode::Through(w) => {
+                let changes = items
+                    .iter()
+                    .map(|(k, v)| Write::new(*k, Some(Bytes::copy_from_slice(v)), None))
+                    .collect();
+                self.write_through(&w.0, changes).await?;
+                self.store.write(&writes).await?;
+            }
+            WriteMode::Behind(..) => self.store.log_write(&writes).await?,
+        }
         // this process reads its own writes from L1 (other processes drop theirs)
         for (((k, _), env), snap) in items.iter().zip(envs).zip(snaps) {
             self.link.insert(k, env, snap).await;
@@ -304,7 +439,15 @@ impl<S: Store> Core<S> {
         for k in keys {
             check_name("key", k)?;
         }
-        let n = self.store.remove(keys).await?;
+        let n = match &self.config.writes {
+            WriteMode::Aside => self.store.remove(keys).await?,
+            WriteMode::Through(w) => {
+                let changes = keys.iter().map(|k| Write::new(*k, None, None)).collect();
+                self.write_through(&w.0, changes).await?;
+                self.store.remove(keys).await?
+            }
+            WriteMode::Behind(..) => self.store.log_remove(keys).await?,
+        };
         for k in keys {
             self.link.invalidate(k).await;
         }
@@ -342,24 +485,25 @@ impl<S: Store> Core<S> {
     ) -> Result<Option<Bytes>> {
         check_name("key", key)?;
         let now = self.store.now_ms();
-        if let Some(env) = self.lookup(key).await? {
+        let (env, seen) = self.look(key).await?;
+        if let Some(env) = env {
             if env.is_fresh(now) {
                 bump(&self.counters.hits);
                 if env.kind == Kind::Value && env.wants_early_refresh(now, self.config.beta) {
                     bump(&self.counters.early_refreshes);
-                    drop(self.flight(key, opts, loader, Some(env.fresh_until)));
+                    drop(self.flight(key, opts, loader, Some(env.fresh_until), seen));
                 }
                 return outcome(env);
             }
             if env.kind == Kind::Value {
                 // stale: serve it, refresh in the background (once)
                 bump(&self.counters.stale_served);
-                drop(self.flight(key, opts, loader, Some(env.fresh_until)));
+                drop(self.flight(key, opts, loader, Some(env.fresh_until), seen));
                 return Ok(Some(env.payload));
             }
         }
         bump(&self.counters.misses);
-        self.flight(key, opts, loader, None).await
+        self.flight(key, opts, loader, None, seen).await
     }
 
     pub(crate) async fn load(
@@ -369,12 +513,14 @@ impl<S: Store> Core<S> {
         loader: Loader,
     ) -> Result<Option<Bytes>> {
         check_name("key", key)?;
-        self.flight(key, opts, loader, Some(u64::MAX)).await
+        self.flight(key, opts, loader, Some(u64::MAX), Expect::Any)
+            .await
     }
 
     /// Joins the key's load in flight, or starts one. `refresh` is the `fresh_until` of
     /// the entry being refreshed (`None` for a miss): another process's write counts as
-    /// the result only if it is newer. The load runs in its own task, so a caller that
+    /// the result only if it is newer. `seen` is the entry the caller saw: a write since
+    /// then wins over the loaded value. The load runs in its own task, so a caller that
     /// gives up does not cancel it for the others.
     fn flight(
         self: &Arc<Self>,
@@ -382,6 +528,7 @@ impl<S: Store> Core<S> {
         opts: &LoadOptions,
         loader: Loader,
         refresh: Option<u64>,
+        seen: Expect,
     ) -> Flight {
         let mut flights = self.flights();
         if let Some(f) = flights.get(key) {
@@ -396,7 +543,7 @@ impl<S: Store> Core<S> {
                 core: Arc::clone(&core),
                 key: k.clone(),
             };
-            core.run_load(&k, &opts, loader, refresh).await
+            core.run_load(&k, &opts, loader, refresh, seen).await
         });
         let flight = async move {
             task.await.unwrap_or_else(|e| {
@@ -417,6 +564,7 @@ impl<S: Store> Core<S> {
         opts: &LoadOptions,
         loader: Loader,
         refresh: Option<u64>,
+        seen: Expect,
     ) -> Result<Option<Bytes>> {
         let snap = self.link.snapshot(key);
         let baseline = refresh.unwrap_or(0);
@@ -482,7 +630,7 @@ impl<S: Store> Core<S> {
                     )
                 });
                 if let Some(Ok((w, _))) = cached {
-                    self.put(&w, token.as_deref()).await;
+                    self.put(&w, token.as_deref(), seen).await;
                 } else if let Some(t) = &token {
                     self.store.unlock(key, t).await?;
                 }
@@ -491,9 +639,10 @@ impl<S: Store> Core<S> {
         };
         match write {
             Some(Ok((w, env))) => {
-                self.put(&w, token.as_deref()).await;
                 let value = (env.kind == Kind::Value).then(|| env.payload.clone());
-                self.link.insert(key, env, snap).await;
+                if self.put(&w, token.as_deref(), seen).await {
+                    self.link.insert(key, env, snap).await;
+                }
                 Ok(value)
             }
             Some(Err(e)) => {
@@ -511,22 +660,30 @@ impl<S: Store> Core<S> {
         }
     }
 
-    /// Writes a loaded entry (through the lock when it holds one). A failed write is
-    /// logged, not returned: the caller still gets the loaded value.
-    async fn put(&self, w: &Write, token: Option<&str>) {
-        let r = match token {
-            Some(t) => self.store.fill(w, t).await.map(|held| {
-                if !held {
-                    tracing::warn!(
-                        key = w.key,
-                        "the load outlived its lock; its value was not written"
-                    );
-                }
-            }),
-            None => self.store.write(std::slice::from_ref(w)).await,
-        };
-        if let Err(e) = r {
-            tracing::warn!(key = w.key, error = %e, "could not write a loaded value");
+    /// Writes a loaded entry (through the lock when it holds one) unless a newer one is
+    /// there; whether it was written. A failed write is logged, not returned: the caller
+    /// still gets the loaded value.
+    async fn put(&self, w: &Put, token: Option<&str>, seen: Expect) -> bool {
+        match self.store.fill(w, token, seen).await {
+            Ok(Filled::Written) => true,
+            Ok(Filled::LockLost) => {
+                tracing::warn!(
+                    key = w.key,
+                    "the load outlived its lock; its value was not written"
+                );
+                false
+            }
+            Ok(Filled::Superseded) => {
+                tracing::debug!(
+                    key = w.key,
+                    "written while it loaded; the loaded value was dropped"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::warn!(key = w.key, error = %e, "could not write a loaded value");
+                false
+            }
         }
     }
 

@@ -34,19 +34,36 @@ pub(crate) struct Envelope {
 }
 
 impl Envelope {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER + self.payload.len());
-        out.push(MAGIC);
-        out.push(match self.kind {
+    /// The header alone: what a load compares to learn whether the entry changed.
+    pub(crate) fn header(&self) -> [u8; HEADER] {
+        let mut out = [0u8; HEADER];
+        out[0] = MAGIC;
+        out[1] = match self.kind {
             Kind::Value => 0,
             Kind::Absent => 1,
             Kind::Failed => 2,
-        });
-        out.extend_from_slice(&self.fresh_until.to_le_bytes());
-        out.extend_from_slice(&self.stale_until.to_le_bytes());
-        out.extend_from_slice(&self.delta_ms.to_le_bytes());
+        };
+        out[2..10].copy_from_slice(&self.fresh_until.to_le_bytes());
+        out[10..18].copy_from_slice(&self.stale_until.to_le_bytes());
+        out[18..22].copy_from_slice(&self.delta_ms.to_le_bytes());
+        out
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER + self.payload.len());
+        out.extend_from_slice(&self.header());
         out.extend_from_slice(&self.payload);
         out
+    }
+
+    /// The header of bytes that hold an entry (`None` for foreign bytes).
+    pub(crate) fn header_of(bytes: &[u8]) -> Option<[u8; HEADER]> {
+        if bytes.len() < HEADER || bytes[0] != MAGIC || bytes[1] > 2 {
+            return None;
+        }
+        let mut out = [0u8; HEADER];
+        out.copy_from_slice(&bytes[..HEADER]);
+        Some(out)
     }
 
     /// `None` for bytes that are not an entry (written by something else, truncated).
@@ -109,7 +126,8 @@ mod tests {
             delta_ms: 42,
             payload: Bytes::from_static(b"hello"),
         };
-        assert_eq!(Envelope::decode(Bytes::from(e.encode())), Some(e));
+        assert_eq!(Envelope::decode(Bytes::from(e.encode())), Some(e.clone()));
+        assert_eq!(Envelope::header_of(&e.encode()), Some(e.header()));
         assert_eq!(
             Envelope::decode(Bytes::from_static(b"plain text value!!!!!!!")),
             None

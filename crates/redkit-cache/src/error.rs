@@ -45,6 +45,18 @@ pub enum Error {
     #[error("loader failed recently (cached): {0}")]
     CachedLoadError(String),
 
+    /// The writer failed (write-through): the cache was not updated and the keys were
+    /// dropped from it.
+    #[error("writer failed: {0}")]
+    Write(Arc<dyn std::error::Error + Send + Sync>),
+
+    /// `flush` gave up: write-behind records it waited for were still in the logs.
+    #[error("write-behind flush timed out with {pending} writes still pending")]
+    FlushTimeout {
+        /// Records still waiting.
+        pending: u64,
+    },
+
     /// The store (Redis) failed.
     #[error(transparent)]
     Store(Arc<redkit_core::Error>),

@@ -7,12 +7,14 @@ mod error;
 mod memory;
 mod redis;
 mod store;
+mod write;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -26,6 +28,7 @@ pub use crate::core::MAX_KEY_LEN;
 pub use crate::error::{BoxError, Error, Result};
 pub use crate::memory::MemoryCache;
 pub use crate::redis::RedisCache;
+pub use crate::write::{DeadWrite, FlushReport, Version, Write, WriteBehind, Writer};
 pub use bytes;
 
 /// A loader as the byte-level [`Cache`] takes it: runs once, in its own task, and yields
@@ -56,6 +59,14 @@ pub struct Metrics {
     pub undecodable: u64,
     /// Entries in the L1 now (approximate).
     pub l1_entries: u64,
+    /// Write-behind writes this handle's flusher handed to the writer.
+    pub writes_flushed: u64,
+    /// Write-behind writes skipped because a newer write of the key was in the same batch.
+    pub writes_coalesced: u64,
+    /// Write-behind writes given up on (dead letters).
+    pub writes_dead: u64,
+    /// Write-behind batches tried again after the writer failed.
+    pub write_retries: u64,
 }
 
 /// A cache at the byte level; object safe (`Arc<dyn Cache>`). The typed API is
@@ -114,6 +125,24 @@ pub trait Cache: Send + Sync + std::fmt::Debug {
 
     /// Counts a cached value that could not be decoded (the typed API calls it).
     fn report_undecodable(&self, key: &str);
+
+    /// Waits until every write-behind write made before this call reached the writer (or
+    /// the dead letters), by whichever flusher owns its shard; fails with
+    /// [`Error::FlushTimeout`] after `timeout`. Returns at once without write-behind.
+    async fn flush(&self, timeout: Duration) -> Result<()>;
+
+    /// Graceful shutdown of write-behind: this handle's flusher drains the shards it owns,
+    /// gives their leases up and stops, waiting at most `deadline` (then it is stopped
+    /// where it is: what it had not acknowledged stays in the log for the next flusher).
+    /// Writes through this handle still work afterwards and are flushed by other handles.
+    async fn shutdown(&self, deadline: Duration) -> Result<FlushReport>;
+
+    /// Write-behind records not flushed yet, over all shards.
+    async fn pending_writes(&self) -> Result<u64>;
+
+    /// Up to `limit` writes the write-behind flusher gave up on, oldest first, with the
+    /// writer's last error.
+    async fn dead_writes(&self, limit: usize) -> Result<Vec<DeadWrite>>;
 }
 
 /// The typed API over any [`Cache`]: values are JSON through serde.
@@ -266,6 +295,21 @@ macro_rules! delegate_cache {
             }
             fn report_undecodable(&self, key: &str) {
                 self.core.report_undecodable(key)
+            }
+            async fn flush(&self, timeout: std::time::Duration) -> $crate::Result<()> {
+                self.core.flush(timeout).await
+            }
+            async fn shutdown(
+                &self,
+                deadline: std::time::Duration,
+            ) -> $crate::Result<$crate::FlushReport> {
+                self.core.shutdown(deadline).await
+            }
+            async fn pending_writes(&self) -> $crate::Result<u64> {
+                self.core.pending_writes().await
+            }
+            async fn dead_writes(&self, limit: usize) -> $crate::Result<Vec<$crate::DeadWrite>> {
+                self.core.dead_writes(limit).await
             }
         }
     };

@@ -9,8 +9,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use redkit_core::{Clock, SystemClock};
 
+use crate::config::WriteMode;
 use crate::core::Core;
-use crate::store::{Link, Store, Write, ms};
+use crate::envelope::{Envelope, HEADER};
+use crate::store::{Expect, Filled, Link, LogState, Put, Store, ms};
+use crate::write::{DeadWrite, Version, Write, shard_of};
 use crate::{CacheConfig, Result, delegate_cache};
 
 #[derive(Debug)]
@@ -24,12 +27,45 @@ struct State {
     tags: HashMap<(u64, String), BTreeMap<String, u64>>,
     /// Expired entries are swept when the map grows past this size.
     sweep_at: usize,
+    /// Write-behind logs by shard.
+    logs: HashMap<u16, Log>,
+}
+
+/// A write-behind log: what a Redis stream with one consumer group and a lease holds.
+#[derive(Debug, Default)]
+struct Log {
+    records: BTreeMap<Version, Write>,
+    /// Records up to here were delivered (pending until acknowledged).
+    delivered: Option<Version>,
+    last: Option<Version>,
+    lease: Option<(String, u64)>,
+    dead: Vec<DeadWrite>,
+}
+
+impl Log {
+    /// The next version: after the last one, on the clock when it moved on.
+    fn append(&mut self, now: u64, write: Write) {
+        let v = match self.last {
+            Some(l) if l.millis() >= now => Version::new(l.millis(), l.sequence() + 1),
+            _ => Version::new(now, 0),
+        };
+        self.last = Some(v);
+        self.records.insert(
+            v,
+            Write {
+                version: Some(v),
+                ..write
+            },
+        );
+    }
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct MemoryStore {
     state: Arc<Mutex<State>>,
     clock: Arc<dyn Clock>,
+    /// Write-behind shards (1 when write-behind is off: the log stays empty).
+    shards: u16,
 }
 
 /// A cache in process memory with the behaviour of [`crate::RedisCache`] (conformance
@@ -58,16 +94,21 @@ impl MemoryCache {
                 locks: HashMap::new(),
                 tags: HashMap::new(),
                 sweep_at: 4096,
+                logs: HashMap::new(),
             })),
             clock: Arc::new(clock),
+            shards: match &config.writes {
+                WriteMode::Behind(_, options) => options.shards,
+                _ => 1,
+            },
         };
         Ok(Self::on(store, config))
     }
 
     fn on(store: MemoryStore, config: CacheConfig) -> MemoryCache {
-        MemoryCache {
-            core: Arc::new(Core::new(store, config, Arc::new(Link::new(None)))),
-        }
+        let core = Arc::new(Core::new(store, config, Arc::new(Link::new(None))));
+        core.start_writes();
+        MemoryCache { core }
     }
 
     /// Another handle on the same data with its own counters and single-flight table,
@@ -80,6 +121,23 @@ impl MemoryCache {
 impl MemoryStore {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_locked(state: &mut State, writes: &[Put], now: u64) {
+        let generation = state.generation;
+        for w in writes {
+            let until = now.saturating_add(ms(w.ttl));
+            for t in &w.tags {
+                let tag = state.tags.entry((generation, t.clone())).or_default();
+                tag.retain(|_, at| *at > now);
+                let at = tag.entry(w.key.clone()).or_insert(until);
+                *at = (*at).max(until);
+            }
+            state.entries.insert(
+                (generation, w.key.clone()),
+                (Bytes::from(w.bytes.clone()), until),
+            );
+        }
     }
 
     fn delete_locked(state: &mut State, key: &str, now: u64) -> bool {
@@ -111,23 +169,9 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn write(&self, writes: &[Write]) -> Result<()> {
+    async fn write(&self, writes: &[Put]) -> Result<()> {
         let now = self.now_ms();
-        let mut state = self.state();
-        let generation = state.generation;
-        for w in writes {
-            let until = now.saturating_add(ms(w.ttl));
-            for t in &w.tags {
-                let tag = state.tags.entry((generation, t.clone())).or_default();
-                tag.retain(|_, at| *at > now);
-                let at = tag.entry(w.key.clone()).or_insert(until);
-                *at = (*at).max(until);
-            }
-            state.entries.insert(
-                (generation, w.key.clone()),
-                (Bytes::from(w.bytes.clone()), until),
-            );
-        }
+        Self::write_locked(&mut self.state(), writes, now);
         Ok(())
     }
 
@@ -187,20 +231,29 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
-    async fn fill(&self, write: &Write, token: &str) -> Result<bool> {
+    async fn fill(&self, write: &Put, token: Option<&str>, expect: Expect) -> Result<Filled> {
         let now = self.now_ms();
-        {
-            let mut state = self.state();
-            let id = (state.generation, write.key.clone());
+        let mut state = self.state();
+        let id = (state.generation, write.key.clone());
+        if let Some(token) = token {
             match state.locks.get(&id) {
                 Some((t, at)) if t == token && *at > now => {
                     state.locks.remove(&id);
                 }
-                _ => return Ok(false),
+                _ => return Ok(Filled::LockLost),
             }
         }
-        self.write(std::slice::from_ref(write)).await?;
-        Ok(true)
+        if let Expect::Seen(seen) = expect {
+            let current = match state.entries.get(&id) {
+                Some((b, at)) if *at > now => Envelope::header_of(b),
+                _ => None,
+            };
+            if current.is_some() && current != seen {
+                return Ok(Filled::Superseded);
+            }
+        }
+        Self::write_locked(&mut state, std::slice::from_ref(write), now);
+        Ok(Filled::Written)
     }
 
     async fn unlock(&self, key: &str, token: &str) -> Result<()> {
@@ -210,5 +263,129 @@ impl Store for MemoryStore {
             state.locks.remove(&id);
         }
         Ok(())
+    }
+
+    async fn log_write(&self, writes: &[Put]) -> Result<()> {
+        let now = self.now_ms();
+        let mut state = self.state();
+        Self::write_locked(&mut state, writes, now);
+        for w in writes {
+            let value = bytes::Bytes::copy_from_slice(w.bytes.get(HEADER..).unwrap_or_default());
+            state
+                .logs
+                .entry(shard_of(&w.key, self.shards))
+                .or_default()
+                .append(now, Write::new(w.key.clone(), Some(value), None));
+        }
+        Ok(())
+    }
+
+    async fn log_remove(&self, keys: &[&str]) -> Result<u64> {
+        let now = self.now_ms();
+        let mut state = self.state();
+        let mut existed = 0;
+        for k in keys {
+            existed += u64::from(Self::delete_locked(&mut state, k, now));
+            state
+                .logs
+                .entry(shard_of(k, self.shards))
+                .or_default()
+                .append(now, Write::new(*k, None, None));
+        }
+        Ok(existed)
+    }
+
+    async fn lease(&self, shard: u16, token: &str, ttl: Duration) -> Result<bool> {
+        let now = self.now_ms();
+        let mut state = self.state();
+        let log = state.logs.entry(shard).or_default();
+        match &log.lease {
+            Some((t, at)) if *at > now && t != token => Ok(false),
+            _ => {
+                log.lease = Some((token.to_string(), now.saturating_add(ms(ttl))));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn release(&self, shard: u16, token: &str) -> Result<()> {
+        let mut state = self.state();
+        if let Some(log) = state.logs.get_mut(&shard)
+            && matches!(&log.lease, Some((t, _)) if t == token)
+        {
+            log.lease = None;
+        }
+        Ok(())
+    }
+
+    async fn read_log(&self, shard: u16, pending: bool, count: usize) -> Result<Vec<Write>> {
+        let mut state = self.state();
+        let log = state.logs.entry(shard).or_default();
+        let out: Vec<Write> = match (pending, log.delivered) {
+            (true, None) => Vec::new(),
+            (true, Some(d)) => log
+                .records
+                .range(..=d)
+                .take(count)
+                .map(|(_, w)| w.clone())
+                .collect(),
+            (false, d) => {
+                let from = d.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+                log.records
+                    .range((from, std::ops::Bound::Unbounded))
+                    .take(count)
+                    .map(|(_, w)| w.clone())
+                    .collect()
+            }
+        };
+        if !pending && let Some(v) = out.last().and_then(|w| w.version) {
+            log.delivered = Some(v);
+        }
+        Ok(out)
+    }
+
+    async fn settle(
+        &self,
+        shard: u16,
+        token: &str,
+        done: &[Version],
+        dead: &[DeadWrite],
+    ) -> Result<bool> {
+        let now = self.now_ms();
+        let mut state = self.state();
+        let log = state.logs.entry(shard).or_default();
+        if !matches!(&log.lease, Some((t, at)) if t == token && *at > now) {
+            return Ok(false);
+        }
+        for v in done {
+            log.records.remove(v);
+        }
+        log.dead.extend(dead.iter().cloned());
+        Ok(true)
+    }
+
+    async fn log_state(&self) -> Result<Vec<LogState>> {
+        let state = self.state();
+        Ok((0..self.shards)
+            .map(|i| match state.logs.get(&i) {
+                Some(log) => LogState {
+                    len: log.records.len() as u64,
+                    first: log.records.keys().next().copied(),
+                    last: log.records.keys().next_back().copied(),
+                },
+                None => LogState::default(),
+            })
+            .collect())
+    }
+
+    async fn dead_writes(&self, limit: usize) -> Result<Vec<DeadWrite>> {
+        let state = self.state();
+        let mut dead: Vec<DeadWrite> = (0..self.shards)
+            .filter_map(|i| state.logs.get(&i))
+            .flat_map(|log| log.dead.iter().cloned())
+            .collect();
+        dead.sort_by_key(|d| d.write.version);
+        dead.truncate(limit);
+        Ok(dead)
     }
 }

@@ -6,12 +6,15 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use redkit_core::redis::{Value, cmd};
+use redkit_core::redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
+use redkit_core::redis::{Value, cmd, from_redis_value};
 use redkit_core::{Coalescer, Key, Keyspace, Pipeline, Redis, Script};
 use redkit_core::{Event, Message};
 
+use crate::config::WriteMode;
 use crate::core::Core;
-use crate::store::{Link, Store, Write, ms};
+use crate::store::{Expect, Filled, Link, LogState, Put, Store, ms};
+use crate::write::{DeadWrite, Version, Write, shard_of};
 use crate::{CacheConfig, Error, Result, delegate_cache};
 
 static SET: LazyLock<Script> =
@@ -26,6 +29,40 @@ static TAG: LazyLock<Script> =
     LazyLock::new(|| Script::new("cache_tag", include_str!("../lua/tag.lua")));
 static BUMP: LazyLock<Script> =
     LazyLock::new(|| Script::new("cache_bump", include_str!("../lua/bump.lua")));
+static BEHIND: LazyLock<Script> =
+    LazyLock::new(|| Script::new("cache_behind", include_str!("../lua/behind.lua")));
+static LEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new("cache_lease", include_str!("../lua/lease.lua")));
+static SETTLE: LazyLock<Script> =
+    LazyLock::new(|| Script::new("cache_settle", include_str!("../lua/settle.lua")));
+
+/// The consumer group of the write-behind logs, and its one consumer (the shard's lease
+/// holder reads as it, so what an earlier holder left unacknowledged is its own pending).
+const GROUP: &str = "flush";
+const CONSUMER: &str = "flusher";
+
+/// The keys of one write-behind shard: its hash tag (shared by the shard's entries), the
+/// log, the flush lease and the dead letters.
+#[derive(Debug)]
+struct Shard {
+    tag: String,
+    log: Key,
+    owner: Key,
+    dead: Key,
+}
+
+impl Shard {
+    fn new(base: &Keyspace, namespace: &str, i: u16) -> Result<Shard> {
+        let tag = format!("{namespace}#{i}");
+        let log = base.child("wb")?.tagged(&tag)?;
+        Ok(Shard {
+            owner: log.child("owner")?,
+            dead: log.child("dead")?,
+            log,
+            tag,
+        })
+    }
+}
 
 /// What this process knows of the namespace's generation: `None` when it must be read.
 /// `resets` moves whenever the invalidation link drops or comes back, so a read that
@@ -84,6 +121,8 @@ pub(crate) struct RedisStore {
     /// Single-key reads of concurrent callers, sent together (`MGET`, or one pipeline
     /// per slot on a cluster) while earlier ones are in flight.
     reads: Coalescer<String, Option<Bytes>>,
+    /// Write-behind shards (empty without write-behind: entries are tagged by key).
+    shards: Vec<Shard>,
     _listener: Listener,
 }
 
@@ -148,8 +187,15 @@ impl RedisCache {
                 async move { read_batch(&redis, &keys).await }
             })
         };
+        let shards = match &config.writes {
+            WriteMode::Behind(_, options) => (0..options.shards)
+                .map(|i| Shard::new(&base, &config.namespace, i))
+                .collect::<Result<_>>()?,
+            _ => Vec::new(),
+        };
         let store = RedisStore {
             reads,
+            shards,
             redis: redis.clone(),
             base,
             gen_key,
@@ -159,16 +205,22 @@ impl RedisCache {
             link: Arc::clone(&link),
             _listener: Listener(listener),
         };
-        Ok(RedisCache {
-            core: Arc::new(Core::new(store, config, link)),
-        })
+        let core = Arc::new(Core::new(store, config, link));
+        core.start_writes();
+        Ok(RedisCache { core })
     }
 
     /// The Redis key of an entry in the current generation (for inspection and tests).
     pub async fn entry_key(&self, key: &str) -> Result<Key> {
         crate::core::check_name("key", key)?;
         let space = self.core.store.space().await?;
-        Ok(space.tagged(key)?)
+        self.core.store.entry_key(&space, key)
+    }
+
+    /// The write-behind log of a key's shard (a stream), for inspection and tests.
+    pub fn log_key(&self, key: &str) -> Result<Option<&Key>> {
+        crate::core::check_name("key", key)?;
+        Ok(self.core.store.shard(key).map(|s| &s.log))
     }
 
     /// The Redis key of a tag in the current generation.
@@ -276,7 +328,7 @@ impl RedisStore {
     /// Adds the writes' keys to their tags. Called before the entries are written: an
     /// invalidation that reads a tag after this sees the key, so no tagged entry outlives
     /// an invalidation that follows its write.
-    async fn tag(&self, space: &Keyspace, writes: &[Write]) -> Result<()> {
+    async fn tag(&self, space: &Keyspace, writes: &[Put]) -> Result<()> {
         let mut tags = Pipeline::new();
         for w in writes {
             for t in &w.tags {
@@ -295,8 +347,87 @@ impl RedisStore {
         Ok(())
     }
 
-    fn lock_key(space: &Keyspace, key: &str) -> Result<Key> {
-        Ok(space.tagged_child(key, "lock")?)
+    /// An entry's key: tagged by the key, or with write-behind by its shard (so the
+    /// entry and its log share a slot).
+    fn entry_key(&self, space: &Keyspace, key: &str) -> Result<Key> {
+        Ok(match self.shard(key) {
+            None => space.tagged(key)?,
+            Some(shard) => space.tagged_child(&shard.tag, key)?,
+        })
+    }
+
+    /// The index of a key's write-behind shard (`None` without write-behind).
+    fn shard_index(&self, key: &str) -> Option<usize> {
+        let n = u16::try_from(self.shards.len()).ok().filter(|n| *n > 0)?;
+        Some(usize::from(shard_of(key, n)))
+    }
+
+    fn shard(&self, key: &str) -> Option<&Shard> {
+        self.shards.get(self.shard_index(key)?)
+    }
+
+    fn lock_key(&self, space: &Keyspace, key: &str) -> Result<Key> {
+        Ok(self.entry_key(space, key)?.child("lock")?)
+    }
+
+    fn shard_at(&self, i: u16) -> Result<&Shard> {
+        self.shards
+            .get(usize::from(i))
+            .ok_or_else(|| Error::InvalidArgument(format!("no write-behind shard {i}")))
+    }
+
+    /// Changes entries and logs the changes, one script per shard: `set` with the
+    /// entries' bytes, or `del`.
+    async fn log(&self, space: &Keyspace, op: &str, items: &[(&str, Option<&Put>)]) -> Result<u64> {
+        let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); self.shards.len()];
+        for (n, (key, _)) in items.iter().enumerate() {
+            if let Some(group) = self.shard_index(key).and_then(|i| by_shard.get_mut(i)) {
+                group.push(n);
+            }
+        }
+        let mut pipe = Pipeline::new();
+        for (shard, group) in self.shards.iter().zip(&by_shard) {
+            if group.is_empty() {
+                continue;
+            }
+            let names: Vec<&str> = group.iter().map(|&n| items[n].0).collect();
+            let mut call = BEHIND.call().key(shard.log.as_str());
+            for name in &names {
+                call = call.key(space.tagged_child(&shard.tag, name)?.as_str());
+            }
+            call = call
+                .arg(self.channel.as_str())
+                .arg(self.message(&names))
+                .arg(op);
+            for &n in group {
+                let (name, put) = items[n];
+                call = call.arg(name);
+                if let Some(p) = put {
+                    call = call.arg(p.bytes.as_slice()).arg(ms(p.ttl));
+                }
+            }
+            pipe.invoke(call);
+        }
+        if pipe.is_empty() {
+            return Ok(0);
+        }
+        let counts: Vec<u64> = pipe.query(&self.redis).await?;
+        Ok(counts.iter().sum())
+    }
+
+    async fn create_group(&self, log: &Key) -> Result<()> {
+        let c = cmd("XGROUP")
+            .arg("CREATE")
+            .arg(log.as_str())
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .to_owned();
+        match self.redis.query::<()>(&c).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.to_string().contains("BUSYGROUP") => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
@@ -314,23 +445,23 @@ impl Store for RedisStore {
     async fn read(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
         let space = self.space().await?;
         if let [key] = keys {
-            let key = space.tagged(key)?.into_string();
+            let key = self.entry_key(&space, key)?.into_string();
             return Ok(vec![self.reads.call(key).await?]);
         }
         let full: Vec<String> = keys
             .iter()
-            .map(|k| Ok(space.tagged(k)?.into_string()))
+            .map(|k| Ok(self.entry_key(&space, k)?.into_string()))
             .collect::<Result<_>>()?;
         Ok(read_batch(&self.redis, &full).await?)
     }
 
-    async fn write(&self, writes: &[Write]) -> Result<()> {
+    async fn write(&self, writes: &[Put]) -> Result<()> {
         let space = self.space().await?;
         self.tag(&space, writes).await?;
         let keys: Vec<Key> = writes
             .iter()
-            .map(|w| space.tagged(&w.key))
-            .collect::<redkit_core::Result<_>>()?;
+            .map(|w| self.entry_key(&space, &w.key))
+            .collect::<Result<_>>()?;
         let mut pipe = Pipeline::new();
         for group in self.redis.group_by_slot(&keys, |k| k) {
             let names: Vec<&str> = group.iter().map(|&i| writes[i].key.as_str()).collect();
@@ -355,8 +486,8 @@ impl Store for RedisStore {
         let space = self.space().await?;
         let full: Vec<Key> = keys
             .iter()
-            .map(|k| space.tagged(k))
-            .collect::<redkit_core::Result<_>>()?;
+            .map(|k| self.entry_key(&space, k))
+            .collect::<Result<_>>()?;
         let mut pipe = Pipeline::new();
         for group in self.redis.group_by_slot(&full, |k| k) {
             let names: Vec<&str> = group.iter().map(|&i| keys[i]).collect();
@@ -419,7 +550,7 @@ impl Store for RedisStore {
             .redis
             .query(
                 cmd("SET")
-                    .arg(Self::lock_key(&space, key)?.as_str())
+                    .arg(self.lock_key(&space, key)?.as_str())
                     .arg(token)
                     .arg("NX")
                     .arg("PX")
@@ -429,16 +560,22 @@ impl Store for RedisStore {
         Ok(reply.is_some())
     }
 
-    async fn fill(&self, write: &Write, token: &str) -> Result<bool> {
+    async fn fill(&self, write: &Put, token: Option<&str>, expect: Expect) -> Result<Filled> {
         let space = self.space().await?;
-        let entry = space.tagged(&write.key)?;
-        let lock = Self::lock_key(&space, &write.key)?;
+        let entry = self.entry_key(&space, &write.key)?;
+        let lock = entry.child("lock")?;
         self.tag(&space, std::slice::from_ref(write)).await?;
+        let expect: &[u8] = match &expect {
+            Expect::Any => b"*",
+            Expect::Seen(None) => b"",
+            Expect::Seen(Some(header)) => header,
+        };
         let written: i64 = FILL
             .call()
             .key(entry.as_str())
             .key(lock.as_str())
-            .arg(token)
+            .arg(token.unwrap_or(""))
+            .arg(expect)
             .arg(write.bytes.as_slice())
             .arg(ms(write.ttl))
             .arg(self.channel.as_str())
@@ -446,8 +583,9 @@ impl Store for RedisStore {
             .invoke(&self.redis)
             .await?;
         match written {
-            1 => Ok(true),
-            0 => Ok(false),
+            1 => Ok(Filled::Written),
+            0 => Ok(Filled::LockLost),
+            2 => Ok(Filled::Superseded),
             _ => Err(unexpected("cache fill")),
         }
     }
@@ -456,12 +594,214 @@ impl Store for RedisStore {
         let space = self.space().await?;
         let _: i64 = UNLOCK
             .call()
-            .key(Self::lock_key(&space, key)?.as_str())
+            .key(self.lock_key(&space, key)?.as_str())
             .arg(token)
             .invoke(&self.redis)
             .await?;
         Ok(())
     }
+
+    async fn log_write(&self, writes: &[Put]) -> Result<()> {
+        let space = self.space().await?;
+        self.tag(&space, writes).await?;
+        let items: Vec<(&str, Option<&Put>)> =
+            writes.iter().map(|w| (w.key.as_str(), Some(w))).collect();
+        self.log(&space, "set", &items).await?;
+        Ok(())
+    }
+
+    async fn log_remove(&self, keys: &[&str]) -> Result<u64> {
+        let space = self.space().await?;
+        let items: Vec<(&str, Option<&Put>)> = keys.iter().map(|k| (*k, None)).collect();
+        self.log(&space, "del", &items).await
+    }
+
+    async fn lease(&self, shard: u16, token: &str, ttl: Duration) -> Result<bool> {
+        let held: i64 = LEASE
+            .call()
+            .key(self.shard_at(shard)?.owner.as_str())
+            .arg(token)
+            .arg(ms(ttl))
+            .invoke(&self.redis)
+            .await?;
+        Ok(held == 1)
+    }
+
+    async fn release(&self, shard: u16, token: &str) -> Result<()> {
+        let _: i64 = UNLOCK
+            .call()
+            .key(self.shard_at(shard)?.owner.as_str())
+            .arg(token)
+            .invoke(&self.redis)
+            .await?;
+        Ok(())
+    }
+
+    async fn read_log(&self, shard: u16, pending: bool, count: usize) -> Result<Vec<Write>> {
+        let log = &self.shard_at(shard)?.log;
+        let read = cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(CONSUMER)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg(log.as_str())
+            .arg(if pending { "0" } else { ">" })
+            .to_owned();
+        let reply: Option<StreamReadReply> = match self.redis.query(&read).await {
+            Err(e) if e.to_string().contains("NOGROUP") => {
+                // a new log (or one that was deleted): its group reads from the start
+                self.create_group(log).await?;
+                self.redis.query(&read).await?
+            }
+            other => other?,
+        };
+        let ids: Vec<StreamId> = reply
+            .into_iter()
+            .flat_map(|r| r.keys)
+            .flat_map(|k| k.ids)
+            .collect();
+        let mut out = Vec::with_capacity(ids.len());
+        let mut gone = Vec::new();
+        for entry in ids {
+            let version = Version::parse(&entry.id).ok_or_else(|| unexpected("log record id"))?;
+            match record(&entry) {
+                Some((key, value)) => out.push(Write::new(key, value, Some(version))),
+                // deleted from the log by hand while pending: nothing to flush
+                None => gone.push(entry.id),
+            }
+        }
+        if !gone.is_empty() {
+            let _: i64 = self
+                .redis
+                .query(cmd("XACK").arg(log.as_str()).arg(GROUP).arg(&gone))
+                .await?;
+        }
+        Ok(out)
+    }
+
+    async fn settle(
+        &self,
+        shard: u16,
+        token: &str,
+        done: &[Version],
+        dead: &[DeadWrite],
+    ) -> Result<bool> {
+        let s = self.shard_at(shard)?;
+        let mut call = SETTLE
+            .call()
+            .key(s.log.as_str())
+            .key(s.owner.as_str())
+            .key(s.dead.as_str())
+            .arg(token)
+            .arg(GROUP)
+            .arg(done.len());
+        for v in done {
+            call = call.arg(v.to_string());
+        }
+        for d in dead {
+            let id = d.write.version.map(|v| v.to_string()).unwrap_or_default();
+            call = call.arg(id).arg(d.write.key.as_str());
+            call = match &d.write.value {
+                Some(v) => call.arg("v").arg(v.as_ref()),
+                None => call.arg("d").arg(""),
+            };
+            call = call.arg(d.error.as_str()).arg(d.attempts);
+        }
+        let settled: i64 = call.invoke(&self.redis).await?;
+        Ok(settled == 1)
+    }
+
+    async fn log_state(&self) -> Result<Vec<LogState>> {
+        let mut pipe = Pipeline::new();
+        for s in &self.shards {
+            pipe.cmd(cmd("XLEN").arg(s.log.as_str()).to_owned());
+            pipe.cmd(
+                cmd("XRANGE")
+                    .arg(s.log.as_str())
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(1)
+                    .to_owned(),
+            );
+            pipe.cmd(
+                cmd("XREVRANGE")
+                    .arg(s.log.as_str())
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1)
+                    .to_owned(),
+            );
+        }
+        if pipe.is_empty() {
+            return Ok(Vec::new());
+        }
+        let replies: Vec<Value> = pipe.query(&self.redis).await?;
+        let parse = |v: Value| -> Result<Option<Version>> {
+            let r: StreamRangeReply = from_redis_value(v).map_err(|_| unexpected("log range"))?;
+            Ok(r.ids.first().and_then(|e| Version::parse(&e.id)))
+        };
+        let mut out = Vec::with_capacity(self.shards.len());
+        let mut it = replies.into_iter();
+        while let (Some(len), Some(first), Some(last)) = (it.next(), it.next(), it.next()) {
+            out.push(LogState {
+                len: from_redis_value(len).map_err(|_| unexpected("log length"))?,
+                first: parse(first)?,
+                last: parse(last)?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn dead_writes(&self, limit: usize) -> Result<Vec<DeadWrite>> {
+        let mut out = Vec::new();
+        for s in &self.shards {
+            let r: StreamRangeReply = self
+                .redis
+                .query(
+                    cmd("XRANGE")
+                        .arg(s.dead.as_str())
+                        .arg("-")
+                        .arg("+")
+                        .arg("COUNT")
+                        .arg(limit),
+                )
+                .await?;
+            for entry in r.ids {
+                let Some((key, value)) = record(&entry) else {
+                    continue;
+                };
+                let text = |f: &str| {
+                    entry
+                        .map
+                        .get(f)
+                        .and_then(|v| from_redis_value::<String>(v.clone()).ok())
+                };
+                let version = text("id").and_then(|id| Version::parse(&id));
+                out.push(DeadWrite {
+                    write: Write::new(key, value, version),
+                    error: text("error").unwrap_or_default(),
+                    attempts: text("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
+                });
+            }
+        }
+        out.sort_by_key(|d| d.write.version);
+        out.truncate(limit);
+        Ok(out)
+    }
+}
+
+/// A log record's key and value (`None`: a removal); `None` for a record without a key.
+fn record(entry: &StreamId) -> Option<(String, Option<Bytes>)> {
+    let key: String = from_redis_value(entry.map.get("k")?.clone()).ok()?;
+    let value = match entry.map.get("v") {
+        Some(v) => Some(Bytes::from(from_redis_value::<Vec<u8>>(v.clone()).ok()?)),
+        None => None,
+    };
+    Some((key, value))
 }
 
 #[cfg(test)]
@@ -470,22 +810,39 @@ mod tests {
 
     #[test]
     fn every_script_names_its_keys_and_stays_in_one_slot() {
-        for s in [&*SET, &*FILL, &*UNLOCK, &*DELETE, &*TAG, &*BUMP] {
+        for s in [
+            &*SET, &*FILL, &*UNLOCK, &*DELETE, &*TAG, &*BUMP, &*BEHIND, &*LEASE, &*SETTLE,
+        ] {
             assert!(s.code().starts_with("-- KEYS["), "{}", s.name());
         }
-        let space = Keyspace::new("app")
+        let base = Keyspace::new("app")
             .unwrap()
             .child("cache")
             .unwrap()
             .child("users")
             .unwrap();
-        let g = space.child("g7").unwrap();
+        let g = base.child("g7").unwrap();
+        // an entry and its load lock (fill)
         let entry = g.tagged("user:1").unwrap();
-        let lock = RedisStore::lock_key(&g, "user:1").unwrap();
-        redkit_testkit::assert_same_slot(&[entry.as_str(), lock.as_str()]);
+        redkit_testkit::assert_same_slot(&[entry.as_str(), entry.child("lock").unwrap().as_str()]);
+        // write-behind: a shard's log, lease, dead letters and entries (behind, settle,
+        // fill on a write-behind cache)
+        for i in [0, 5] {
+            let shard = Shard::new(&base, "users", i).unwrap();
+            let mut keys = vec![shard.log.clone(), shard.owner.clone(), shard.dead.clone()];
+            for k in ["user:1", "user:2", "a:b:c"] {
+                let e = g.tagged_child(&shard.tag, k).unwrap();
+                keys.push(e.child("lock").unwrap());
+                keys.push(e);
+            }
+            let names: Vec<&str> = keys.iter().map(Key::as_str).collect();
+            redkit_testkit::assert_same_slot(&names);
+        }
         // keys of one slot group land in one script call (checked by group_by_slot);
-        // the tag and generation scripts touch one key each
-        assert!(!TAG.code().contains("KEYS[2]") && !BUMP.code().contains("KEYS[2]"));
-        assert!(!UNLOCK.code().contains("KEYS[2]") && !FILL.code().contains("KEYS[3]"));
+        // the tag, generation and lease scripts touch one key each
+        for one in [&*TAG, &*BUMP, &*UNLOCK, &*LEASE] {
+            assert!(!one.code().contains("KEYS[2]"), "{}", one.name());
+        }
+        assert!(!FILL.code().contains("KEYS[3]") && !SETTLE.code().contains("KEYS[4]"));
     }
 }

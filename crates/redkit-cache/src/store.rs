@@ -9,7 +9,8 @@ use bytes::Bytes;
 use std::future::Future;
 
 use crate::Result;
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, HEADER};
+use crate::write::{DeadWrite, Version};
 
 /// A duration in whole milliseconds, at least 1 (Redis refuses `PX 0`).
 pub(crate) fn ms(d: Duration) -> u64 {
@@ -19,11 +20,32 @@ pub(crate) fn ms(d: Duration) -> u64 {
 /// One entry to write: the key as the user named it, the encoded envelope and the time
 /// the backend keeps it.
 #[derive(Debug, Clone)]
-pub(crate) struct Write {
+pub(crate) struct Put {
     pub(crate) key: String,
     pub(crate) bytes: Vec<u8>,
     pub(crate) ttl: Duration,
     pub(crate) tags: Vec<String>,
+}
+
+/// What a load expects to find when it writes its value: the entry it saw, so a write
+/// that happened while it loaded is not overwritten with older data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expect {
+    /// Overwrite whatever is there (a forced load).
+    Any,
+    /// The header of the entry the load saw, `None` when it saw none (or foreign bytes).
+    Seen(Option<[u8; HEADER]>),
+}
+
+/// What became of a loaded value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Filled {
+    /// Written.
+    Written,
+    /// Not written: the load's lock expired.
+    LockLost,
+    /// Not written: another entry was written while it loaded.
+    Superseded,
 }
 
 /// The storage under a cache: Redis, or memory. Keys are the user's keys; the backend
@@ -34,7 +56,7 @@ pub(crate) trait Store: Send + Sync + fmt::Debug + 'static {
     /// The entries' bytes, in order (one round trip).
     fn read(&self, keys: &[&str]) -> impl Future<Output = Result<Vec<Option<Bytes>>>> + Send;
     /// Writes entries and announces them (one round trip per slot).
-    fn write(&self, writes: &[Write]) -> impl Future<Output = Result<()>> + Send;
+    fn write(&self, writes: &[Put]) -> impl Future<Output = Result<()>> + Send;
     /// Deletes entries and announces it; how many existed.
     fn remove(&self, keys: &[&str]) -> impl Future<Output = Result<u64>> + Send;
     /// Deletes every entry carrying one of the tags: the keys tagged (to drop from L1)
@@ -52,10 +74,60 @@ pub(crate) trait Store: Send + Sync + fmt::Debug + 'static {
         token: &str,
         ttl: Duration,
     ) -> impl Future<Output = Result<bool>> + Send;
-    /// Writes the entry only while `token` still holds its lock, and releases the lock.
-    fn fill(&self, write: &Write, token: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Writes a loaded entry unless another was written since the load looked, and (with
+    /// `token`) only while the load still holds its lock, which it releases.
+    fn fill(
+        &self,
+        write: &Put,
+        token: Option<&str>,
+        expect: Expect,
+    ) -> impl Future<Output = Result<Filled>> + Send;
     /// Releases the lock if `token` still holds it.
     fn unlock(&self, key: &str, token: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Write-behind: writes entries and appends them to their shards' logs, in one step
+    /// per shard.
+    fn log_write(&self, writes: &[Put]) -> impl Future<Output = Result<()>> + Send;
+    /// Write-behind: deletes entries and logs their removal; how many existed.
+    fn log_remove(&self, keys: &[&str]) -> impl Future<Output = Result<u64>> + Send;
+    /// Takes a shard's flush lease if it is free, renews it if `token` holds it.
+    fn lease(
+        &self,
+        shard: u16,
+        token: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Gives a shard's flush lease up if `token` holds it.
+    fn release(&self, shard: u16, token: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Up to `count` records of a shard's log in version order: those delivered earlier
+    /// and never acknowledged (`pending`), or ones not delivered yet.
+    fn read_log(
+        &self,
+        shard: u16,
+        pending: bool,
+        count: usize,
+    ) -> impl Future<Output = Result<Vec<crate::Write>>> + Send;
+    /// Acknowledges records (removing them from the log) and keeps the dead ones in the
+    /// dead letters, only while `token` holds the shard's lease; false when it does not.
+    fn settle(
+        &self,
+        shard: u16,
+        token: &str,
+        done: &[Version],
+        dead: &[DeadWrite],
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Each shard's log: how many records, the oldest and the newest.
+    fn log_state(&self) -> impl Future<Output = Result<Vec<LogState>>> + Send;
+    /// Up to `limit` dead writes, oldest first.
+    fn dead_writes(&self, limit: usize) -> impl Future<Output = Result<Vec<DeadWrite>>> + Send;
+}
+
+/// One shard's write-behind log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct LogState {
+    pub(crate) len: u64,
+    pub(crate) first: Option<Version>,
+    pub(crate) last: Option<Version>,
 }
 
 const STRIPES: usize = 1024;
