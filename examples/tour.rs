@@ -70,7 +70,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     leaderboard_tour(redis.as_ref()).await?;
     geo_tour(redis.as_ref()).await?;
     cache_tour(redis.as_ref()).await?;
-    println!("\nredkit-queue adds its part of the tour when it lands.");
+    queue_tour(redis.as_ref()).await?;
     drop(server);
     Ok(())
 }
@@ -397,6 +397,107 @@ async fn cache_tour(redis: Option<&Redis>) -> Result<(), Box<dyn std::error::Err
     );
     println!("metrics: {:?}", cache.metrics());
     cache.clear().await?;
+
+    // write-behind: writes return once durable in Redis; the database gets them later,
+    // batched, newest per key
+    struct Db(std::sync::Mutex<Vec<usize>>);
+    #[async_trait::async_trait]
+    impl redkit::cache::Writer for Db {
+        async fn write(
+            &self,
+            writes: &[redkit::cache::Write],
+        ) -> Result<(), redkit::cache::BoxError> {
+            self.0.lock().map_err(|e| e.to_string())?.push(writes.len());
+            Ok(())
+        }
+    }
+    let db = Arc::new(Db(std::sync::Mutex::new(Vec::new())));
+    let config = CacheConfig::new()
+        .prefix(format!("tour-{}", std::process::id()))
+        .namespace("counters")
+        .write_behind(db.clone(), redkit::cache::WriteBehind::new());
+    let counters: Arc<dyn Cache> = match redis {
+        Some(r) => Arc::new(RedisCache::new(r, config).await?),
+        None => Arc::new(MemoryCache::new(config)?),
+    };
+    let items: Vec<(String, Vec<u8>)> = (0..100)
+        .map(|i| (format!("counter:{}", i % 10), i.to_string().into_bytes()))
+        .collect();
+    let refs: Vec<(&str, &[u8])> = items
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    counters
+        .set_many_bytes(&refs, &redkit::cache::SetOptions::new())
+        .await?;
+    counters.flush(Duration::from_secs(5)).await?;
+    let batches = db.0.lock().map_err(|e| e.to_string())?.clone();
+    println!(
+        "100 writes to 10 counters reached the database as batches of {batches:?} \
+         (newest write per key)"
+    );
+    counters.shutdown(Duration::from_secs(5)).await?;
+    counters.clear().await?;
+    Ok(())
+}
+
+async fn queue_tour(redis: Option<&Redis>) -> Result<(), Box<dyn std::error::Error>> {
+    use redkit::queue::{
+        Backoff, Job, JobOptions, JobState, MemoryQueue, Queue, QueueConfig, QueueExt, RedisQueue,
+        Worker,
+    };
+    println!("\n-- redkit-queue --");
+    let config = QueueConfig::new()
+        .prefix(format!("tour-{}", std::process::id()))
+        .max_attempts(2)
+        .backoff(Backoff::Fixed(Duration::from_millis(10)));
+    let queue: Arc<dyn Queue> = match redis {
+        Some(r) => Arc::new(RedisQueue::new(r, "invoices", config)?),
+        None => Arc::new(MemoryQueue::new("invoices", config)?),
+    };
+    let ids = queue
+        .enqueue_many(&[100u32, 250, 0, 75], &JobOptions::new())
+        .await?;
+    println!(
+        "4 jobs enqueued in one round trip: {:?}",
+        ids.iter().map(|e| e.id().to_string()).collect::<Vec<_>>()
+    );
+    let worker = Worker::builder(queue.clone())
+        .concurrency(4)
+        .idle_wait(Duration::from_millis(50))
+        .build()?;
+    let running = worker.run(|job: Job<u32>| async move {
+        if job.payload == 0 {
+            return Err("an invoice of 0 cannot be sent".to_string());
+        }
+        Ok(job.payload * 2)
+    });
+    for _ in 0..200 {
+        let s = queue.stats().await?;
+        if s.waiting + s.active + s.delayed == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let report = running.shutdown(Duration::from_secs(2)).await;
+    println!(
+        "worker: {} completed, {} retried, {} dead",
+        report.completed, report.failed, report.dead
+    );
+    if let Some(dead) = queue.list(JobState::Dead, 0, 1).await?.first() {
+        let info = queue.job(&dead.id).await?;
+        println!(
+            "the dead job keeps its error: {:?}",
+            info.and_then(|i| i.error)
+        );
+    }
+    println!(
+        "a job id of digits is refused: {}",
+        queue
+            .enqueue(&1u32, &JobOptions::new().id("42"))
+            .await
+            .unwrap_err()
+    );
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 //! `redis://127.0.0.1:$PORT`) and prints one JSON line per measurement, in the shape of the
 //! peer scripts in `shared/peers` (`peer`, `case`, `N`, `C`, then the metric).
 //!
-//! Cases: `cache` — reads next to raw GET and L1 hit latency (see `cache.rs`); `ratelimit` — single `check()` calls over 1000 keys (see `ratelimit.rs`); `leaderboard` — rank, around-me and top-100 latency on a 1,000,000-member board next to raw commands (see `leaderboard.rs`); `geo` — radius searches on 1,000,000 places next to raw GEOSEARCH (see `geo.rs`); `session` — load and save next to raw GET/GETEX/SETEX (see `session.rs`); `streams` — consumer throughput next to a raw XREADGROUP+XACK loop (see `streams.rs`); `pubsub` — fan-out deliveries per second next to one redis-rs pub/sub connection per subscriber (see `pubsub.rs`); `lock-handoff` — contended hand-offs, notified vs polling; `lock` — uncontended acquire + release pairs (see `lock.rs`); `raw` — SET or GET (one command per operation) through the shared multiplexed connection, through a pool
+//! Cases: `cache` — reads next to raw GET and L1 hit latency (see `cache.rs`); `queue` / `queue-memory` — enqueue and end-to-end jobs per second, and Redis bytes per waiting job, in the shape of the BullMQ peer scripts (see `queue.rs`); `ratelimit` — single `check()` calls over 1000 keys (see `ratelimit.rs`); `leaderboard` — rank, around-me and top-100 latency on a 1,000,000-member board next to raw commands (see `leaderboard.rs`); `geo` — radius searches on 1,000,000 places next to raw GEOSEARCH (see `geo.rs`); `session` — load and save next to raw GET/GETEX/SETEX (see `session.rs`); `streams` — consumer throughput next to a raw XREADGROUP+XACK loop (see `streams.rs`); `pubsub` — fan-out deliveries per second next to one redis-rs pub/sub connection per subscriber (see `pubsub.rs`); `lock-handoff` — contended hand-offs, notified vs polling; `lock` — uncontended acquire + release pairs (see `lock.rs`); `raw` — SET or GET (one command per operation) through the shared multiplexed connection, through a pool
 //! checkout per operation, and through a bare redis-rs multiplexed connection (the
 //! baseline for redkit's own overhead). `N` and `C` override the operation count and
 //! the number of concurrent tasks.
@@ -15,6 +15,7 @@ mod geo;
 mod leaderboard;
 mod lock;
 mod pubsub;
+mod queue;
 mod ratelimit;
 mod raw;
 mod session;
@@ -32,6 +33,8 @@ const CASES: &[&str] = &[
     "streams",
     "pubsub",
     "cache",
+    "queue",
+    "queue-memory",
 ];
 
 /// Settings shared by every case.
@@ -228,6 +231,22 @@ async fn cases() {
                     c: 64,
                 };
                 pubsub::run(&bench).await;
+            }
+            "queue" => {
+                let bench = Bench {
+                    url: url.clone(),
+                    n: env_usize("N").unwrap_or(50_000),
+                    c: env_usize("C").unwrap_or(50),
+                };
+                queue::run(&bench).await;
+            }
+            "queue-memory" => {
+                let bench = Bench {
+                    url: url.clone(),
+                    n: env_usize("N").unwrap_or(20_000),
+                    c: 1,
+                };
+                queue::memory(&bench).await;
             }
             "cache" => {
                 let bench = Bench {

@@ -1,1 +1,295 @@
 #![doc = include_str!("../README.md")]
+
+mod config;
+mod error;
+mod job;
+mod memory;
+mod redis;
+mod worker;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::Serialize;
+
+pub use crate::config::{MAX_BATCH, QueueConfig, Retention};
+pub use crate::error::{Error, Result};
+pub use crate::job::{
+    Backoff, Delivery, Enqueued, JobId, JobInfo, JobOptions, JobState, Lease, MAX_ID_LEN, NewJob,
+    Priority, Stats, Unique,
+};
+pub use crate::memory::MemoryQueue;
+pub use crate::redis::RedisQueue;
+pub use crate::worker::{Job, Report, Worker, WorkerBuilder, WorkerHandle};
+pub use bytes;
+
+use crate::job::{Envelope, unix_ms};
+
+/// What one fetch handed out.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Fetched {
+    /// The leased jobs, highest priority first.
+    pub deliveries: Vec<Delivery>,
+    /// Leased jobs whose stored data is not a job: fail them to the dead set.
+    pub broken: Vec<(Lease, String)>,
+    /// How long until the next delayed job is due or a lease runs out (`None`: nothing
+    /// scheduled): an idle worker need not wait longer.
+    pub next_due: Option<Duration>,
+}
+
+/// A job queue at the byte level; object safe (`Arc<dyn Queue>`). The typed API is
+/// [`QueueExt`]; [`Worker`] runs handlers over any queue.
+///
+/// Delivery is at least once: a job runs until a worker completes it under a live lease,
+/// or it runs out of attempts. Every call that ends a delivery carries its [`Lease`]: a
+/// worker whose lease ran out (and whose job went to another worker) gets
+/// [`Error::LeaseLost`] and changes nothing.
+#[async_trait]
+pub trait Queue: Send + Sync + fmt::Debug {
+    /// The queue's name.
+    fn name(&self) -> &str;
+
+    /// The queue's options (job defaults for workers).
+    fn config(&self) -> &QueueConfig;
+
+    /// Enqueues jobs (at most [`MAX_BATCH`]) in one round trip; all are checked before any
+    /// is added. Returns, in order, each job's id or the id of the live job it duplicates.
+    async fn enqueue_bytes(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>>;
+
+    /// Leases up to `max` ready jobs (at most [`MAX_BATCH`]) until `visibility` from now.
+    /// Also moves due delayed jobs to ready and jobs whose lease ran out back to ready
+    /// (an attempt counted), a bounded number per call.
+    async fn fetch(&self, max: usize, visibility: Duration) -> Result<Fetched>;
+
+    /// Waits until jobs may be ready (a wake-up from an enqueue, retry or hand-back) or
+    /// `timeout` passes. A wake-up is a hint: fetch after every return.
+    async fn wait(&self, timeout: Duration) -> Result<()>;
+
+    /// Completes jobs with their results (kept with completed-job retention). Per job:
+    /// true, or false when its lease was lost.
+    async fn complete(&self, done: &[(Lease, Bytes)]) -> Result<Vec<bool>>;
+
+    /// Completes jobs and leases the next ones in one step (one round trip on Redis):
+    /// what a worker does between two batches. Per completion true, or false when its
+    /// lease was lost.
+    async fn complete_and_fetch(
+        &self,
+        done: &[(Lease, Bytes)],
+        max: usize,
+        visibility: Duration,
+    ) -> Result<(Vec<bool>, Fetched)> {
+        let acked = self.complete(done).await?;
+        Ok((acked, self.fetch(max, visibility).await?))
+    }
+
+    /// Records a failed run: retried after `retry` (`Some(Duration::ZERO)`: at once) or,
+    /// with `None`, dead. [`Error::LeaseLost`] when the lease was lost.
+    async fn fail(&self, lease: &Lease, error: &str, retry: Option<Duration>) -> Result<()>;
+
+    /// Extends leases to `visibility` from now. Per lease: true, or false when lost.
+    async fn extend(&self, leases: &[Lease], visibility: Duration) -> Result<Vec<bool>>;
+
+    /// Hands leased jobs back unrun (to the head of their ready list, no attempt counted);
+    /// how many were still held.
+    async fn release(&self, leases: &[Lease]) -> Result<u64>;
+
+    /// One job's state, payload, attempts, last error and result.
+    async fn job(&self, id: &JobId) -> Result<Option<JobInfo>>;
+
+    /// A page of one state's jobs (at most [`MAX_BATCH`]), oldest first; `Failed` lists the
+    /// delayed set. Errors and results are left out (see [`Queue::job`]).
+    async fn list(&self, state: JobState, offset: usize, limit: usize) -> Result<Vec<JobInfo>>;
+
+    /// Jobs per state.
+    async fn stats(&self) -> Result<Stats>;
+
+    /// Stops handing out jobs (enqueues and running jobs go on).
+    async fn pause(&self) -> Result<()>;
+
+    /// Hands out jobs again.
+    async fn resume(&self) -> Result<()>;
+
+    /// Moves dead jobs back to ready with fresh attempts: the given ones, or with none
+    /// given up to `limit` of the oldest. How many moved.
+    async fn retry_dead(&self, ids: &[JobId], limit: usize) -> Result<u64>;
+
+    /// Removes a job in any state; whether it existed. A worker running it can no longer
+    /// complete it.
+    async fn remove(&self, id: &JobId) -> Result<bool>;
+}
+
+/// The typed API over any [`Queue`]: payloads are JSON through serde.
+#[async_trait]
+pub trait QueueExt: Queue {
+    /// Enqueues one job.
+    async fn enqueue<T: Serialize + Sync>(
+        &self,
+        payload: &T,
+        options: &JobOptions,
+    ) -> Result<Enqueued> {
+        let bytes = serde_json::to_vec(payload).map_err(|e| Error::Codec(e.to_string()))?;
+        let mut out = self
+            .enqueue_bytes(vec![NewJob::new(bytes, options.clone())])
+            .await?;
+        out.pop()
+            .ok_or_else(|| Error::Corrupt("the enqueue reply was empty".into()))
+    }
+
+    /// Enqueues several jobs with the same options in one round trip per
+    /// [`MAX_BATCH`] jobs.
+    async fn enqueue_many<T: Serialize + Sync>(
+        &self,
+        payloads: &[T],
+        options: &JobOptions,
+    ) -> Result<Vec<Enqueued>> {
+        let mut out = Vec::with_capacity(payloads.len());
+        for chunk in payloads.chunks(MAX_BATCH) {
+            let jobs = chunk
+                .iter()
+                .map(|p| {
+                    let bytes = serde_json::to_vec(p).map_err(|e| Error::Codec(e.to_string()))?;
+                    Ok(NewJob::new(bytes, options.clone()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            out.extend(self.enqueue_bytes(jobs).await?);
+        }
+        Ok(out)
+    }
+}
+
+impl<Q: Queue + ?Sized> QueueExt for Q {}
+
+/// A job checked and encoded for a backend.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) id: Option<String>,
+    pub(crate) level: u8,
+    pub(crate) delay_ms: u64,
+    /// The unique key and its lifetime in ms (0: until the job finishes).
+    pub(crate) unique: Option<(String, u64)>,
+    pub(crate) envelope: Envelope,
+}
+
+/// A duration in whole milliseconds (saturating).
+pub(crate) fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Checks a batch of jobs against the queue's limits and encodes them.
+pub(crate) fn prepare(config: &QueueConfig, jobs: &[NewJob]) -> Result<Vec<Prepared>> {
+    if jobs.len() > MAX_BATCH {
+        return Err(Error::InvalidArgument(format!(
+            "{} jobs in one call, over the limit of {MAX_BATCH}",
+            jobs.len()
+        )));
+    }
+    let now = SystemTime::now();
+    jobs.iter()
+        .map(|job| {
+            let o = &job.options;
+            if job.payload.len() > config.max_payload {
+                return Err(Error::TooLarge {
+                    size: job.payload.len(),
+                    limit: config.max_payload,
+                });
+            }
+            let id =
+                o.id.as_ref()
+                    .map(|id| JobId::custom(id.clone()))
+                    .transpose()?;
+            let attempts = o.max_attempts.unwrap_or(config.max_attempts);
+            if attempts == 0 || attempts > u32::from(u16::MAX) {
+                return Err(Error::InvalidArgument(format!(
+                    "max_attempts must be in 1..=65535, got {attempts}"
+                )));
+            }
+            let jitter = o.jitter.unwrap_or(config.jitter);
+            if !(0.0..=1.0).contains(&jitter) {
+                return Err(Error::InvalidArgument(format!(
+                    "jitter must be in [0, 1], got {jitter}"
+                )));
+            }
+            let timeout = o.timeout.or(config.timeout);
+            if timeout.is_some_and(|t| t.is_zero()) {
+                return Err(Error::InvalidArgument("a zero run timeout".into()));
+            }
+            let backoff = o.backoff.unwrap_or(config.backoff);
+            if let Backoff::Exponential { base, max } = backoff
+                && (base.is_zero() || max < base)
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "exponential backoff needs 0 < base <= max, got {base:?}..{max:?}"
+                )));
+            }
+            let mut delay = o.delay.unwrap_or(Duration::ZERO);
+            if let Some(at) = o.run_at {
+                // a time already past runs now
+                delay = delay.max(at.duration_since(now).unwrap_or(Duration::ZERO));
+            }
+            let unique = match &o.unique {
+                None => None,
+                Some(u) => {
+                    job::check_name("unique key", u.key())?;
+                    match u {
+                        Unique::For(_, ttl) if ttl.as_millis() == 0 => {
+                            return Err(Error::InvalidArgument(
+                                "a unique key's lifetime must be at least 1 ms".into(),
+                            ));
+                        }
+                        Unique::For(k, ttl) => Some((k.clone(), ms(*ttl))),
+                        _ => Some((u.key().to_string(), 0)),
+                    }
+                }
+            };
+            let envelope = Envelope {
+                attempts: 0,
+                stalls: 0,
+                max_attempts: u16::try_from(attempts).unwrap_or(u16::MAX),
+                priority: o.priority,
+                enqueued_ms: unix_ms(now),
+                timeout_ms: timeout.map_or(0, |t| {
+                    u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1)
+                }),
+                backoff,
+                jitter_pct: (jitter * 100.0).round() as u8,
+                unique: unique
+                    .as_ref()
+                    .map(|(k, ttl)| (if *ttl == 0 { 1 } else { 2 }, k.clone())),
+                payload: job.payload.clone(),
+            };
+            Ok(Prepared {
+                id: id.map(|i| i.0),
+                level: o.priority.level(),
+                delay_ms: ms(delay),
+                unique,
+                envelope,
+            })
+        })
+        .collect()
+}
+
+/// Checks a fetch's or listing's size.
+pub(crate) fn check_batch(what: &str, n: usize) -> Result<()> {
+    if n > MAX_BATCH {
+        return Err(Error::InvalidArgument(format!(
+            "{what} of {n}, over the limit of {MAX_BATCH}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a lease's visibility timeout.
+pub(crate) fn check_visibility(visibility: Duration) -> Result<()> {
+    if visibility < Duration::from_millis(1) {
+        return Err(Error::InvalidArgument(format!(
+            "the visibility timeout must be at least 1 ms, got {visibility:?}"
+        )));
+    }
+    Ok(())
+}

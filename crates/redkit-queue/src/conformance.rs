@@ -1,0 +1,638 @@
+//! The suite every [`Queue`] backend must pass. Run it with [`crate::conformance_suite!`].
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::{
+    Backoff, Enqueued, Error, JobId, JobOptions, JobState, NewJob, Priority, Queue, QueueConfig,
+    QueueExt, Retention, Unique, Worker,
+};
+
+pub use redkit_testkit::Time;
+
+type Handle = Arc<dyn Queue>;
+type Make = dyn Fn(QueueConfig) -> futures_util::future::BoxFuture<'static, crate::Result<(Handle, Handle)>>
+    + Send
+    + Sync;
+
+/// Builds pairs of handles on one fresh queue (two "processes"), and says how time passes.
+#[derive(Clone)]
+pub struct Suite {
+    make: Arc<Make>,
+    pub time: Time,
+}
+
+impl fmt::Debug for Suite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Suite").field("time", &self.time).finish()
+    }
+}
+
+impl Suite {
+    /// `make` gets a config with a fresh prefix and must return two handles on one queue.
+    pub fn new<F, Fut>(time: Time, make: F) -> Suite
+    where
+        F: Fn(QueueConfig) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = crate::Result<(Handle, Handle)>> + Send + 'static,
+    {
+        Suite {
+            make: Arc::new(move |c| Box::pin(make(c))),
+            time,
+        }
+    }
+
+    pub async fn pair(&self, config: QueueConfig) -> (Handle, Handle) {
+        (self.make)(config.prefix(redkit_testkit::prefix("queue")).jitter(0.0))
+            .await
+            .unwrap()
+    }
+}
+
+const VIS: Duration = Duration::from_secs(30);
+
+fn added(e: &Enqueued) -> JobId {
+    match e {
+        Enqueued::Added(id) => id.clone(),
+        other => panic!("expected a new job, got {other:?}"),
+    }
+}
+
+async fn fetch_ids(q: &Handle, n: usize) -> Vec<String> {
+    q.fetch(n, VIS)
+        .await
+        .unwrap()
+        .deliveries
+        .into_iter()
+        .map(|d| d.id().to_string())
+        .collect()
+}
+
+fn text(d: &crate::Delivery) -> String {
+    serde_json::from_slice(&d.payload).unwrap()
+}
+
+pub async fn jobs_run_in_order_and_complete(s: &Suite) {
+    let (a, b) = s.pair(QueueConfig::new()).await;
+    let ids = a
+        .enqueue_many(&["one", "two", "three"], &JobOptions::new())
+        .await
+        .unwrap();
+    let ids: Vec<JobId> = ids.iter().map(added).collect();
+    assert_eq!(a.stats().await.unwrap().waiting, 3);
+    let got = b.fetch(10, VIS).await.unwrap();
+    let texts: Vec<String> = got.deliveries.iter().map(text).collect();
+    assert_eq!(texts, ["one", "two", "three"]);
+    let d = &got.deliveries[0];
+    assert_eq!((d.attempt, d.max_attempts, d.stalls), (1, 3, 0));
+    assert_eq!(d.id(), &ids[0]);
+    assert_eq!(
+        a.job(&ids[1]).await.unwrap().unwrap().state,
+        JobState::Active
+    );
+    let stats = a.stats().await.unwrap();
+    assert_eq!((stats.waiting, stats.active), (0, 3));
+    let done: Vec<_> = got
+        .deliveries
+        .iter()
+        .map(|d| (d.lease.clone(), Bytes::from_static(b"null")))
+        .collect();
+    assert_eq!(b.complete(&done).await.unwrap(), vec![true; 3]);
+    // completed jobs are deleted by default
+    assert!(a.job(&ids[0]).await.unwrap().is_none());
+    assert_eq!(a.stats().await.unwrap(), crate::Stats::default());
+    // a second completion of the same delivery changes nothing
+    assert_eq!(b.complete(&done[..1]).await.unwrap(), vec![false]);
+}
+
+pub async fn completed_jobs_are_kept_with_their_results_when_asked(s: &Suite) {
+    let config = QueueConfig::new().keep_completed(Retention::Keep {
+        count: Some(2),
+        age: None,
+    });
+    let (a, _) = s.pair(config).await;
+    let ids: Vec<JobId> = a
+        .enqueue_many(&[1, 2, 3], &JobOptions::new())
+        .await
+        .unwrap()
+        .iter()
+        .map(added)
+        .collect();
+    for (i, d) in a
+        .fetch(3, VIS)
+        .await
+        .unwrap()
+        .deliveries
+        .into_iter()
+        .enumerate()
+    {
+        let result = Bytes::from(format!("{{\"r\":{i}}}"));
+        assert_eq!(a.complete(&[(d.lease, result)]).await.unwrap(), vec![true]);
+    }
+    // at most two kept: the oldest went
+    assert!(a.job(&ids[0]).await.unwrap().is_none());
+    let info = a.job(&ids[2]).await.unwrap().unwrap();
+    assert_eq!(info.state, JobState::Completed);
+    assert_eq!(info.result.as_deref(), Some(b"{\"r\":2}".as_slice()));
+    assert_eq!(a.stats().await.unwrap().completed, 2);
+    let page = a.list(JobState::Completed, 0, 10).await.unwrap();
+    let listed: Vec<&JobId> = page.iter().map(|j| &j.id).collect();
+    assert_eq!(listed, [&ids[1], &ids[2]]);
+}
+
+pub async fn higher_priorities_run_first(s: &Suite) {
+    let (a, _) = s.pair(QueueConfig::new()).await;
+    for (name, p) in [
+        ("low", Priority::Low),
+        ("normal", Priority::Normal),
+        ("critical", Priority::Critical),
+        ("high", Priority::High),
+        ("normal2", Priority::Normal),
+    ] {
+        a.enqueue(&name, &JobOptions::new().priority(p))
+            .await
+            .unwrap();
+    }
+    let got = a.fetch(10, VIS).await.unwrap();
+    let order: Vec<String> = got.deliveries.iter().map(text).collect();
+    assert_eq!(order, ["critical", "high", "normal", "normal2", "low"]);
+}
+
+pub async fn delayed_jobs_wait_for_their_time(s: &Suite) {
+    let (a, b) = s.pair(QueueConfig::new()).await;
+    let id = added(
+        &a.enqueue(
+            &"later",
+            &JobOptions::new().delay(Duration::from_millis(400)),
+        )
+        .await
+        .unwrap(),
+    );
+    a.enqueue(&"now", &JobOptions::new()).await.unwrap();
+    assert_eq!(a.job(&id).await.unwrap().unwrap().state, JobState::Delayed);
+    let first = b.fetch(10, VIS).await.unwrap();
+    assert_eq!(
+        first.deliveries.iter().map(text).collect::<Vec<_>>(),
+        ["now"]
+    );
+    let due = first.next_due.expect("a delayed job is scheduled");
+    assert!(due <= Duration::from_millis(400), "{due:?}");
+    assert_eq!(a.stats().await.unwrap().delayed, 1);
+    s.time.pass(Duration::from_millis(500)).await;
+    let later = b.fetch(10, VIS).await.unwrap();
+    assert_eq!(
+        later.deliveries.iter().map(text).collect::<Vec<_>>(),
+        ["later"]
+    );
+}
+
+pub async fn failures_retry_then_die_and_dead_jobs_can_be_retried(s: &Suite) {
+    let (a, b) = s.pair(QueueConfig::new().max_attempts(2)).await;
+    let id = added(&a.enqueue(&"flaky", &JobOptions::new()).await.unwrap());
+    let d = b.fetch(1, VIS).await.unwrap().deliveries.remove(0);
+    assert!(!d.is_last_attempt());
+    b.fail(&d.lease, "database down", Some(Duration::from_millis(300)))
+        .await
+        .unwrap();
+    let info = a.job(&id).await.unwrap().unwrap();
+    assert_eq!((info.state, info.attempts), (JobState::Failed, 1));
+    assert_eq!(info.error.as_deref(), Some("database down"));
+    assert!(
+        b.fetch(1, VIS).await.unwrap().deliveries.is_empty(),
+        "not before its backoff"
+    );
+    s.time.pass(Duration::from_millis(400)).await;
+    let d = b.fetch(1, VIS).await.unwrap().deliveries.remove(0);
+    assert_eq!((d.attempt, d.is_last_attempt()), (2, true));
+    // a lease is good for one settlement
+    b.fail(&d.lease, "still down", None).await.unwrap();
+    assert!(matches!(
+        b.fail(&d.lease, "again", None).await,
+        Err(Error::LeaseLost(_))
+    ));
+    let info = a.job(&id).await.unwrap().unwrap();
+    assert_eq!((info.state, info.attempts), (JobState::Dead, 2));
+    assert_eq!(info.error.as_deref(), Some("still down"));
+    assert_eq!(a.stats().await.unwrap().dead, 1);
+    assert_eq!(a.list(JobState::Dead, 0, 10).await.unwrap()[0].id, id);
+    // a dead job comes back with fresh attempts
+    assert_eq!(a.retry_dead(&[], 10).await.unwrap(), 1);
+    let d = b.fetch(1, VIS).await.unwrap().deliveries.remove(0);
+    assert_eq!((d.attempt, d.id()), (1, &id));
+    // a retry without delay is ready at once
+    b.fail(&d.lease, "blip", Some(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(fetch_ids(&b, 1).await, [id.to_string()]);
+}
+
+pub async fn a_lost_lease_cannot_settle_a_redelivered_job(s: &Suite) {
+    let (a, b) = s.pair(QueueConfig::new()).await;
+    let id = added(&a.enqueue(&"job", &JobOptions::new()).await.unwrap());
+    let old = a
+        .fetch(1, Duration::from_millis(200))
+        .await
+        .unwrap()
+        .deliveries
+        .remove(0);
+    // the first worker stalls past its lease: the job goes to the second, an attempt counted
+    s.time.pass(Duration::from_millis(300)).await;
+    let new = b.fetch(1, VIS).await.unwrap().deliveries.remove(0);
+    assert_eq!(new.id(), &id);
+    assert_eq!((new.attempt, new.stalls), (2, 1));
+    // the first worker wakes up: it can neither extend, complete nor fail the job
+    assert_eq!(
+        a.extend(std::slice::from_ref(&old.lease), VIS)
+            .await
+            .unwrap(),
+        vec![false]
+    );
+    assert_eq!(
+        a.complete(&[(old.lease.clone(), Bytes::new())])
+            .await
+            .unwrap(),
+        vec![false]
+    );
+    assert!(matches!(
+        a.fail(&old.lease, "late", None).await,
+        Err(Error::LeaseLost(lost)) if lost == id
+    ));
+    assert_eq!(a.release(&[old.lease]).await.unwrap(), 0);
+    // the live delivery still holds
+    assert_eq!(
+        b.extend(std::slice::from_ref(&new.lease), VIS)
+            .await
+            .unwrap(),
+        vec![true]
+    );
+    assert_eq!(
+        b.complete(&[(new.lease, Bytes::new())]).await.unwrap(),
+        vec![true]
+    );
+    assert!(a.job(&id).await.unwrap().is_none());
+}
+
+pub async fn jobs_that_keep_stalling_die(s: &Suite) {
+    let (a, b) = s.pair(QueueConfig::new().max_attempts(2)).await;
+    let id = added(&a.enqueue(&"poison", &JobOptions::new()).await.unwrap());
+    // two workers in turn take it and die with it (their leases run out)
+    for (n, q) in [&a, &b].into_iter().enumerate() {
+        let got = q.fetch(5, Duration::from_millis(100)).await.unwrap();
+        assert_eq!(got.deliveries.len(), 1);
+        assert_eq!(got.deliveries[0].stalls, n as u32);
+        s.time.pass(Duration::from_millis(200)).await;
+    }
+    // the next sweep finds its attempts spent
+    assert!(a.fetch(5, VIS).await.unwrap().deliveries.is_empty());
+    let info = a.job(&id).await.unwrap().unwrap();
+    assert_eq!((info.state, info.attempts), (JobState::Dead, 2));
+    assert!(info.error.unwrap().starts_with("stalled"));
+}
+
+pub async fn duplicates_are_refused_by_id_and_unique_key(s: &Suite) {
+    let (a, b) = s.pair(QueueConfig::new()).await;
+    let first = a
+        .enqueue(&1, &JobOptions::new().id("order-7"))
+        .await
+        .unwrap();
+    assert_eq!(first, Enqueued::Added(JobId("order-7".into())));
+    assert_eq!(
+        b.enqueue(&2, &JobOptions::new().id("order-7"))
+            .await
+            .unwrap(),
+        Enqueued::Duplicate(JobId("order-7".into()))
+    );
+    // until finished: a duplicate while the first is live, free once it completed
+    let opts = JobOptions::new().unique(Unique::UntilFinished("mail:ada".into()));
+    let one = added(&a.enqueue(&"a", &opts).await.unwrap());
+    assert_eq!(
+        b.enqueue(&"b", &opts).await.unwrap(),
+        Enqueued::Duplicate(one.clone())
+    );
+    let got = a.fetch(10, VIS).await.unwrap();
+    let d = got.deliveries.iter().find(|d| d.id() == &one).unwrap();
+    assert_eq!(
+        b.enqueue(&"b", &opts).await.unwrap(),
+        Enqueued::Duplicate(one.clone())
+    );
+    a.complete(&[(d.lease.clone(), Bytes::new())])
+        .await
+        .unwrap();
+    let two = added(&b.enqueue(&"c", &opts).await.unwrap());
+    assert_ne!(two, one);
+    // for a time: a duplicate until the time passes, whatever became of the first
+    let opts = JobOptions::new().unique(Unique::For("digest".into(), Duration::from_millis(300)));
+    let three = added(&a.enqueue(&"d", &opts).await.unwrap());
+    assert!(a.remove(&three).await.unwrap());
+    assert_eq!(
+        a.enqueue(&"e", &opts).await.unwrap(),
+        Enqueued::Duplicate(three)
+    );
+    s.time.pass(Duration::from_millis(400)).await;
+    added(&a.enqueue(&"f", &opts).await.unwrap());
+    // a batch with duplicates inside it
+    let batch = a
+        .enqueue_bytes(vec![
+            NewJob::new("1", JobOptions::new().id("x-1")),
+            NewJob::new("2", JobOptions::new().id("x-1")),
+            NewJob::new("3", JobOptions::new()),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(&batch[0], Enqueued::Added(i) if i.as_str() == "x-1"));
+    assert!(matches!(&batch[1], Enqueued::Duplicate(i) if i.as_str() == "x-1"));
+    assert!(matches!(batch[2], Enqueued::Added(_)));
+}
+
+pub async fn pause_release_list_and_remove(s: &Suite) {
+    let (a, b) = s.pair(QueueConfig::new()).await;
+    let ids: Vec<JobId> = a
+        .enqueue_many(&[0, 1, 2, 3, 4], &JobOptions::new())
+        .await
+        .unwrap()
+        .iter()
+        .map(added)
+        .collect();
+    a.pause().await.unwrap();
+    assert!(a.stats().await.unwrap().paused);
+    assert!(b.fetch(10, VIS).await.unwrap().deliveries.is_empty());
+    a.resume().await.unwrap();
+    let page = a.list(JobState::Waiting, 1, 2).await.unwrap();
+    assert_eq!(
+        page.iter().map(|j| &j.id).collect::<Vec<_>>(),
+        [&ids[1], &ids[2]]
+    );
+    assert!(a.remove(&ids[1]).await.unwrap());
+    assert!(!a.remove(&ids[1]).await.unwrap());
+    assert!(a.job(&ids[1]).await.unwrap().is_none());
+    // the removed job's place in line is skipped (it uses up one of the fetch's slots)
+    let got = b.fetch(3, VIS).await.unwrap();
+    let got_ids: Vec<&JobId> = got.deliveries.iter().map(|d| d.id()).collect();
+    assert_eq!(got_ids, [&ids[0], &ids[2]], "a removed job is skipped");
+    // handed back unrun: first in line again, no attempt counted
+    let leases: Vec<_> = got.deliveries.iter().map(|d| d.lease.clone()).collect();
+    assert_eq!(b.release(&leases).await.unwrap(), 2);
+    let again = b.fetch(1, VIS).await.unwrap().deliveries.remove(0);
+    assert!(again.id() == &ids[0] || again.id() == &ids[2]);
+    assert_eq!(again.attempt, 1);
+    assert_eq!(a.list(JobState::Active, 0, 10).await.unwrap().len(), 1);
+}
+
+pub async fn bad_input_is_a_typed_error(s: &Suite) {
+    let (a, _) = s.pair(QueueConfig::new().max_payload(100)).await;
+    let big = NewJob::new(vec![b'x'; 101], JobOptions::new());
+    assert!(matches!(
+        a.enqueue_bytes(vec![NewJob::new("1", JobOptions::new()), big])
+            .await,
+        Err(Error::TooLarge {
+            size: 101,
+            limit: 100
+        })
+    ));
+    assert_eq!(
+        a.stats().await.unwrap().waiting,
+        0,
+        "nothing of a refused batch is added"
+    );
+    for opts in [
+        JobOptions::new().id("42"),
+        JobOptions::new().id("a{b}"),
+        JobOptions::new().id(""),
+        JobOptions::new().max_attempts(0),
+        JobOptions::new().jitter(1.5),
+        JobOptions::new().timeout(Duration::ZERO),
+        JobOptions::new().unique(Unique::UntilFinished("{x}".into())),
+        JobOptions::new().unique(Unique::For("k".into(), Duration::ZERO)),
+        JobOptions::new().backoff(Backoff::Exponential {
+            base: Duration::ZERO,
+            max: Duration::from_secs(1),
+        }),
+    ] {
+        let e = a.enqueue(&1, &opts).await.unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{opts:?}: {e:?}");
+    }
+    let too_many = vec![NewJob::new("1", JobOptions::new()); crate::MAX_BATCH + 1];
+    assert!(matches!(
+        a.enqueue_bytes(too_many).await,
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        a.fetch(1, Duration::ZERO).await,
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        a.fetch(crate::MAX_BATCH + 1, VIS).await,
+        Err(Error::InvalidArgument(_))
+    ));
+    let q: Arc<dyn Queue> = a.clone();
+    for bad in [
+        Worker::builder(q.clone()).concurrency(0),
+        Worker::builder(q.clone()).batch(0),
+        Worker::builder(q.clone()).visibility_timeout(Duration::ZERO),
+        Worker::builder(q.clone()).heartbeat(Duration::from_secs(60)),
+    ] {
+        assert!(matches!(bad.build(), Err(Error::InvalidConfig(_))));
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Task {
+    n: u32,
+}
+
+pub async fn a_worker_runs_retries_and_dead_letters(s: &Suite) {
+    let config = QueueConfig::new()
+        .max_attempts(3)
+        .backoff(Backoff::Fixed(Duration::ZERO));
+    let (a, b) = s.pair(config).await;
+    let mut jobs: Vec<NewJob> = (0..20)
+        .map(|n| NewJob::new(format!("{{\"n\":{n}}}"), JobOptions::new()))
+        .collect();
+    jobs.push(NewJob::new("not json", JobOptions::new()));
+    a.enqueue_bytes(jobs).await.unwrap();
+    let runs = Arc::new(AtomicU32::new(0));
+    let worker = Worker::builder(b.clone())
+        .concurrency(4)
+        .batch(3)
+        .idle_wait(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let handle = {
+        let runs = runs.clone();
+        worker.run(move |job: crate::Job<Task>| {
+            let runs = runs.clone();
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                match job.payload.n {
+                    // fails twice, then works
+                    7 if job.attempt < 3 => Err(format!("attempt {} failed", job.attempt)),
+                    // always fails
+                    13 => Err("cursed".to_string()),
+                    // panics once
+                    5 if job.attempt == 1 => panic!("boom"),
+                    n => Ok(n * 2),
+                }
+            }
+        })
+    };
+    let mut report = None;
+    for _ in 0..500 {
+        let st = a.stats().await.unwrap();
+        if st.waiting + st.active + st.delayed == 0 {
+            report = Some(handle.shutdown(Duration::from_secs(5)).await);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let report = report.expect("the worker drained the queue");
+    // 18 plain jobs + job 7 (3 runs) + job 13 (3 runs) + job 5 (2 runs) = 18 + 8 - 1 ...
+    assert_eq!(report.completed, 19, "{report:?}");
+    assert_eq!(
+        report.dead, 2,
+        "job 13 and the undecodable payload: {report:?}"
+    );
+    assert_eq!(report.failed, 2 + 2 + 1, "{report:?}");
+    assert_eq!(runs.load(Ordering::SeqCst), 17 + 3 + 3 + 2);
+    let dead = a.list(JobState::Dead, 0, 10).await.unwrap();
+    assert_eq!(dead.len(), 2);
+    for d in dead {
+        let info = a.job(&d.id).await.unwrap().unwrap();
+        let error = info.error.unwrap();
+        assert!(
+            error == "cursed" || error.starts_with("undecodable payload"),
+            "{error}"
+        );
+    }
+}
+
+pub async fn a_worker_stops_a_handler_whose_lease_is_lost(s: &Suite) {
+    let (a, b) = s.pair(QueueConfig::new()).await;
+    let id = added(
+        &a.enqueue(&serde_json::json!({"n": 1}), &JobOptions::new())
+            .await
+            .unwrap(),
+    );
+    let started = Arc::new(tokio::sync::Notify::new());
+    let worker = Worker::builder(b.clone())
+        .visibility_timeout(Duration::from_secs(3))
+        .heartbeat(Duration::from_millis(50))
+        .idle_wait(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let handle = {
+        let started = started.clone();
+        worker.run(move |job: crate::Job<Task>| {
+            let started = started.clone();
+            async move {
+                started.notify_one();
+                job.lease_lost().await;
+                Ok::<_, String>(())
+            }
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(5), started.notified())
+        .await
+        .expect("the handler started");
+    // the job is taken away (removed) while it runs: the next heartbeat notices
+    assert!(a.remove(&id).await.unwrap());
+    let mut report = None;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if !handle.is_finished() {
+            // the handler returns once its lease is lost; shutdown then finds nothing
+            let probe = a.stats().await.unwrap();
+            if probe.active == 0 {
+                report = Some(handle.shutdown(Duration::from_secs(2)).await);
+                break;
+            }
+        }
+    }
+    let report = report.expect("shut down");
+    assert_eq!(report.lease_lost, 1, "{report:?}");
+    assert_eq!(report.completed, 0, "{report:?}");
+}
+
+pub async fn shutdown_hands_back_what_did_not_finish(s: &Suite) {
+    let (a, b) = s.pair(QueueConfig::new()).await;
+    let ids: Vec<JobId> = a
+        .enqueue_many(
+            &[serde_json::json!({"n": 1}), serde_json::json!({"n": 2})],
+            &JobOptions::new(),
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(added)
+        .collect();
+    let running = Arc::new(AtomicU32::new(0));
+    let worker = Worker::builder(b.clone())
+        .concurrency(2)
+        .idle_wait(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let handle = {
+        let running = running.clone();
+        worker.run(move |_job: crate::Job<Task>| {
+            let running = running.clone();
+            async move {
+                running.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok::<_, String>(())
+            }
+        })
+    };
+    for _ in 0..250 {
+        if running.load(Ordering::SeqCst) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(running.load(Ordering::SeqCst), 2);
+    let report = handle.shutdown(Duration::from_millis(100)).await;
+    assert_eq!(report.released, 2, "{report:?}");
+    // both are ready again, no attempt counted
+    for id in &ids {
+        let info = a.job(id).await.unwrap().unwrap();
+        assert_eq!((info.state, info.attempts), (JobState::Waiting, 0));
+    }
+}
+
+/// Runs every conformance case as a test: `conformance_suite!(name, async { suite })`.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($name:ident, $make:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::conformance_suite!(@case $make;
+                jobs_run_in_order_and_complete,
+                completed_jobs_are_kept_with_their_results_when_asked,
+                higher_priorities_run_first,
+                delayed_jobs_wait_for_their_time,
+                failures_retry_then_die_and_dead_jobs_can_be_retried,
+                a_lost_lease_cannot_settle_a_redelivered_job,
+                jobs_that_keep_stalling_die,
+                duplicates_are_refused_by_id_and_unique_key,
+                pause_release_list_and_remove,
+                bad_input_is_a_typed_error,
+                a_worker_runs_retries_and_dead_letters,
+                a_worker_stops_a_handler_whose_lease_is_lost,
+                shutdown_hands_back_what_did_not_finish
+            );
+        }
+    };
+    (@case $make:expr; $($case:ident),+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let suite: $crate::conformance::Suite = $make.await;
+                $crate::conformance::$case(&suite).await;
+            }
+        )+
+    };
+}

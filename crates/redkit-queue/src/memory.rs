@@ -1,0 +1,548 @@
+//! The in-memory backend: the same states, leases and tokens as the Redis scripts, in a
+//! map on a [`Clock`].
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redkit_core::{Clock, SystemClock};
+use tokio::sync::Notify;
+
+use crate::job::Envelope;
+use crate::{
+    Enqueued, Error, Fetched, JobId, JobInfo, JobState, Lease, NewJob, Queue, QueueConfig, Result,
+    Retention, Stats, check_batch, check_visibility, ms, prepare,
+};
+
+/// A sorted set: members by score, ties in insertion order.
+#[derive(Debug, Default)]
+struct ZSet {
+    order: BTreeSet<(u64, u64, String)>,
+    index: HashMap<String, (u64, u64)>,
+    next: u64,
+}
+
+impl ZSet {
+    fn add(&mut self, member: &str, score: u64) {
+        self.remove(member);
+        self.next += 1;
+        self.order.insert((score, self.next, member.to_string()));
+        self.index.insert(member.to_string(), (score, self.next));
+    }
+
+    fn remove(&mut self, member: &str) -> bool {
+        match self.index.remove(member) {
+            Some((score, n)) => self.order.remove(&(score, n, member.to_string())),
+            None => false,
+        }
+    }
+
+    fn contains(&self, member: &str) -> bool {
+        self.index.contains_key(member)
+    }
+
+    fn due(&self, now: u64, limit: usize) -> Vec<String> {
+        self.order
+            .iter()
+            .take_while(|(s, _, _)| *s <= now)
+            .take(limit)
+            .map(|(_, _, m)| m.clone())
+            .collect()
+    }
+
+    fn first_score(&self) -> Option<u64> {
+        self.order.first().map(|(s, _, _)| *s)
+    }
+
+    fn page(&self, offset: usize, limit: usize) -> Vec<String> {
+        self.order
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|(_, _, m)| m.clone())
+            .collect()
+    }
+
+    fn len(&self) -> u64 {
+        self.order.len() as u64
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    seq: u64,
+    jobs: HashMap<String, Envelope>,
+    ready: [VecDeque<String>; 4],
+    delayed: ZSet,
+    lease: ZSet,
+    inflight: HashMap<String, String>,
+    dead: ZSet,
+    completed: ZSet,
+    errors: HashMap<String, String>,
+    results: HashMap<String, Bytes>,
+    /// unique key -> (job id, expires at ms for time-bound keys)
+    unique: HashMap<String, (String, Option<u64>)>,
+    paused: bool,
+}
+
+impl State {
+    fn live(&self, id: &str) -> bool {
+        self.jobs.contains_key(id) && !self.dead.contains(id) && !self.completed.contains(id)
+    }
+
+    fn has_ready(&self) -> bool {
+        self.ready.iter().any(|r| !r.is_empty())
+    }
+
+    fn level(&self, id: &str) -> usize {
+        self.jobs
+            .get(id)
+            .map_or(2, |e| usize::from(e.priority.level()))
+    }
+
+    fn trim(set: &mut ZSet, most: u64, limit: usize) -> Vec<String> {
+        let excess = set.len().saturating_sub(most);
+        let old = set.page(0, usize::try_from(excess).unwrap_or(usize::MAX).min(limit));
+        for id in &old {
+            set.remove(id);
+        }
+        old
+    }
+}
+
+/// A queue in process memory with the behaviour of [`crate::RedisQueue`] (conformance
+/// suite): for tests and single-process use. Nothing survives the process. Cheap to
+/// clone; clones share the jobs.
+#[derive(Debug, Clone)]
+pub struct MemoryQueue {
+    name: Arc<str>,
+    config: Arc<QueueConfig>,
+    state: Arc<Mutex<State>>,
+    wake: Arc<Notify>,
+    clock: Arc<dyn Clock>,
+}
+
+/// Jobs trimmed from the completed or dead set per call (as on Redis).
+const TRIM_LIMIT: usize = 100;
+
+impl MemoryQueue {
+    /// A queue on the system clock.
+    pub fn new(name: &str, config: QueueConfig) -> Result<MemoryQueue> {
+        Self::with_clock(name, config, SystemClock)
+    }
+
+    /// A queue on the given clock (a `ManualClock` in tests: delays and leases follow it).
+    pub fn with_clock(name: &str, config: QueueConfig, clock: impl Clock) -> Result<MemoryQueue> {
+        config.validate(name)?;
+        Ok(MemoryQueue {
+            name: Arc::from(name),
+            config: Arc::new(config),
+            state: Arc::default(),
+            wake: Arc::new(Notify::new()),
+            clock: Arc::new(clock),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.clock.now().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+#[async_trait]
+impl Queue for MemoryQueue {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn config(&self) -> &QueueConfig {
+        &self.config
+    }
+
+    async fn enqueue_bytes(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        let prepared = prepare(&self.config, &jobs)?;
+        let now = self.now();
+        let mut s = self.state();
+        let mut out = Vec::with_capacity(prepared.len());
+        let mut woke = false;
+        for p in prepared {
+            let (id, mut duplicate) = match p.id {
+                Some(id) => {
+                    let dup = s.jobs.contains_key(&id).then(|| id.clone());
+                    (id, dup)
+                }
+                None => {
+                    s.seq += 1;
+                    (s.seq.to_string(), None)
+                }
+            };
+            if duplicate.is_none()
+                && let Some((key, ttl)) = &p.unique
+            {
+                let holder = s
+                    .unique
+                    .get(key)
+                    .filter(|(_, until)| until.is_none_or(|u| u > now))
+                    .map(|(h, _)| h.clone());
+                match holder {
+                    Some(h) if *ttl > 0 || s.live(&h) => duplicate = Some(h),
+                    _ => {
+                        let until = (*ttl > 0).then(|| now.saturating_add(*ttl));
+                        s.unique.insert(key.clone(), (id.clone(), until));
+                    }
+                }
+            }
+            if let Some(d) = duplicate {
+                out.push(Enqueued::Duplicate(JobId(d)));
+                continue;
+            }
+            s.jobs.insert(id.clone(), p.envelope);
+            if p.delay_ms > 0 {
+                s.delayed.add(&id, now.saturating_add(p.delay_ms));
+            } else {
+                s.ready[usize::from(p.level)].push_back(id.clone());
+                woke = true;
+            }
+            out.push(Enqueued::Added(JobId(id)));
+        }
+        drop(s);
+        if woke {
+            self.wake.notify_one();
+        }
+        Ok(out)
+    }
+
+    async fn fetch(&self, max: usize, visibility: Duration) -> Result<Fetched> {
+        check_batch("a fetch", max)?;
+        check_visibility(visibility)?;
+        let now = self.now();
+        let token = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
+        let mut s = self.state();
+        for id in s.delayed.due(now, self.config.promote_limit as usize) {
+            s.delayed.remove(&id);
+            let level = s.level(&id);
+            s.ready[level].push_back(id);
+        }
+        for id in s.lease.due(now, self.config.recover_limit as usize) {
+            s.lease.remove(&id);
+            s.inflight.remove(&id);
+            let Some(env) = s.jobs.get_mut(&id) else {
+                continue;
+            };
+            env.attempts = env.attempts.saturating_add(1);
+            env.stalls = env.stalls.saturating_add(1);
+            let why = format!("stalled: the lease ran out ({} time(s))", env.stalls);
+            let dead = env.attempts >= env.max_attempts;
+            let level = usize::from(env.priority.level());
+            s.errors.insert(id.clone(), why);
+            if dead {
+                s.dead.add(&id, now);
+            } else {
+                s.ready[level].push_front(id);
+            }
+        }
+        let mut fetched = Fetched::default();
+        if !s.paused {
+            let mut ids = Vec::new();
+            for level in 0..4 {
+                while ids.len() < max {
+                    match s.ready[level].pop_front() {
+                        Some(id) => ids.push(id),
+                        None => break,
+                    }
+                }
+            }
+            let until = now.saturating_add(ms(visibility));
+            for id in ids {
+                let Some(env) = s.jobs.get(&id).cloned() else {
+                    continue;
+                };
+                s.lease.add(&id, until);
+                s.inflight.insert(id.clone(), token.clone());
+                fetched
+                    .deliveries
+                    .push(env.delivery(JobId(id), token.clone()));
+            }
+            if max > 0 && s.has_ready() {
+                self.wake.notify_one();
+            }
+        }
+        let next = [s.delayed.first_score(), s.lease.first_score()]
+            .into_iter()
+            .flatten()
+            .min();
+        fetched.next_due = next.map(|at| Duration::from_millis(at.saturating_sub(now)));
+        Ok(fetched)
+    }
+
+    async fn wait(&self, timeout: Duration) -> Result<()> {
+        let _ = tokio::time::timeout(timeout, self.wake.notified()).await;
+        Ok(())
+    }
+
+    async fn complete(&self, done: &[(Lease, Bytes)]) -> Result<Vec<bool>> {
+        check_batch("a completion", done.len())?;
+        let now = self.now();
+        let mut s = self.state();
+        let (keep, count, age) = match self.config.completed {
+            Retention::None => (false, None, None),
+            Retention::Keep { count, age } => (true, count, age),
+        };
+        let mut out = Vec::with_capacity(done.len());
+        for (lease, result) in done {
+            let id = lease.id.as_str();
+            if s.inflight.get(id) != Some(&lease.token) {
+                out.push(false);
+                continue;
+            }
+            s.lease.remove(id);
+            s.inflight.remove(id);
+            s.errors.remove(id);
+            if keep {
+                s.completed.add(id, now);
+                s.results.insert(id.to_string(), result.clone());
+            } else {
+                s.jobs.remove(id);
+            }
+            if let Some(u) = &lease.unique
+                && s.unique.get(u).is_some_and(|(h, _)| h == id)
+            {
+                s.unique.remove(u);
+            }
+            out.push(true);
+        }
+        if keep {
+            let mut old = Vec::new();
+            if let Some(age) = age {
+                old = s.completed.due(now.saturating_sub(ms(age)), TRIM_LIMIT);
+                for id in &old {
+                    s.completed.remove(id);
+                }
+            }
+            if let Some(count) = count {
+                old.extend(State::trim(&mut s.completed, count, TRIM_LIMIT - old.len()));
+            }
+            for id in old {
+                s.jobs.remove(&id);
+                s.results.remove(&id);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn fail(&self, lease: &Lease, error: &str, retry: Option<Duration>) -> Result<()> {
+        let now = self.now();
+        let mut s = self.state();
+        let id = lease.id.as_str();
+        if s.inflight.get(id) != Some(&lease.token) {
+            return Err(Error::LeaseLost(lease.id.clone()));
+        }
+        s.lease.remove(id);
+        s.inflight.remove(id);
+        let Some(env) = s.jobs.get_mut(id) else {
+            return Ok(());
+        };
+        env.attempts = env.attempts.saturating_add(1);
+        let level = usize::from(env.priority.level());
+        s.errors.insert(id.to_string(), error.to_string());
+        match retry {
+            Some(d) if d.is_zero() => {
+                s.ready[level].push_back(id.to_string());
+                drop(s);
+                self.wake.notify_one();
+            }
+            Some(d) => s.delayed.add(id, now.saturating_add(ms(d))),
+            None => {
+                if let Some(u) = &lease.unique
+                    && s.unique.get(u).is_some_and(|(h, _)| h == id)
+                {
+                    s.unique.remove(u);
+                }
+                let most = match self.config.dead {
+                    Retention::None => {
+                        s.jobs.remove(id);
+                        s.errors.remove(id);
+                        return Ok(());
+                    }
+                    Retention::Keep { count, .. } => count,
+                };
+                s.dead.add(id, now);
+                if let Some(most) = most {
+                    for old in State::trim(&mut s.dead, most, TRIM_LIMIT) {
+                        s.jobs.remove(&old);
+                        s.errors.remove(&old);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn extend(&self, leases: &[Lease], visibility: Duration) -> Result<Vec<bool>> {
+        check_visibility(visibility)?;
+        let until = self.now().saturating_add(ms(visibility));
+        let mut s = self.state();
+        Ok(leases
+            .iter()
+            .map(|l| {
+                let held = s.inflight.get(l.id.as_str()) == Some(&l.token);
+                if held {
+                    s.lease.add(l.id.as_str(), until);
+                }
+                held
+            })
+            .collect())
+    }
+
+    async fn release(&self, leases: &[Lease]) -> Result<u64> {
+        let mut s = self.state();
+        let mut back = 0;
+        for l in leases {
+            let id = l.id.as_str();
+            if s.inflight.get(id) != Some(&l.token) {
+                continue;
+            }
+            s.lease.remove(id);
+            s.inflight.remove(id);
+            if s.jobs.contains_key(id) {
+                let level = s.level(id);
+                s.ready[level].push_front(id.to_string());
+                back += 1;
+            }
+        }
+        drop(s);
+        if back > 0 {
+            self.wake.notify_one();
+        }
+        Ok(back)
+    }
+
+    async fn job(&self, id: &JobId) -> Result<Option<JobInfo>> {
+        let s = self.state();
+        let id_s = id.as_str();
+        let Some(env) = s.jobs.get(id_s).cloned() else {
+            return Ok(None);
+        };
+        let error = s.errors.get(id_s).cloned();
+        let state = if s.lease.contains(id_s) {
+            JobState::Active
+        } else if s.dead.contains(id_s) {
+            JobState::Dead
+        } else if s.completed.contains(id_s) {
+            JobState::Completed
+        } else if s.delayed.contains(id_s) {
+            if error.is_some() {
+                JobState::Failed
+            } else {
+                JobState::Delayed
+            }
+        } else if error.is_some() {
+            JobState::Failed
+        } else {
+            JobState::Waiting
+        };
+        let result = s.results.get(id_s).cloned();
+        Ok(Some(env.info(id.clone(), state, error, result)))
+    }
+
+    async fn list(&self, state: JobState, offset: usize, limit: usize) -> Result<Vec<JobInfo>> {
+        check_batch("a listing", limit)?;
+        let s = self.state();
+        let ids: Vec<String> = match state {
+            JobState::Waiting => s
+                .ready
+                .iter()
+                .flatten()
+                .skip(offset)
+                .take(limit)
+                .cloned()
+                .collect(),
+            JobState::Delayed | JobState::Failed => s.delayed.page(offset, limit),
+            JobState::Active => s.lease.page(offset, limit),
+            JobState::Completed => s.completed.page(offset, limit),
+            JobState::Dead => s.dead.page(offset, limit),
+        };
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| {
+                let env = s.jobs.get(&id)?.clone();
+                Some(env.info(JobId(id), state, None, None))
+            })
+            .collect())
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        let s = self.state();
+        Ok(Stats {
+            waiting: s.ready.iter().map(|r| r.len() as u64).sum(),
+            delayed: s.delayed.len(),
+            active: s.lease.len(),
+            completed: s.completed.len(),
+            dead: s.dead.len(),
+            paused: s.paused,
+        })
+    }
+
+    async fn pause(&self) -> Result<()> {
+        self.state().paused = true;
+        Ok(())
+    }
+
+    async fn resume(&self) -> Result<()> {
+        self.state().paused = false;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    async fn retry_dead(&self, ids: &[JobId], limit: usize) -> Result<u64> {
+        check_batch("a retry", limit.max(ids.len()))?;
+        let mut s = self.state();
+        let ids: Vec<String> = if ids.is_empty() {
+            s.dead.page(0, limit)
+        } else {
+            ids.iter().map(|i| i.0.clone()).collect()
+        };
+        let mut back = 0;
+        for id in ids {
+            if !s.dead.remove(&id) {
+                continue;
+            }
+            let Some(env) = s.jobs.get_mut(&id) else {
+                continue;
+            };
+            env.attempts = 0;
+            env.stalls = 0;
+            let level = usize::from(env.priority.level());
+            s.errors.remove(&id);
+            s.ready[level].push_back(id);
+            back += 1;
+        }
+        drop(s);
+        if back > 0 {
+            self.wake.notify_one();
+        }
+        Ok(back)
+    }
+
+    async fn remove(&self, id: &JobId) -> Result<bool> {
+        let mut s = self.state();
+        let id = id.as_str();
+        if s.jobs.remove(id).is_none() {
+            return Ok(false);
+        }
+        s.delayed.remove(id);
+        s.lease.remove(id);
+        s.inflight.remove(id);
+        s.dead.remove(id);
+        s.completed.remove(id);
+        s.results.remove(id);
+        s.errors.remove(id);
+        // its id may stay in a ready list: fetch skips it, as on Redis
+        Ok(true)
+    }
+}
