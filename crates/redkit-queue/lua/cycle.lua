@@ -2,14 +2,16 @@
 -- inflight (hash id -> delivery token), KEYS[5]: meta, KEYS[6]: signal, KEYS[7]: dead,
 -- KEYS[8]: errors (hash id -> last error), KEYS[9]: events (stream), KEYS[10..13]: ready
 -- lists by level, KEYS[14]: completed (zset id -> ms), KEYS[15]: results (hash id ->
--- result), KEYS[16..]: unique keys of completed jobs; all `<prefix>:queue:{<name>}:…`.
+-- result), KEYS[16]: progress (hash id -> last report), KEYS[17..]: unique keys of
+-- completed jobs; all `<prefix>:queue:{<name>}:…`.
 -- ARGV[1]: most jobs to take (0: none), ARGV[2]: visibility ms, ARGV[3]: this delivery's
 -- token, ARGV[4]: most due jobs to promote, ARGV[5]: most expired leases to recover,
 -- ARGV[6]: events stream max length (0 = no events), ARGV[7]: keep completed jobs ('1')
 -- or delete them ('0'), ARGV[8]: most completed kept (0 = no limit), ARGV[9]: longest
 -- kept ms (0 = no limit), ARGV[10]: most old jobs trimmed, ARGV[11]: sweep ('1': promote
--- and recover), then per completed job 4 slots: id, token, result, unique key index into
--- KEYS[16..] (0 = none).
+-- and recover), ARGV[12]: most dead jobs kept (0 = no limit, -1 = none: deleted), then
+-- per completed job 4 slots: id, token, result, unique key index into KEYS[17..] (0 =
+-- none).
 -- One worker cycle in one step: completes the jobs whose delivery token still holds (a
 -- worker whose lease was lost cannot complete a job that was delivered again) and keeps
 -- or deletes them (trimmed, bounded); moves due delayed jobs to their ready lists and
@@ -31,22 +33,29 @@ end
 local keep = ARGV[7] == '1'
 local acks, done = {}, {}
 local held = {}
-if #ARGV >= 15 then
+if #ARGV >= 16 then
   local ids = {}
-  for i = 12, #ARGV - 3, 4 do ids[#ids + 1] = ARGV[i] end
+  for i = 13, #ARGV - 3, 4 do ids[#ids + 1] = ARGV[i] end
   held = redis.call('HMGET', KEYS[4], unpack(ids))
 end
-local i = 12
+-- deletes what a job leaves besides its envelope: results, errors, progress
+local function forget(ids)
+  redis.call('HDEL', KEYS[1], unpack(ids))
+  redis.call('HDEL', KEYS[8], unpack(ids))
+  redis.call('HDEL', KEYS[15], unpack(ids))
+  if redis.call('EXISTS', KEYS[16]) == 1 then redis.call('HDEL', KEYS[16], unpack(ids)) end
+end
+local i = 13
 while i + 3 <= #ARGV do
   local id = ARGV[i]
-  if held[(i - 8) / 4] == ARGV[i + 1] then
+  if held[(i - 9) / 4] == ARGV[i + 1] then
     done[#done + 1] = id
     if keep then
       redis.call('ZADD', KEYS[14], now, id)
       redis.call('HSET', KEYS[15], id, ARGV[i + 2])
     end
     local uk = tonumber(ARGV[i + 3])
-    if uk > 0 and redis.call('GET', KEYS[15 + uk]) == id then redis.call('DEL', KEYS[15 + uk]) end
+    if uk > 0 and redis.call('GET', KEYS[16 + uk]) == id then redis.call('DEL', KEYS[16 + uk]) end
     event('completed', id)
     acks[#acks + 1] = 1
   else
@@ -58,8 +67,10 @@ if #done > 0 then
   redis.call('ZREM', KEYS[3], unpack(done))
   redis.call('HDEL', KEYS[4], unpack(done))
   redis.call('HDEL', KEYS[8], unpack(done))
-  if not keep then redis.call('HDEL', KEYS[1], unpack(done)) end
-  if keep then
+  if not keep then
+    redis.call('HDEL', KEYS[1], unpack(done))
+    if redis.call('EXISTS', KEYS[16]) == 1 then redis.call('HDEL', KEYS[16], unpack(done)) end
+  else
     local limit = tonumber(ARGV[10])
     local old = {}
     if tonumber(ARGV[9]) > 0 then
@@ -75,8 +86,7 @@ if #done > 0 then
     end
     if #old > 0 then
       redis.call('ZREM', KEYS[14], unpack(old))
-      redis.call('HDEL', KEYS[15], unpack(old))
-      redis.call('HDEL', KEYS[1], unpack(old))
+      forget(old)
     end
   end
 end
@@ -102,7 +112,18 @@ if ARGV[11] == '1' then
       local why = 'stalled: the lease ran out (' .. stalls .. ' time(s))'
       redis.call('HSET', KEYS[8], id, why)
       if attempts >= struct.unpack('>I2', env, 6) then
-        redis.call('ZADD', KEYS[7], now, id)
+        local most = tonumber(ARGV[12])
+        if most < 0 then
+          forget({id})
+        else
+          redis.call('ZADD', KEYS[7], now, id)
+          local excess = redis.call('ZCARD', KEYS[7]) - most
+          if most > 0 and excess > 0 then
+            local old = redis.call('ZRANGE', KEYS[7], 0, math.min(excess, tonumber(ARGV[10])) - 1)
+            redis.call('ZREM', KEYS[7], unpack(old))
+            forget(old)
+          end
+        end
         event('dead', id, why)
       else
         redis.call('LPUSH', KEYS[10 + string.byte(env, 8)], id)

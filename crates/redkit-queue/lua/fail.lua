@@ -1,7 +1,7 @@
 -- KEYS[1]: jobs, KEYS[2]: lease, KEYS[3]: inflight, KEYS[4]: delayed, KEYS[5]: dead,
 -- KEYS[6]: errors, KEYS[7]: signal, KEYS[8]: events, KEYS[9..12]: ready lists by level,
--- KEYS[13]: the job's unique key (or the jobs key when it has none); all
--- `<prefix>:queue:{<name>}:…`.
+-- KEYS[13]: the job's unique key (or the jobs key when it has none), KEYS[14]: progress;
+-- all `<prefix>:queue:{<name>}:…`.
 -- ARGV[1]: id, ARGV[2]: token, ARGV[3]: error, ARGV[4]: 'retry' or 'dead', ARGV[5]:
 -- retry delay ms, ARGV[6]: most dead jobs kept (0 = no limit, -1 = none: a dead job is deleted), ARGV[7]: most trimmed per
 -- call, ARGV[8]: events max length (0 = none), ARGV[9]: '1' when KEYS[13] is a unique key.
@@ -39,6 +39,7 @@ else
   if most < 0 then
     redis.call('HDEL', KEYS[1], id)
     redis.call('HDEL', KEYS[6], id)
+    redis.call('HDEL', KEYS[14], id)
   else
     redis.call('ZADD', KEYS[5], now, id)
   end
@@ -49,6 +50,7 @@ else
       redis.call('ZREM', KEYS[5], unpack(old))
       redis.call('HDEL', KEYS[1], unpack(old))
       redis.call('HDEL', KEYS[6], unpack(old))
+      redis.call('HDEL', KEYS[14], unpack(old))
     end
   end
 end

@@ -1,5 +1,5 @@
 -- KEYS[1]: jobs, KEYS[2]: delayed, KEYS[3]: lease, KEYS[4]: inflight, KEYS[5]: dead,
--- KEYS[6]: completed, KEYS[7]: results, KEYS[8]: errors; `<prefix>:queue:{<name>}:…`.
+-- KEYS[6]: completed, KEYS[7]: results, KEYS[8]: errors, KEYS[9]: progress; `<prefix>:queue:{<name>}:…`.
 -- ARGV[1]: id.
 -- Removes a job in whatever state. Its id may stay in a ready list, where fetch skips it
 -- (no O(n) list scan); a worker running it can no longer complete or fail it.
@@ -13,5 +13,6 @@ for k = 3, 6 do
 end
 redis.call('HDEL', KEYS[7], id)
 redis.call('HDEL', KEYS[8], id)
+redis.call('HDEL', KEYS[9], id)
 redis.call('HDEL', KEYS[1], id)
 return 1

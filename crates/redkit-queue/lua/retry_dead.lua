@@ -1,8 +1,8 @@
--- KEYS[1]: jobs, KEYS[2]: dead, KEYS[3]: errors, KEYS[4]: signal, KEYS[5..8]: ready lists
--- by level; `<prefix>:queue:{<name>}:…`.
+-- KEYS[1]: jobs, KEYS[2]: dead, KEYS[3]: errors, KEYS[4]: signal, KEYS[5]: progress,
+-- KEYS[6..9]: ready lists by level; `<prefix>:queue:{<name>}:…`.
 -- ARGV[1]: most jobs, then ids (none: the oldest dead jobs).
--- Gives dead jobs a new life: attempts and stalls back to 0, error cleared, to the tail
--- of their ready list. Reply: how many.
+-- Gives dead jobs a new life: attempts and stalls back to 0, error and progress cleared,
+-- to the tail of their ready list. Reply: how many.
 local ids = {}
 if #ARGV > 1 then
   for i = 2, math.min(#ARGV, tonumber(ARGV[1]) + 1) do ids[#ids + 1] = ARGV[i] end
@@ -17,7 +17,8 @@ for _, id in ipairs(ids) do
       env = string.sub(env, 1, 1) .. struct.pack('>I2I2', 0, 0) .. string.sub(env, 6)
       redis.call('HSET', KEYS[1], id, env)
       redis.call('HDEL', KEYS[3], id)
-      redis.call('RPUSH', KEYS[5 + string.byte(env, 8)], id)
+      redis.call('HDEL', KEYS[5], id)
+      redis.call('RPUSH', KEYS[6 + string.byte(env, 8)], id)
       back = back + 1
     end
   end

@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use futures_util::StreamExt;
+
 use crate::{
-    Backoff, Enqueued, Error, JobId, JobOptions, JobState, NewJob, Priority, Queue, QueueConfig,
-    QueueExt, Retention, Unique, Worker,
+    Backoff, Enqueued, Error, Event, EventId, EventKind, EventStream, JobId, JobOptions, JobState,
+    NewJob, Priority, Queue, QueueConfig, QueueExt, Retention, StartAt, Unique, Worker,
 };
 
 pub use redkit_testkit::Time;
@@ -292,6 +294,201 @@ pub async fn jobs_that_keep_stalling_die(s: &Suite) {
     let info = a.job(&id).await.unwrap().unwrap();
     assert_eq!((info.state, info.attempts), (JobState::Dead, 2));
     assert!(info.error.unwrap().starts_with("stalled"));
+
+    // with no dead jobs kept, a job that stalls to death is deleted
+    let (a, _) = s
+        .pair(
+            QueueConfig::new()
+                .max_attempts(1)
+                .keep_dead(Retention::None),
+        )
+        .await;
+    let id = added(&a.enqueue(&"poison", &JobOptions::new()).await.unwrap());
+    assert_eq!(fetch_ids(&a, 1).await.len(), 1);
+    s.time.pass(VIS + Duration::from_millis(100)).await;
+    assert!(a.fetch(5, VIS).await.unwrap().deliveries.is_empty());
+    assert!(a.job(&id).await.unwrap().is_none());
+    assert_eq!(a.stats().await.unwrap().dead, 0);
+}
+
+fn kinds(events: &[Event]) -> Vec<(EventKind, String)> {
+    events.iter().map(|e| (e.kind, e.job.to_string())).collect()
+}
+
+pub async fn progress_is_kept_and_events_tell_what_happened(s: &Suite) {
+    let config = QueueConfig::new()
+        .events(1000)
+        .max_payload(100)
+        .keep_completed(Retention::Keep {
+            count: None,
+            age: None,
+        });
+    let (a, b) = s.pair(config).await;
+    assert_eq!(b.last_event_id().await.unwrap(), EventId::start());
+    let ids: Vec<JobId> = a
+        .enqueue_many(&["done", "retried", "buried"], &JobOptions::new())
+        .await
+        .unwrap()
+        .iter()
+        .map(added)
+        .collect();
+    let got = b.fetch(3, VIS).await.unwrap().deliveries;
+    let progress = Bytes::from_static(b"{\"pct\":50}");
+    b.progress(&got[0].lease, progress.clone()).await.unwrap();
+    let info = a.job(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(info.progress.as_ref(), Some(&progress));
+    assert!(matches!(
+        b.progress(&got[0].lease, Bytes::from(vec![b'x'; 101]))
+            .await,
+        Err(Error::TooLarge { size: 101, .. })
+    ));
+    assert_eq!(
+        b.complete(&[(got[0].lease.clone(), Bytes::from_static(b"1"))])
+            .await
+            .unwrap(),
+        vec![true]
+    );
+    // kept with the completed job
+    let info = a.job(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(
+        (info.state, info.progress),
+        (JobState::Completed, Some(progress))
+    );
+    b.fail(&got[1].lease, "oops", Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    b.progress(&got[2].lease, Bytes::from_static(b"7"))
+        .await
+        .unwrap();
+    b.fail(&got[2].lease, "gone", None).await.unwrap();
+    // a delivery that ended can no longer report
+    assert!(matches!(
+        b.progress(&got[2].lease, Bytes::from_static(b"8")).await,
+        Err(Error::LeaseLost(_))
+    ));
+
+    let events = a
+        .events(&EventId::start(), 100, Duration::ZERO)
+        .await
+        .unwrap();
+    let (one, two, three) = (ids[0].to_string(), ids[1].to_string(), ids[2].to_string());
+    assert_eq!(
+        kinds(&events),
+        [
+            (EventKind::Progress, one.clone()),
+            (EventKind::Completed, one.clone()),
+            (EventKind::Failed, two.clone()),
+            (EventKind::Progress, three.clone()),
+            (EventKind::Dead, three.clone()),
+        ]
+    );
+    assert_eq!(
+        events[0].progress::<serde_json::Value>().unwrap()["pct"],
+        50
+    );
+    assert_eq!(events[2].error(), Some("oops"));
+    assert_eq!(events[4].error(), Some("gone"));
+    assert!(events[1].progress::<u32>().is_err());
+    assert!(events.windows(2).all(|w| {
+        let id = |e: &Event| crate::EventId::split(e.id.as_str()).unwrap();
+        id(&w[0]) < id(&w[1])
+    }));
+    assert_eq!(a.last_event_id().await.unwrap(), events[4].id);
+    // reading after an id, in pages
+    let rest = b.events(&events[1].id, 2, Duration::ZERO).await.unwrap();
+    assert_eq!(rest, events[2..4]);
+    // a retried dead job starts with no progress
+    assert_eq!(a.retry_dead(&[ids[2].clone()], 0).await.unwrap(), 1);
+    assert_eq!(a.job(&ids[2]).await.unwrap().unwrap().progress, None);
+
+    // a stalled delivery is an event too
+    let lease = b
+        .fetch(1, Duration::from_millis(100))
+        .await
+        .unwrap()
+        .deliveries;
+    assert_eq!(lease[0].id(), &ids[2]);
+    s.time.pass(Duration::from_millis(200)).await;
+    let last = a.last_event_id().await.unwrap();
+    b.fetch(0, VIS).await.unwrap();
+    let stalled = a.events(&last, 10, Duration::ZERO).await.unwrap();
+    assert_eq!(kinds(&stalled), [(EventKind::Stalled, three.clone())]);
+    assert!(stalled[0].error().unwrap().starts_with("stalled"));
+
+    // a blocked read wakes up for a new event
+    let last = stalled[0].id.clone();
+    let reader = {
+        let a = a.clone();
+        tokio::spawn(async move { a.events(&last, 10, Duration::from_secs(10)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let next = b.fetch(1, VIS).await.unwrap().deliveries.remove(0);
+    b.progress(&next.lease, Bytes::from_static(b"1"))
+        .await
+        .unwrap();
+    let woke = tokio::time::timeout(Duration::from_secs(5), reader)
+        .await
+        .expect("the blocked read returned")
+        .unwrap()
+        .unwrap();
+    assert_eq!(kinds(&woke), [(EventKind::Progress, three)]);
+    // nothing new: a read waits its time and comes back empty
+    assert!(
+        a.events(&woke[0].id, 10, Duration::from_millis(50))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // a worker's handler reports progress; the event stream shows it before the completion
+    let id = added(&a.enqueue(&"report", &JobOptions::new()).await.unwrap());
+    let stream = EventStream::new(a.clone(), StartAt::After(woke[0].id.clone()))
+        .batch(2)
+        .wait(Duration::from_millis(200));
+    let worker = Worker::builder(b.clone())
+        .idle_wait(Duration::from_millis(20))
+        .build()
+        .unwrap()
+        .run(|job: crate::Job<String>| async move {
+            job.progress(&serde_json::json!({ "step": 1 })).await?;
+            job.progress(&serde_json::json!({ "step": 2 })).await?;
+            Ok::<_, Error>(())
+        });
+    let seen: Vec<Event> = tokio::time::timeout(
+        Duration::from_secs(10),
+        stream
+            .filter_map(|e| {
+                let id = id.clone();
+                async move { e.ok().filter(|e| e.job == id) }
+            })
+            .take(3)
+            .collect(),
+    )
+    .await
+    .expect("the stream delivered the worker's events");
+    worker.shutdown(Duration::from_secs(5)).await;
+    let id = id.to_string();
+    assert_eq!(
+        kinds(&seen),
+        [
+            (EventKind::Progress, id.clone()),
+            (EventKind::Progress, id.clone()),
+            (EventKind::Completed, id)
+        ]
+    );
+    assert_eq!(seen[1].progress::<serde_json::Value>().unwrap()["step"], 2);
+
+    // a queue that records no events says so
+    let (quiet, _) = s.pair(QueueConfig::new()).await;
+    assert!(matches!(
+        quiet.events(&EventId::start(), 10, Duration::ZERO).await,
+        Err(Error::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        a.events(&EventId::start(), 0, Duration::ZERO).await,
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(EventId::parse("12-x").is_err());
 }
 
 pub async fn duplicates_are_refused_by_id_and_unique_key(s: &Suite) {
@@ -617,6 +814,7 @@ macro_rules! conformance_suite {
                 failures_retry_then_die_and_dead_jobs_can_be_retried,
                 a_lost_lease_cannot_settle_a_redelivered_job,
                 jobs_that_keep_stalling_die,
+                progress_is_kept_and_events_tell_what_happened,
                 duplicates_are_refused_by_id_and_unique_key,
                 pause_release_list_and_remove,
                 bad_input_is_a_typed_error,

@@ -365,6 +365,9 @@ pub struct JobInfo {
     pub error: Option<String>,
     /// The result (completed jobs that were kept).
     pub result: Option<Bytes>,
+    /// The last progress reported by a run (see `Job::progress`); kept until the job is
+    /// deleted, cleared when a dead job is retried. Filled by [`crate::Queue::job`] only.
+    pub progress: Option<Bytes>,
 }
 
 /// Jobs per state.
@@ -545,6 +548,7 @@ impl Envelope {
             enqueued_at: self.enqueued_at(),
             error,
             result,
+            progress: None,
             payload: self.payload,
         }
     }

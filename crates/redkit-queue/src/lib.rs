@@ -2,6 +2,7 @@
 
 mod config;
 mod error;
+mod event;
 mod job;
 mod memory;
 mod redis;
@@ -19,6 +20,7 @@ use serde::Serialize;
 
 pub use crate::config::{MAX_BATCH, QueueConfig, Retention};
 pub use crate::error::{Error, Result};
+pub use crate::event::{Event, EventId, EventKind, EventStream, StartAt};
 pub use crate::job::{
     Backoff, Delivery, Enqueued, JobId, JobInfo, JobOptions, JobState, Lease, MAX_ID_LEN, NewJob,
     Priority, Stats, Unique,
@@ -122,6 +124,20 @@ pub trait Queue: Send + Sync + fmt::Debug {
     /// Removes a job in any state; whether it existed. A worker running it can no longer
     /// complete it.
     async fn remove(&self, id: &JobId) -> Result<bool>;
+
+    /// Records a running job's progress (at most `max_payload` bytes): kept with the job
+    /// until it is deleted (see [`JobInfo::progress`]) and recorded as a
+    /// [`EventKind::Progress`] event. [`Error::LeaseLost`] when the lease was lost.
+    async fn progress(&self, lease: &Lease, progress: Bytes) -> Result<()>;
+
+    /// Up to `max` events (1 to [`MAX_BATCH`]) recorded after `after`, oldest first;
+    /// when there is none yet, waits up to `wait` for one. [`Error::InvalidConfig`] when
+    /// the queue records no events ([`QueueConfig::events`]). [`EventStream`] reads them
+    /// as a `Stream`.
+    async fn events(&self, after: &EventId, max: usize, wait: Duration) -> Result<Vec<Event>>;
+
+    /// The id of the newest event kept ([`EventId::start`] when there is none).
+    async fn last_event_id(&self) -> Result<EventId>;
 }
 
 /// The typed API over any [`Queue`]: payloads are JSON through serde.
@@ -282,6 +298,30 @@ pub(crate) fn check_batch(what: &str, n: usize) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Checks a progress report's size.
+pub(crate) fn check_progress(config: &QueueConfig, progress: &[u8]) -> Result<()> {
+    if progress.len() > config.max_payload {
+        return Err(Error::TooLarge {
+            size: progress.len(),
+            limit: config.max_payload,
+        });
+    }
+    Ok(())
+}
+
+/// Checks that events are recorded and a read's size.
+pub(crate) fn check_events(config: &QueueConfig, max: usize) -> Result<()> {
+    if config.events == 0 {
+        return Err(Error::InvalidConfig(
+            "this queue records no events (see QueueConfig::events)".into(),
+        ));
+    }
+    if max == 0 {
+        return Err(Error::InvalidArgument("a read of zero events".into()));
+    }
+    check_batch("a read of events", max)
 }
 
 /// Checks a lease's visibility timeout.

@@ -12,8 +12,9 @@ use tokio::sync::Notify;
 
 use crate::job::Envelope;
 use crate::{
-    Enqueued, Error, Fetched, JobId, JobInfo, JobState, Lease, NewJob, Queue, QueueConfig, Result,
-    Retention, Stats, check_batch, check_visibility, ms, prepare,
+    Enqueued, Error, Event, EventId, EventKind, Fetched, JobId, JobInfo, JobState, Lease, NewJob,
+    Queue, QueueConfig, Result, Retention, Stats, check_batch, check_events, check_progress,
+    check_visibility, ms, prepare,
 };
 
 /// A sorted set: members by score, ties in insertion order.
@@ -82,6 +83,9 @@ struct State {
     completed: ZSet,
     errors: HashMap<String, String>,
     results: HashMap<String, Bytes>,
+    progress: HashMap<String, Bytes>,
+    events: VecDeque<Event>,
+    last_event: (u64, u64),
     /// unique key -> (job id, expires at ms for time-bound keys)
     unique: HashMap<String, (String, Option<u64>)>,
     paused: bool,
@@ -100,6 +104,49 @@ impl State {
         self.jobs
             .get(id)
             .map_or(2, |e| usize::from(e.priority.level()))
+    }
+
+    /// Deletes a job's envelope and what it left besides: results, errors, progress.
+    fn forget(&mut self, id: &str) {
+        self.jobs.remove(id);
+        self.results.remove(id);
+        self.errors.remove(id);
+        self.progress.remove(id);
+    }
+
+    /// Records an event in a log of at most `cap` entries (0: none), ids as on Redis.
+    fn event(&mut self, cap: u64, now: u64, kind: EventKind, id: &str, detail: Bytes) {
+        if cap == 0 {
+            return;
+        }
+        self.last_event = if now > self.last_event.0 {
+            (now, 0)
+        } else {
+            (self.last_event.0, self.last_event.1 + 1)
+        };
+        self.events.push_back(Event {
+            id: EventId(format!("{}-{}", self.last_event.0, self.last_event.1)),
+            kind,
+            job: JobId(id.to_string()),
+            detail,
+        });
+        while self.events.len() as u64 > cap {
+            self.events.pop_front();
+        }
+    }
+
+    /// Moves a job to the dead set, or deletes it when none are kept; trims the set.
+    fn bury(&mut self, id: &str, now: u64, retention: Retention) {
+        let most = match retention {
+            Retention::None => return self.forget(id),
+            Retention::Keep { count, .. } => count,
+        };
+        self.dead.add(id, now);
+        if let Some(most) = most {
+            for old in State::trim(&mut self.dead, most, TRIM_LIMIT) {
+                self.forget(&old);
+            }
+        }
     }
 
     fn trim(set: &mut ZSet, most: u64, limit: usize) -> Vec<String> {
@@ -121,6 +168,7 @@ pub struct MemoryQueue {
     config: Arc<QueueConfig>,
     state: Arc<Mutex<State>>,
     wake: Arc<Notify>,
+    recorded: Arc<Notify>,
     clock: Arc<dyn Clock>,
 }
 
@@ -141,6 +189,7 @@ impl MemoryQueue {
             config: Arc::new(config),
             state: Arc::default(),
             wake: Arc::new(Notify::new()),
+            recorded: Arc::new(Notify::new()),
             clock: Arc::new(clock),
         })
     }
@@ -239,12 +288,15 @@ impl Queue for MemoryQueue {
             let why = format!("stalled: the lease ran out ({} time(s))", env.stalls);
             let dead = env.attempts >= env.max_attempts;
             let level = usize::from(env.priority.level());
-            s.errors.insert(id.clone(), why);
-            if dead {
-                s.dead.add(&id, now);
+            s.errors.insert(id.clone(), why.clone());
+            let kind = if dead {
+                s.bury(&id, now, self.config.dead);
+                EventKind::Dead
             } else {
-                s.ready[level].push_front(id);
-            }
+                s.ready[level].push_front(id.clone());
+                EventKind::Stalled
+            };
+            s.event(self.config.events, now, kind, &id, Bytes::from(why));
         }
         let mut fetched = Fetched::default();
         if !s.paused {
@@ -277,6 +329,8 @@ impl Queue for MemoryQueue {
             .flatten()
             .min();
         fetched.next_due = next.map(|at| Duration::from_millis(at.saturating_sub(now)));
+        drop(s);
+        self.recorded.notify_waiters();
         Ok(fetched)
     }
 
@@ -308,7 +362,15 @@ impl Queue for MemoryQueue {
                 s.results.insert(id.to_string(), result.clone());
             } else {
                 s.jobs.remove(id);
+                s.progress.remove(id);
             }
+            s.event(
+                self.config.events,
+                now,
+                EventKind::Completed,
+                id,
+                Bytes::new(),
+            );
             if let Some(u) = &lease.unique
                 && s.unique.get(u).is_some_and(|(h, _)| h == id)
             {
@@ -328,10 +390,11 @@ impl Queue for MemoryQueue {
                 old.extend(State::trim(&mut s.completed, count, TRIM_LIMIT - old.len()));
             }
             for id in old {
-                s.jobs.remove(&id);
-                s.results.remove(&id);
+                s.forget(&id);
             }
         }
+        drop(s);
+        self.recorded.notify_waiters();
         Ok(out)
     }
 
@@ -350,36 +413,39 @@ impl Queue for MemoryQueue {
         env.attempts = env.attempts.saturating_add(1);
         let level = usize::from(env.priority.level());
         s.errors.insert(id.to_string(), error.to_string());
-        match retry {
+        let mut wake = false;
+        let kind = match retry {
             Some(d) if d.is_zero() => {
                 s.ready[level].push_back(id.to_string());
-                drop(s);
-                self.wake.notify_one();
+                wake = true;
+                EventKind::Failed
             }
-            Some(d) => s.delayed.add(id, now.saturating_add(ms(d))),
+            Some(d) => {
+                s.delayed.add(id, now.saturating_add(ms(d)));
+                EventKind::Failed
+            }
             None => {
                 if let Some(u) = &lease.unique
                     && s.unique.get(u).is_some_and(|(h, _)| h == id)
                 {
                     s.unique.remove(u);
                 }
-                let most = match self.config.dead {
-                    Retention::None => {
-                        s.jobs.remove(id);
-                        s.errors.remove(id);
-                        return Ok(());
-                    }
-                    Retention::Keep { count, .. } => count,
-                };
-                s.dead.add(id, now);
-                if let Some(most) = most {
-                    for old in State::trim(&mut s.dead, most, TRIM_LIMIT) {
-                        s.jobs.remove(&old);
-                        s.errors.remove(&old);
-                    }
-                }
+                s.bury(id, now, self.config.dead);
+                EventKind::Dead
             }
+        };
+        s.event(
+            self.config.events,
+            now,
+            kind,
+            id,
+            Bytes::from(error.to_string()),
+        );
+        drop(s);
+        if wake {
+            self.wake.notify_one();
         }
+        self.recorded.notify_waiters();
         Ok(())
     }
 
@@ -447,7 +513,9 @@ impl Queue for MemoryQueue {
             JobState::Waiting
         };
         let result = s.results.get(id_s).cloned();
-        Ok(Some(env.info(id.clone(), state, error, result)))
+        let mut info = env.info(id.clone(), state, error, result);
+        info.progress = s.progress.get(id_s).cloned();
+        Ok(Some(info))
     }
 
     async fn list(&self, state: JobState, offset: usize, limit: usize) -> Result<Vec<JobInfo>> {
@@ -519,6 +587,7 @@ impl Queue for MemoryQueue {
             env.stalls = 0;
             let level = usize::from(env.priority.level());
             s.errors.remove(&id);
+            s.progress.remove(&id);
             s.ready[level].push_back(id);
             back += 1;
         }
@@ -540,9 +609,56 @@ impl Queue for MemoryQueue {
         s.inflight.remove(id);
         s.dead.remove(id);
         s.completed.remove(id);
-        s.results.remove(id);
-        s.errors.remove(id);
+        s.forget(id);
         // its id may stay in a ready list: fetch skips it, as on Redis
         Ok(true)
+    }
+
+    async fn progress(&self, lease: &Lease, progress: Bytes) -> Result<()> {
+        check_progress(&self.config, &progress)?;
+        let now = self.now();
+        let mut s = self.state();
+        let id = lease.id.as_str();
+        if s.inflight.get(id) != Some(&lease.token) || !s.jobs.contains_key(id) {
+            return Err(Error::LeaseLost(lease.id.clone()));
+        }
+        s.progress.insert(id.to_string(), progress.clone());
+        s.event(self.config.events, now, EventKind::Progress, id, progress);
+        drop(s);
+        self.recorded.notify_waiters();
+        Ok(())
+    }
+
+    async fn events(&self, after: &EventId, max: usize, wait: Duration) -> Result<Vec<Event>> {
+        check_events(&self.config, max)?;
+        let after = EventId::split(after.as_str()).unwrap_or((0, 0));
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // registered before the look, so an event recorded in between wakes it
+            let recorded = self.recorded.notified();
+            let found: Vec<Event> = self
+                .state()
+                .events
+                .iter()
+                .filter(|e| EventId::split(e.id.as_str()).is_some_and(|at| at > after))
+                .take(max)
+                .cloned()
+                .collect();
+            if !found.is_empty() {
+                return Ok(found);
+            }
+            if tokio::time::timeout_at(deadline, recorded).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn last_event_id(&self) -> Result<EventId> {
+        check_events(&self.config, 1)?;
+        Ok(self
+            .state()
+            .events
+            .back()
+            .map_or_else(EventId::start, |e| e.id.clone()))
     }
 }

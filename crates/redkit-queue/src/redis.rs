@@ -11,8 +11,9 @@ use redkit_core::{Invocation, Key, Keyspace, Pipeline, Redis, Script};
 
 use crate::job::Envelope;
 use crate::{
-    Enqueued, Error, Fetched, JobId, JobInfo, JobState, Lease, NewJob, Queue, QueueConfig, Result,
-    Retention, Stats, check_batch, check_visibility, ms, prepare,
+    Enqueued, Error, Event, EventId, EventKind, Fetched, JobId, JobInfo, JobState, Lease, NewJob,
+    Queue, QueueConfig, Result, Retention, Stats, check_batch, check_events, check_progress,
+    check_visibility, ms, prepare,
 };
 
 macro_rules! script {
@@ -35,6 +36,7 @@ script!(RETRY_DEAD, "retry_dead");
 script!(REMOVE, "remove");
 script!(INSPECT, "inspect");
 script!(LIST, "list");
+script!(PROGRESS, "progress");
 
 /// Jobs trimmed from the completed or dead set per call.
 const TRIM_LIMIT: u32 = 100;
@@ -56,6 +58,7 @@ struct Keys {
     events: Key,
     completed: Key,
     results: Key,
+    progress: Key,
     ready: [Key; 4],
 }
 
@@ -76,6 +79,7 @@ impl Keys {
             events: k("events")?,
             completed: k("completed")?,
             results: k("results")?,
+            progress: k("progress")?,
             ready: [k("ready:0")?, k("ready:1")?, k("ready:2")?, k("ready:3")?],
             name: name.to_string(),
             space,
@@ -213,7 +217,10 @@ impl RedisQueue {
             ],
             true,
         );
-        call = call.key(k.completed.as_str()).key(k.results.as_str());
+        call = call
+            .key(k.completed.as_str())
+            .key(k.results.as_str())
+            .key(k.progress.as_str());
         let mut index = Vec::with_capacity(done.len());
         let mut uniques = 0u32;
         for (lease, _) in done {
@@ -238,7 +245,8 @@ impl RedisQueue {
             .arg(count)
             .arg(age)
             .arg(TRIM_LIMIT)
-            .arg(if sweep { "1" } else { "0" });
+            .arg(if sweep { "1" } else { "0" })
+            .arg(self.most_dead());
         for ((lease, result), uk) in done.iter().zip(index) {
             // results are stored only when completed jobs are kept
             let result: &[u8] = if keep { result.as_ref() } else { b"" };
@@ -287,6 +295,16 @@ impl RedisQueue {
             }
         }
         Ok((acked, fetched))
+    }
+
+    /// The dead-set bound the scripts take: -1 keeps none, 0 keeps all.
+    fn most_dead(&self) -> i64 {
+        match self.inner.config.dead {
+            Retention::None => -1,
+            Retention::Keep { count, .. } => {
+                count.map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX))
+            }
+        }
     }
 
     fn retention(r: Retention) -> (bool, u64, u64) {
@@ -404,12 +422,6 @@ impl Queue for RedisQueue {
         let k = &self.inner.keys;
         let c = &self.inner.config;
         let unique = lease.unique.as_deref().map(|u| k.unique(u)).transpose()?;
-        let most_dead: i64 = match c.dead {
-            Retention::None => -1,
-            Retention::Keep { count, .. } => {
-                count.map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX))
-            }
-        };
         let call = k.call(
             &FAIL,
             &[
@@ -426,12 +438,13 @@ impl Queue for RedisQueue {
         );
         let done: i64 = call
             .key(unique.as_ref().unwrap_or(&k.jobs).as_str())
+            .key(k.progress.as_str())
             .arg(lease.id.as_str())
             .arg(lease.token.as_str())
             .arg(error)
             .arg(if retry.is_some() { "retry" } else { "dead" })
             .arg(retry.map_or(0, ms))
-            .arg(most_dead)
+            .arg(self.most_dead())
             .arg(TRIM_LIMIT)
             .arg(c.events)
             .arg(if unique.is_some() { "1" } else { "0" })
@@ -484,6 +497,7 @@ impl Queue for RedisQueue {
                     &k.completed,
                     &k.results,
                     &k.errors,
+                    &k.progress,
                 ],
                 false,
             )
@@ -509,12 +523,9 @@ impl Queue for RedisQueue {
             .ok_or_else(|| unexpected("job envelope"))?;
         let error = it.next().as_ref().and_then(text);
         let result = it.next().and_then(bytes);
-        Ok(Some(Envelope::decode(env)?.info(
-            id.clone(),
-            state,
-            error,
-            result,
-        )))
+        let mut info = Envelope::decode(env)?.info(id.clone(), state, error, result);
+        info.progress = it.next().and_then(bytes);
+        Ok(Some(info))
     }
 
     async fn list(&self, state: JobState, offset: usize, limit: usize) -> Result<Vec<JobInfo>> {
@@ -597,7 +608,11 @@ impl Queue for RedisQueue {
     async fn retry_dead(&self, ids: &[JobId], limit: usize) -> Result<u64> {
         check_batch("a retry", limit.max(ids.len()))?;
         let k = &self.inner.keys;
-        let mut call = k.call(&RETRY_DEAD, &[&k.jobs, &k.dead, &k.errors, &k.signal], true);
+        let mut call = k.call(
+            &RETRY_DEAD,
+            &[&k.jobs, &k.dead, &k.errors, &k.signal, &k.progress],
+            true,
+        );
         call = call.arg(if ids.is_empty() { limit } else { ids.len() });
         for id in ids {
             call = call.arg(id.as_str());
@@ -619,6 +634,7 @@ impl Queue for RedisQueue {
                     &k.completed,
                     &k.results,
                     &k.errors,
+                    &k.progress,
                 ],
                 false,
             )
@@ -627,6 +643,131 @@ impl Queue for RedisQueue {
             .await?;
         Ok(n == 1)
     }
+
+    async fn progress(&self, lease: &Lease, progress: Bytes) -> Result<()> {
+        check_progress(&self.inner.config, &progress)?;
+        let k = &self.inner.keys;
+        let held: i64 = k
+            .call(
+                &PROGRESS,
+                &[&k.jobs, &k.inflight, &k.progress, &k.events],
+                false,
+            )
+            .arg(lease.id.as_str())
+            .arg(lease.token.as_str())
+            .arg(progress.as_ref())
+            .arg(self.inner.config.events)
+            .invoke(&self.inner.redis)
+            .await?;
+        match held {
+            1 => Ok(()),
+            _ => Err(Error::LeaseLost(lease.id.clone())),
+        }
+    }
+
+    async fn events(&self, after: &EventId, max: usize, wait: Duration) -> Result<Vec<Event>> {
+        check_events(&self.inner.config, max)?;
+        let mut read = cmd("XREAD");
+        read.arg("COUNT").arg(max);
+        let key = self.inner.keys.events.as_str();
+        let reply: Value = if wait.is_zero() {
+            let read = read.arg("STREAMS").arg(key).arg(after.as_str());
+            self.inner.redis.query(read).await?
+        } else {
+            let block = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+            let read = read
+                .arg("BLOCK")
+                .arg(block)
+                .arg("STREAMS")
+                .arg(key)
+                .arg(after.as_str());
+            let mut conn = self.inner.redis.dedicated().await?;
+            conn.blocking(read, wait).await?
+        };
+        read_events(reply)
+    }
+
+    async fn last_event_id(&self) -> Result<EventId> {
+        check_events(&self.inner.config, 1)?;
+        let reply: Value = self
+            .inner
+            .redis
+            .query(
+                cmd("XREVRANGE")
+                    .arg(self.inner.keys.events.as_str())
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1),
+            )
+            .await?;
+        Ok(stream_entries(&reply)?
+            .into_iter()
+            .next()
+            .map_or_else(EventId::start, |(id, _)| id))
+    }
+}
+
+/// `[[id, [field, value, ...]], ...]`
+fn stream_entries(v: &Value) -> Result<Vec<(EventId, Vec<Value>)>> {
+    let Value::Array(items) = v else {
+        return Ok(Vec::new());
+    };
+    items
+        .iter()
+        .map(|e| match e {
+            Value::Array(pair) if pair.len() == 2 => {
+                let id = text(&pair[0]).ok_or_else(|| unexpected("event id"))?;
+                let fields = match &pair[1] {
+                    Value::Array(f) => f.clone(),
+                    _ => Vec::new(),
+                };
+                Ok((EventId::parse(&id)?, fields))
+            }
+            _ => Err(unexpected("stream entry")),
+        })
+        .collect()
+}
+
+/// The events of an `XREAD` reply on one stream (nil when nothing came).
+fn read_events(reply: Value) -> Result<Vec<Event>> {
+    let entries = match &reply {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Array(streams) => match streams.first() {
+            Some(Value::Array(s)) if s.len() == 2 => stream_entries(&s[1])?,
+            None => return Ok(Vec::new()),
+            _ => return Err(unexpected("XREAD reply")),
+        },
+        Value::Map(m) => match m.first() {
+            Some((_, e)) => stream_entries(e)?,
+            None => return Ok(Vec::new()),
+        },
+        _ => return Err(unexpected("XREAD reply")),
+    };
+    entries
+        .into_iter()
+        .map(|(id, fields)| {
+            let (mut kind, mut job, mut detail) = (None, None, Bytes::new());
+            let mut it = fields.into_iter();
+            while let (Some(name), Some(value)) = (it.next(), it.next()) {
+                match text(&name).as_deref() {
+                    Some("event") => kind = text(&value).as_deref().and_then(EventKind::from_name),
+                    Some("id") => job = text(&value).map(JobId),
+                    Some("detail") => detail = bytes(value).unwrap_or_default(),
+                    _ => {}
+                }
+            }
+            match (kind, job) {
+                (Some(kind), Some(job)) => Ok(Event {
+                    id,
+                    kind,
+                    job,
+                    detail,
+                }),
+                _ => Err(Error::Corrupt(format!("event {id} is not a queue event"))),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -645,6 +786,7 @@ mod tests {
             &*REMOVE,
             &*INSPECT,
             &*LIST,
+            &*PROGRESS,
         ] {
             assert!(s.code().starts_with("-- KEYS["), "{}", s.name());
         }
@@ -662,6 +804,7 @@ mod tests {
             k.events.clone(),
             k.completed.clone(),
             k.results.clone(),
+            k.progress.clone(),
             k.unique("order:7").unwrap(),
         ];
         all.extend(k.ready.iter().cloned());

@@ -38,9 +38,19 @@ pub struct Job<T> {
     /// When it was enqueued.
     pub enqueued_at: SystemTime,
     lost: CancellationToken,
+    queue: Arc<dyn Queue>,
+    lease: Lease,
 }
 
 impl<T> Job<T> {
+    /// Reports progress (any JSON value: a percentage, a step, counts): kept with the job
+    /// ([`crate::JobInfo::progress`]) and recorded as a `Progress` event.
+    /// [`Error::LeaseLost`] once this run's lease is lost.
+    pub async fn progress<P: Serialize + ?Sized>(&self, progress: &P) -> Result<()> {
+        let bytes = serde_json::to_vec(progress).map_err(|e| Error::Codec(e.to_string()))?;
+        self.queue.progress(&self.lease, Bytes::from(bytes)).await
+    }
+
     /// Resolves when this delivery's lease was lost (the heartbeat could not extend it:
     /// the job may be running elsewhere). The worker stops the handler then; a handler
     /// doing work outside its future (threads, other tasks) should stop it too.
@@ -474,7 +484,7 @@ where
             let (acks, in_flight) = (acks.clone(), in_flight.clone());
             running.spawn(async move {
                 let id = delivery.id().clone();
-                match run_one(&*queue, &*handler, &counters, delivery, lost).await {
+                match run_one(&queue, &*handler, &counters, delivery, lost).await {
                     // in flight until the completion is recorded
                     Settled::Completed(lease, result) => acks.push(lease, result),
                     // recorded or abandoned: no longer in flight
@@ -565,7 +575,7 @@ enum Settled {
 }
 
 async fn run_one<T, R, E, F, Fut>(
-    queue: &dyn Queue,
+    queue: &Arc<dyn Queue>,
     handler: &F,
     counters: &Counters,
     delivery: Delivery,
@@ -583,11 +593,13 @@ where
         Err(e) => {
             let why = format!("undecodable payload: {e}");
             tracing::error!(job = %delivery.id(), error = why, "job dead-lettered");
-            settle_failure(queue, counters, &delivery, &why, None).await;
+            settle_failure(&**queue, counters, &delivery, &why, None).await;
             return Settled::Done;
         }
     };
     let job = Job {
+        queue: Arc::clone(queue),
+        lease: delivery.lease.clone(),
         id: delivery.id().clone(),
         payload,
         attempt: delivery.attempt,
@@ -620,12 +632,12 @@ where
             Ok(b) => Settled::Completed(delivery.lease, Bytes::from(b)),
             Err(e) => {
                 let why = format!("the result could not be encoded: {e}");
-                settle_failure(queue, counters, &delivery, &why, retry_of(&delivery)).await;
+                settle_failure(&**queue, counters, &delivery, &why, retry_of(&delivery)).await;
                 Settled::Done
             }
         },
         Err(why) => {
-            settle_failure(queue, counters, &delivery, &why, retry_of(&delivery)).await;
+            settle_failure(&**queue, counters, &delivery, &why, retry_of(&delivery)).await;
             Settled::Done
         }
     }
