@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
@@ -491,6 +491,258 @@ pub async fn progress_is_kept_and_events_tell_what_happened(s: &Suite) {
     assert!(EventId::parse("12-x").is_err());
 }
 
+/// The queue's time as the test sees it.
+fn now(s: &Suite) -> SystemTime {
+    match &s.time {
+        Time::Real => SystemTime::now(),
+        Time::Manual(clock) => {
+            use redkit_core::Clock;
+            UNIX_EPOCH + clock.now()
+        }
+    }
+}
+
+fn ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+pub async fn an_occurrence_is_enqueued_once_and_one_scheduler_holds_the_lease(s: &Suite) {
+    let (a, b) = s.pair(QueueConfig::new()).await;
+    let at = UNIX_EPOCH + Duration::from_millis(ms(now(s)) + 60_000);
+    let job = || NewJob::new("{}", JobOptions::new().id(format!("nightly@{}", ms(at))));
+    let first = a.fire("nightly", at, job()).await.unwrap().unwrap();
+    assert_eq!(first.id().as_str(), format!("nightly@{}", ms(at)));
+    assert!(matches!(first, Enqueued::Added(_)));
+    // the same occurrence, or an earlier one, from anywhere: refused
+    assert!(b.fire("nightly", at, job()).await.unwrap().is_none());
+    let earlier = at - Duration::from_secs(1);
+    assert!(b.fire("nightly", earlier, job()).await.unwrap().is_none());
+    assert_eq!(b.last_fired("nightly").await.unwrap(), Some(at));
+    assert_eq!(b.last_fired("other").await.unwrap(), None);
+    // due at the occurrence
+    let info = b.job(first.id()).await.unwrap().unwrap();
+    assert_eq!(info.state, JobState::Delayed);
+    // a past occurrence is ready at once
+    let past = now(s) - Duration::from_secs(5);
+    let ready = a
+        .fire(
+            "once",
+            past,
+            NewJob::new("{}", JobOptions::new().id("once@1")),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        b.job(ready.id()).await.unwrap().unwrap().state,
+        JobState::Waiting
+    );
+    assert!(matches!(
+        a.fire("a{b}", at, job()).await,
+        Err(Error::InvalidArgument(_))
+    ));
+
+    // the lease: one holder, renewed by it, free when it runs out or is given back
+    let ttl = Duration::from_millis(300);
+    assert!(a.schedule_lease("A", ttl).await.unwrap().0);
+    assert!(!b.schedule_lease("B", ttl).await.unwrap().0);
+    assert!(a.schedule_lease("A", ttl).await.unwrap().0);
+    s.time.pass(Duration::from_millis(400)).await;
+    let (held, time) = b.schedule_lease("B", ttl).await.unwrap();
+    assert!(held);
+    // the queue's time, not far from the test's
+    let skew = ms(time).abs_diff(ms(now(s)));
+    assert!(skew < 2_000, "{skew} ms");
+    assert!(!a.schedule_lease("A", ttl).await.unwrap().0);
+    a.schedule_release("A").await.unwrap();
+    assert!(!a.schedule_lease("A", ttl).await.unwrap().0);
+    b.schedule_release("B").await.unwrap();
+    assert!(a.schedule_lease("A", ttl).await.unwrap().0);
+}
+
+/// Runs jobs of `q` until stopped, recording each run's job id.
+fn record_runs(q: &Handle) -> (crate::WorkerHandle, Arc<std::sync::Mutex<Vec<String>>>) {
+    let runs = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handle = {
+        let runs = runs.clone();
+        Worker::builder(q.clone())
+            .idle_wait(Duration::from_millis(20))
+            .build()
+            .unwrap()
+            .run(move |job: crate::Job<serde_json::Value>| {
+                runs.lock().unwrap().push(job.id.to_string());
+                async { Ok::<_, Error>(()) }
+            })
+    };
+    (handle, runs)
+}
+
+pub async fn schedulers_in_two_processes_run_each_occurrence_once(s: &Suite) {
+    let (a, b) = s.pair(QueueConfig::new()).await;
+    let every = Duration::from_millis(500);
+    let repeat = || {
+        crate::Repeat::new("tick", crate::Schedule::every(every).unwrap(), &"t")
+            .unwrap()
+            .options(JobOptions::new().priority(Priority::High))
+    };
+    let scheduler = |q: &Handle| {
+        crate::Scheduler::builder(q.clone())
+            .repeat(repeat())
+            .lease(Duration::from_millis(300))
+            .tick(Duration::from_millis(20))
+            .build()
+            .unwrap()
+            .start()
+    };
+    let (worker, runs) = record_runs(&b);
+    let one = scheduler(&a);
+    let two = scheduler(&b);
+    let step = Duration::from_millis(250);
+    let settle = || tokio::time::sleep(Duration::from_millis(60));
+    for _ in 0..6 {
+        s.time.pass(step).await;
+        settle().await;
+    }
+    assert!(
+        one.is_owner() ^ two.is_owner(),
+        "exactly one owner: {} {}",
+        one.is_owner(),
+        two.is_owner()
+    );
+    // the owner stops: the other takes over
+    let (gone, stays) = if one.is_owner() {
+        (one, two)
+    } else {
+        (two, one)
+    };
+    gone.shutdown().await;
+    for _ in 0..6 {
+        s.time.pass(step).await;
+        settle().await;
+    }
+    assert!(stays.is_owner());
+    stays.shutdown().await;
+    s.time.pass(every).await;
+    settle().await;
+    for _ in 0..100 {
+        if a.stats().await.unwrap().waiting + a.stats().await.unwrap().active == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.shutdown(Duration::from_secs(5)).await;
+    let mut ran: Vec<u64> = runs
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|id| {
+            let id = JobId(id.clone());
+            let (name, at) = crate::occurrence_of(&id).unwrap();
+            assert_eq!(name, "tick");
+            ms(at)
+        })
+        .collect();
+    let count = ran.len();
+    ran.sort_unstable();
+    ran.dedup();
+    assert_eq!(ran.len(), count, "an occurrence ran twice: {ran:?}");
+    assert!(count >= 5, "{ran:?}");
+    // every occurrence from the first to the last, none skipped across the takeover
+    let every_ms = every.as_millis() as u64;
+    assert!(ran.windows(2).all(|w| w[1] - w[0] == every_ms), "{ran:?}");
+    assert!(ran.iter().all(|at| at % every_ms == 0));
+}
+
+pub async fn missed_occurrences_run_once_or_are_skipped(s: &Suite) {
+    let (a, _) = s.pair(QueueConfig::new()).await;
+    let hour = Duration::from_secs(3600);
+    let hour_ms = 3_600_000;
+    let current = ms(now(s)) / hour_ms * hour_ms;
+    // the schedules last fired three hours ago
+    for name in ["catch-up", "skipper"] {
+        let at = UNIX_EPOCH + Duration::from_millis(current - 3 * hour_ms);
+        let id = format!("{name}@{}", ms(at));
+        a.fire(name, at, NewJob::new("1", JobOptions::new().id(id)))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let every = || crate::Schedule::every(hour).unwrap();
+    let scheduler = crate::Scheduler::builder(a.clone())
+        .repeat(crate::Repeat::new("catch-up", every(), &1).unwrap())
+        .repeat(
+            crate::Repeat::new("skipper", every(), &1)
+                .unwrap()
+                .missed(crate::Missed::Skip),
+        )
+        .tick(Duration::from_millis(20))
+        .build()
+        .unwrap()
+        .start();
+    let next = format!("@{}", current + hour_ms);
+    for _ in 0..200 {
+        if a.last_fired("skipper").await.unwrap()
+            == Some(UNIX_EPOCH + Duration::from_millis(current + hour_ms))
+            && a.last_fired("catch-up").await.unwrap()
+                == Some(UNIX_EPOCH + Duration::from_millis(current + hour_ms))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    scheduler.shutdown().await;
+    let mut waiting: Vec<String> = a
+        .list(JobState::Waiting, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id.to_string())
+        .collect();
+    waiting.sort();
+    // the old occurrences (ready at once) are still there, the latest missed hour of
+    // "catch-up" runs now, "skipper" skipped its missed hours
+    let old = current - 3 * hour_ms;
+    let mut expected = [
+        format!("catch-up@{current}"),
+        format!("catch-up@{old}"),
+        format!("skipper@{old}"),
+    ];
+    expected.sort();
+    assert_eq!(waiting, expected);
+    let mut delayed: Vec<String> = a
+        .list(JobState::Delayed, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id.to_string())
+        .collect();
+    delayed.sort();
+    assert_eq!(
+        delayed,
+        [format!("catch-up{next}"), format!("skipper{next}")]
+    );
+    // bad options are refused at build
+    let bad = crate::Scheduler::builder(a.clone())
+        .repeat(
+            crate::Repeat::new("x", every(), &1)
+                .unwrap()
+                .options(JobOptions::new().delay(hour)),
+        )
+        .build();
+    assert!(matches!(bad, Err(Error::InvalidConfig(_))));
+    let twice = crate::Scheduler::builder(a.clone())
+        .repeat(crate::Repeat::new("x", every(), &1).unwrap())
+        .repeat(crate::Repeat::new("x", every(), &1).unwrap())
+        .build();
+    assert!(matches!(twice, Err(Error::InvalidConfig(_))));
+    assert!(
+        crate::Scheduler::builder(a.clone())
+            .lease(Duration::from_millis(1))
+            .build()
+            .is_err()
+    );
+}
+
 pub async fn duplicates_are_refused_by_id_and_unique_key(s: &Suite) {
     let (a, b) = s.pair(QueueConfig::new()).await;
     let first = a
@@ -815,6 +1067,9 @@ macro_rules! conformance_suite {
                 a_lost_lease_cannot_settle_a_redelivered_job,
                 jobs_that_keep_stalling_die,
                 progress_is_kept_and_events_tell_what_happened,
+                an_occurrence_is_enqueued_once_and_one_scheduler_holds_the_lease,
+                schedulers_in_two_processes_run_each_occurrence_once,
+                missed_occurrences_run_once_or_are_skipped,
                 duplicates_are_refused_by_id_and_unique_key,
                 pause_release_list_and_remove,
                 bad_input_is_a_typed_error,

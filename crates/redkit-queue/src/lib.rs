@@ -6,6 +6,7 @@ mod event;
 mod job;
 mod memory;
 mod redis;
+mod schedule;
 mod worker;
 
 #[cfg(feature = "conformance")]
@@ -27,6 +28,9 @@ pub use crate::job::{
 };
 pub use crate::memory::MemoryQueue;
 pub use crate::redis::RedisQueue;
+pub use crate::schedule::{
+    Missed, Repeat, Schedule, Scheduler, SchedulerBuilder, SchedulerHandle, occurrence_of,
+};
 pub use crate::worker::{Job, Report, Worker, WorkerBuilder, WorkerHandle};
 pub use bytes;
 
@@ -138,6 +142,22 @@ pub trait Queue: Send + Sync + fmt::Debug {
 
     /// The id of the newest event kept ([`EventId::start`] when there is none).
     async fn last_event_id(&self) -> Result<EventId>;
+
+    /// Enqueues the occurrence at `at` of the repeatable job `schedule`, due at `at`, if
+    /// it is later than the last occurrence fired for it (recorded in the same atomic
+    /// step): an occurrence is enqueued once, however many schedulers fire it. `None`
+    /// when it (or a later one) was fired already. [`Scheduler`] calls it.
+    async fn fire(&self, schedule: &str, at: SystemTime, job: NewJob) -> Result<Option<Enqueued>>;
+
+    /// The last occurrence fired for `schedule`.
+    async fn last_fired(&self, schedule: &str) -> Result<Option<SystemTime>>;
+
+    /// Takes or keeps the queue's scheduler lease for `owner` for `ttl`: whether `owner`
+    /// holds it, and the queue's time (the server's on Redis).
+    async fn schedule_lease(&self, owner: &str, ttl: Duration) -> Result<(bool, SystemTime)>;
+
+    /// Gives the scheduler lease back if `owner` holds it.
+    async fn schedule_release(&self, owner: &str) -> Result<()>;
 }
 
 /// The typed API over any [`Queue`]: payloads are JSON through serde.

@@ -3,18 +3,18 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use redkit_core::{Clock, SystemClock};
 use tokio::sync::Notify;
 
-use crate::job::Envelope;
+use crate::job::{Envelope, check_name, unix_ms};
 use crate::{
     Enqueued, Error, Event, EventId, EventKind, Fetched, JobId, JobInfo, JobState, Lease, NewJob,
-    Queue, QueueConfig, Result, Retention, Stats, check_batch, check_events, check_progress,
-    check_visibility, ms, prepare,
+    Prepared, Queue, QueueConfig, Result, Retention, Stats, check_batch, check_events,
+    check_progress, check_visibility, ms, prepare,
 };
 
 /// A sorted set: members by score, ties in insertion order.
@@ -86,6 +86,10 @@ struct State {
     progress: HashMap<String, Bytes>,
     events: VecDeque<Event>,
     last_event: (u64, u64),
+    /// schedule -> last occurrence fired (ms)
+    schedules: HashMap<String, u64>,
+    /// the scheduler lease: owner, until (ms)
+    scheduler: Option<(String, u64)>,
     /// unique key -> (job id, expires at ms for time-bound keys)
     unique: HashMap<String, (String, Option<u64>)>,
     paused: bool,
@@ -201,22 +205,18 @@ impl MemoryQueue {
     fn now(&self) -> u64 {
         u64::try_from(self.clock.now().as_millis()).unwrap_or(u64::MAX)
     }
-}
 
-#[async_trait]
-impl Queue for MemoryQueue {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn config(&self) -> &QueueConfig {
-        &self.config
-    }
-
-    async fn enqueue_bytes(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
-        let prepared = prepare(&self.config, &jobs)?;
+    /// Adds prepared jobs; with a schedule occurrence, only if it was not fired yet
+    /// (`None` then).
+    fn add(&self, prepared: Vec<Prepared>, schedule: Option<(&str, u64)>) -> Option<Vec<Enqueued>> {
         let now = self.now();
         let mut s = self.state();
+        if let Some((name, at)) = schedule {
+            if s.schedules.get(name).is_some_and(|&last| last >= at) {
+                return None;
+            }
+            s.schedules.insert(name.to_string(), at);
+        }
         let mut out = Vec::with_capacity(prepared.len());
         let mut woke = false;
         for p in prepared {
@@ -251,8 +251,12 @@ impl Queue for MemoryQueue {
                 continue;
             }
             s.jobs.insert(id.clone(), p.envelope);
-            if p.delay_ms > 0 {
-                s.delayed.add(&id, now.saturating_add(p.delay_ms));
+            let due = match schedule {
+                Some((_, at)) => at,
+                None => now.saturating_add(p.delay_ms),
+            };
+            if due > now {
+                s.delayed.add(&id, due);
             } else {
                 s.ready[usize::from(p.level)].push_back(id.clone());
                 woke = true;
@@ -263,7 +267,63 @@ impl Queue for MemoryQueue {
         if woke {
             self.wake.notify_one();
         }
-        Ok(out)
+        Some(out)
+    }
+}
+
+#[async_trait]
+impl Queue for MemoryQueue {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn config(&self) -> &QueueConfig {
+        &self.config
+    }
+
+    async fn enqueue_bytes(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        let prepared = prepare(&self.config, &jobs)?;
+        Ok(self.add(prepared, None).unwrap_or_default())
+    }
+
+    async fn fire(&self, schedule: &str, at: SystemTime, job: NewJob) -> Result<Option<Enqueued>> {
+        check_name("schedule name", schedule)?;
+        let prepared = prepare(&self.config, &[job])?;
+        Ok(self
+            .add(prepared, Some((schedule, unix_ms(at))))
+            .and_then(|mut out| out.pop()))
+    }
+
+    async fn last_fired(&self, schedule: &str) -> Result<Option<SystemTime>> {
+        Ok(self
+            .state()
+            .schedules
+            .get(schedule)
+            .map(|&ms| UNIX_EPOCH + Duration::from_millis(ms)))
+    }
+
+    async fn schedule_lease(&self, owner: &str, ttl: Duration) -> Result<(bool, SystemTime)> {
+        let now = self.now();
+        let mut s = self.state();
+        let free = match &s.scheduler {
+            None => true,
+            Some((holder, until)) => holder == owner || *until <= now,
+        };
+        if free {
+            s.scheduler = Some((owner.to_string(), now.saturating_add(ms(ttl).max(1))));
+        }
+        Ok((free, UNIX_EPOCH + Duration::from_millis(now)))
+    }
+
+    async fn schedule_release(&self, owner: &str) -> Result<()> {
+        let mut s = self.state();
+        if s.scheduler
+            .as_ref()
+            .is_some_and(|(holder, _)| holder == owner)
+        {
+            s.scheduler = None;
+        }
+        Ok(())
     }
 
     async fn fetch(&self, max: usize, visibility: Duration) -> Result<Fetched> {

@@ -2,18 +2,18 @@
 //! delayed jobs, leases, dead and completed jobs; every key of a queue on one hash tag.
 
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use redkit_core::redis::{Value, cmd};
 use redkit_core::{Invocation, Key, Keyspace, Pipeline, Redis, Script};
 
-use crate::job::Envelope;
+use crate::job::{self, Envelope, unix_ms};
 use crate::{
     Enqueued, Error, Event, EventId, EventKind, Fetched, JobId, JobInfo, JobState, Lease, NewJob,
-    Queue, QueueConfig, Result, Retention, Stats, check_batch, check_events, check_progress,
-    check_visibility, ms, prepare,
+    Prepared, Queue, QueueConfig, Result, Retention, Stats, check_batch, check_events,
+    check_progress, check_visibility, ms, prepare,
 };
 
 macro_rules! script {
@@ -37,6 +37,7 @@ script!(REMOVE, "remove");
 script!(INSPECT, "inspect");
 script!(LIST, "list");
 script!(PROGRESS, "progress");
+script!(OWNER, "owner");
 
 /// Jobs trimmed from the completed or dead set per call.
 const TRIM_LIMIT: u32 = 100;
@@ -59,6 +60,8 @@ struct Keys {
     completed: Key,
     results: Key,
     progress: Key,
+    schedules: Key,
+    scheduler: Key,
     ready: [Key; 4],
 }
 
@@ -80,6 +83,8 @@ impl Keys {
             completed: k("completed")?,
             results: k("results")?,
             progress: k("progress")?,
+            schedules: k("schedules")?,
+            scheduler: k("scheduler")?,
             ready: [k("ready:0")?, k("ready:1")?, k("ready:2")?, k("ready:3")?],
             name: name.to_string(),
             space,
@@ -297,6 +302,83 @@ impl RedisQueue {
         Ok((acked, fetched))
     }
 
+    /// Adds prepared jobs in one script; with a schedule occurrence, only if it was not
+    /// fired yet (`None` then).
+    async fn add(
+        &self,
+        prepared: &[Prepared],
+        schedule: Option<(&str, u64)>,
+    ) -> Result<Option<Vec<Enqueued>>> {
+        let k = &self.inner.keys;
+        let mut call = k.call(
+            &ENQUEUE,
+            &[
+                &k.seq,
+                &k.jobs,
+                &k.delayed,
+                &k.signal,
+                &k.completed,
+                &k.dead,
+                &k.schedules,
+            ],
+            true,
+        );
+        let mut uniques = 0u32;
+        for p in prepared {
+            if let Some((key, _)) = &p.unique {
+                call = call.key(k.unique(key)?.as_str());
+            }
+        }
+        let (name, at) = schedule.unwrap_or(("", 0));
+        call = call.arg(prepared.len()).arg(name).arg(at);
+        for p in prepared {
+            let uk = match &p.unique {
+                Some((_, ttl)) => {
+                    uniques += 1;
+                    (uniques, *ttl)
+                }
+                None => (0, 0),
+            };
+            call = call
+                .arg(p.id.as_deref().unwrap_or(""))
+                .arg(p.level)
+                .arg(p.delay_ms)
+                .arg(uk.0)
+                .arg(uk.1)
+                .arg(p.envelope.encode());
+        }
+        let reply: Vec<Value> = call.invoke(&self.inner.redis).await?;
+        if reply.is_empty() {
+            // the occurrence was fired already
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(prepared.len());
+        let mut it = reply.iter();
+        while let (Some(status), Some(id)) = (it.next(), it.next()) {
+            let id = JobId(text(id).ok_or_else(|| unexpected("enqueued id"))?);
+            out.push(match int(status) {
+                Some(1) => Enqueued::Added(id),
+                _ => Enqueued::Duplicate(id),
+            });
+        }
+        if out.len() != prepared.len() {
+            return Err(unexpected("enqueue reply length"));
+        }
+        Ok(Some(out))
+    }
+
+    /// The scheduler lease script: held, and the server's time.
+    async fn owner(&self, owner: &str, ttl_ms: u64) -> Result<(bool, SystemTime)> {
+        let k = &self.inner.keys;
+        let (held, now): (i64, u64) = k
+            .call(&OWNER, &[&k.scheduler], false)
+            .arg(owner)
+            .arg(ttl_ms)
+            .invoke(&self.inner.redis)
+            .await?;
+        Ok((held == 1, UNIX_EPOCH + Duration::from_millis(now)))
+    }
+
     /// The dead-set bound the scripts take: -1 keeps none, 0 keeps all.
     fn most_dead(&self) -> i64 {
         match self.inner.config.dead {
@@ -332,56 +414,39 @@ impl Queue for RedisQueue {
         if prepared.is_empty() {
             return Ok(Vec::new());
         }
-        let k = &self.inner.keys;
-        let mut call = k.call(
-            &ENQUEUE,
-            &[
-                &k.seq,
-                &k.jobs,
-                &k.delayed,
-                &k.signal,
-                &k.completed,
-                &k.dead,
-            ],
-            true,
-        );
-        let mut uniques = 0u32;
-        for p in &prepared {
-            if let Some((key, _)) = &p.unique {
-                call = call.key(k.unique(key)?.as_str());
-            }
-        }
-        call = call.arg(prepared.len());
-        for p in &prepared {
-            let uk = match &p.unique {
-                Some((_, ttl)) => {
-                    uniques += 1;
-                    (uniques, *ttl)
-                }
-                None => (0, 0),
-            };
-            call = call
-                .arg(p.id.as_deref().unwrap_or(""))
-                .arg(p.level)
-                .arg(p.delay_ms)
-                .arg(uk.0)
-                .arg(uk.1)
-                .arg(p.envelope.encode());
-        }
-        let reply: Vec<Value> = call.invoke(&self.inner.redis).await?;
-        let mut out = Vec::with_capacity(prepared.len());
-        let mut it = reply.iter();
-        while let (Some(status), Some(id)) = (it.next(), it.next()) {
-            let id = JobId(text(id).ok_or_else(|| unexpected("enqueued id"))?);
-            out.push(match int(status) {
-                Some(1) => Enqueued::Added(id),
-                _ => Enqueued::Duplicate(id),
-            });
-        }
-        if out.len() != prepared.len() {
-            return Err(unexpected("enqueue reply length"));
-        }
-        Ok(out)
+        self.add(&prepared, None)
+            .await?
+            .ok_or_else(|| unexpected("enqueue reply"))
+    }
+
+    async fn fire(&self, schedule: &str, at: SystemTime, job: NewJob) -> Result<Option<Enqueued>> {
+        job::check_name("schedule name", schedule)?;
+        let prepared = prepare(&self.inner.config, &[job])?;
+        Ok(self
+            .add(&prepared, Some((schedule, unix_ms(at))))
+            .await?
+            .and_then(|mut out| out.pop()))
+    }
+
+    async fn last_fired(&self, schedule: &str) -> Result<Option<SystemTime>> {
+        let ms: Option<u64> = self
+            .inner
+            .redis
+            .query(
+                cmd("HGET")
+                    .arg(self.inner.keys.schedules.as_str())
+                    .arg(schedule),
+            )
+            .await?;
+        Ok(ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)))
+    }
+
+    async fn schedule_lease(&self, owner: &str, ttl: Duration) -> Result<(bool, SystemTime)> {
+        self.owner(owner, ms(ttl).max(1)).await
+    }
+
+    async fn schedule_release(&self, owner: &str) -> Result<()> {
+        self.owner(owner, 0).await.map(drop)
     }
 
     async fn fetch(&self, max: usize, visibility: Duration) -> Result<Fetched> {
@@ -787,6 +852,7 @@ mod tests {
             &*INSPECT,
             &*LIST,
             &*PROGRESS,
+            &*OWNER,
         ] {
             assert!(s.code().starts_with("-- KEYS["), "{}", s.name());
         }
@@ -805,6 +871,8 @@ mod tests {
             k.completed.clone(),
             k.results.clone(),
             k.progress.clone(),
+            k.schedules.clone(),
+            k.scheduler.clone(),
             k.unique("order:7").unwrap(),
         ];
         all.extend(k.ready.iter().cloned());
