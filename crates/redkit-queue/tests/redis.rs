@@ -1,5 +1,6 @@
-//! Redis-only behaviour: no job lost when a worker dies mid-job, and no acknowledged
-//! enqueue lost when the server is killed and restarted with `appendfsync always`.
+//! Redis-only behaviour: no job lost when a worker dies mid-job, when the queue's cluster
+//! master fails over mid-run, and no acknowledged enqueue lost when the server is killed
+//! and restarted with `appendfsync always`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::HashSet;
@@ -268,4 +269,151 @@ async fn the_event_stream_records_what_happened() {
             ("dead".to_string(), stalled.id().to_string()),
         ]
     );
+}
+
+/// How the queue's master goes away mid-run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    /// `CLUSTER FAILOVER` on its replica: nothing acknowledged is lost.
+    Failover,
+    /// The master is killed; its replica is promoted after the node timeout.
+    Kill,
+}
+
+/// Runs jobs on a 3+3 cluster while the queue's master fails over: every job completes,
+/// a second run only ever follows a redelivery.
+async fn survive(fault: Fault) {
+    const N: u32 = 3000;
+    let cluster = redkit_testkit::Cluster::start_with_replicas();
+    let config = QueueConfig::new()
+        .prefix(redkit_testkit::prefix("queue"))
+        .keep_completed(Retention::Keep {
+            count: None,
+            age: None,
+        });
+    let producer = RedisQueue::new(&cluster.redis().await, "failover", config.clone()).unwrap();
+    let queue = RedisQueue::new(&cluster.redis().await, "failover", config).unwrap();
+    let key = producer.jobs_key().as_str().to_string();
+    let (master, replica) = cluster.master_and_replica(&key);
+    let tasks: Vec<Task> = (0..N).map(|i| Task { i }).collect();
+    // after a kill, Redis keeps only what reached the replica: the jobs are enqueued
+    // up front and replicated before the fault; a coordinated failover loses nothing, so
+    // there half of them are enqueued through it
+    let upfront = if fault == Fault::Kill { N } else { N / 2 } as usize;
+    producer
+        .enqueue_many(&tasks[..upfront], &JobOptions::new())
+        .await
+        .unwrap();
+    cluster.wait_replicated(&key);
+    let ledger = Arc::new(Ledger::default());
+    ledger.runs.lock().unwrap().resize(N as usize, 0);
+    let running = worker(&queue, &ledger);
+    let ran = || {
+        ledger
+            .runs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| **r > 0)
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ran() < 500 {
+        assert!(Instant::now() < deadline, "the worker did not start");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let fault_key = key.clone();
+    let fault_task = tokio::task::spawn_blocking(move || {
+        let mut cluster = cluster;
+        match fault {
+            Fault::Failover => {
+                cluster.failover(&fault_key);
+            }
+            Fault::Kill => {
+                let node = cluster
+                    .nodes_mut()
+                    .iter_mut()
+                    .find(|n| n.port() == master)
+                    .unwrap();
+                node.kill();
+                cluster.wait_master(&fault_key, replica, &[master]);
+            }
+        }
+        cluster
+    });
+    let mut enqueue_retries = 0;
+    for chunk in tasks[upfront..].chunks(100) {
+        let jobs: Vec<redkit_queue::NewJob> = chunk
+            .iter()
+            .map(|t| {
+                redkit_queue::NewJob::new(
+                    serde_json::to_vec(t).unwrap(),
+                    JobOptions::new().id(format!("late-{}", t.i)),
+                )
+            })
+            .collect();
+        // custom ids make a retried batch idempotent
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Err(e) = producer.enqueue_bytes(jobs.clone()).await {
+            enqueue_retries += 1;
+            assert!(Instant::now() < deadline, "enqueues never recovered: {e}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let cluster = fault_task.await.unwrap();
+    let ran_at_fault = ran();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match queue.stats().await {
+            Ok(s) if s.completed == u64::from(N) => {
+                assert_eq!(
+                    (s.waiting, s.active, s.delayed, s.dead),
+                    (0, 0, 0, 0),
+                    "{s:?}"
+                );
+                break;
+            }
+            Ok(s) => assert!(Instant::now() < deadline, "not all jobs completed: {s:?}"),
+            Err(e) => assert!(Instant::now() < deadline, "the queue never recovered: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let report = running.shutdown(Duration::from_secs(5)).await;
+    let runs = ledger.runs.lock().unwrap().clone();
+    assert!(runs.iter().all(|r| *r >= 1), "a job never ran");
+    assert!(
+        ran_at_fault < N as usize,
+        "the fault came after the run ({ran_at_fault} jobs had run)"
+    );
+    // a second run only where a delivery was redelivered after its lease ran out (a
+    // completion lost with the old master)
+    let extra: u32 = runs.iter().map(|r| r - 1).sum();
+    let redelivered = ledger.redelivered.load(Ordering::Relaxed);
+    assert!(
+        extra <= redelivered,
+        "{extra} extra runs, {redelivered} redelivered"
+    );
+    assert_eq!(report.dead, 0, "{report:?}");
+    // the data lives on the promoted node now
+    let promoted = cluster
+        .nodes()
+        .iter()
+        .find(|n| n.port() == replica)
+        .unwrap();
+    assert_eq!(promoted.cli(&["hlen", &key]).trim(), N.to_string());
+    eprintln!(
+        "{fault:?} to {replica} after {ran_at_fault} runs: runs {}, extra {extra}, redelivered {redelivered}, enqueue retries {enqueue_retries}, {report:?}",
+        runs.iter().sum::<u32>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_failover_mid_run_loses_no_job() {
+    survive(Fault::Failover).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_cluster_master_mid_run_loses_no_replicated_job() {
+    survive(Fault::Kill).await;
 }
