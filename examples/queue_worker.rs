@@ -1,7 +1,8 @@
 //! `cargo run --example queue_worker`: a producer enqueues thumbnail jobs (some urgent,
-//! some for later, one that always fails, one duplicate), a worker with concurrency 8
-//! runs them with retries, and Ctrl-C (or the end of the work) shuts it down gracefully:
-//! no new fetches, running jobs finish, the rest is handed back.
+//! some for later, one that always fails, one duplicate), a scheduler adds a repeatable
+//! job every 250 ms, a worker with concurrency 8 runs them with retries and reports
+//! progress, the event stream tells what happened, and Ctrl-C (or the end of the work)
+//! shuts it down gracefully: no new fetches, running jobs finish, the rest is handed back.
 //!
 //! Uses `REDIS_URL`, else a private `redis-server` from PATH, else the memory backend.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -10,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redkit::queue::{
-    Backoff, Job, JobOptions, JobState, MemoryQueue, Priority, Queue, QueueConfig, QueueExt,
-    RedisQueue, Unique, Worker,
+    Backoff, EventId, EventKind, Job, JobOptions, JobState, MemoryQueue, Priority, Queue,
+    QueueConfig, QueueExt, RedisQueue, Repeat, Schedule, Scheduler, Unique, Worker, occurrence_of,
 };
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -28,7 +29,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .backoff(Backoff::Exponential {
             base: Duration::from_millis(50),
             max: Duration::from_secs(1),
-        });
+        })
+        .events(10_000);
     let local = redkit_testkit::local_redis().await?;
     let queue: Arc<dyn Queue> = match &local {
         Some(l) => Arc::new(RedisQueue::new(&l.redis, "thumbnails", config)?),
@@ -88,6 +90,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("enqueued; the second broken.png is {second:?} of {first:?}");
     println!("stats: {:?}", queue.stats().await?);
 
+    // a repeatable job: run it in every process; one of them owns the schedule
+    let logo = Thumbnail {
+        image: "logo.png".into(),
+        size: 32,
+    };
+    let scheduler = Scheduler::builder(queue.clone())
+        .repeat(Repeat::new(
+            "logo",
+            Schedule::every(Duration::from_millis(250))?,
+            &logo,
+        )?)
+        .tick(Duration::from_millis(50))
+        .build()?
+        .start();
+
     // the worker
     let worker = Worker::builder(queue.clone())
         .concurrency(8)
@@ -100,9 +117,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 job.payload.image, job.attempt
             ));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await; // the resize
+        // the resize, in two steps, reported as progress
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        job.progress(&serde_json::json!({ "step": "decoded" }))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
         Ok(format!("{}@{}", job.payload.image, job.payload.size))
     });
+
+    // the schedule runs for a second; then its next occurrence, already enqueued, is
+    // removed
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    scheduler.shutdown().await;
+    for job in queue.list(JobState::Delayed, 0, 100).await? {
+        if occurrence_of(&job.id).is_some_and(|(name, _)| name == "logo") {
+            queue.remove(&job.id).await?;
+        }
+    }
 
     // run until the queue is drained or Ctrl-C, then shut down gracefully
     let drained = async {
@@ -128,5 +160,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!("stats: {:?}", queue.stats().await?);
+
+    // what happened, from the event stream (any process can read it)
+    let events = queue
+        .events(&EventId::start(), 1000, Duration::ZERO)
+        .await?;
+    let count = |kind: EventKind| events.iter().filter(|e| e.kind == kind).count();
+    let logos = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Completed)
+        .filter(|e| occurrence_of(&e.job).is_some_and(|(name, _)| name == "logo"))
+        .count();
+    println!(
+        "events: {} completed ({logos} of them the repeatable logo), {} progress reports, \
+         {} failed, {} dead",
+        count(EventKind::Completed),
+        count(EventKind::Progress),
+        count(EventKind::Failed),
+        count(EventKind::Dead),
+    );
     Ok(())
 }

@@ -498,6 +498,19 @@ async fn queue_tour(redis: Option<&Redis>) -> Result<(), Box<dyn std::error::Err
             .await
             .unwrap_err()
     );
+    // repeatable jobs: a cron pattern in a time zone, checked when it is built
+    let nine = redkit::queue::Schedule::cron_in(
+        "0 9 * * MON-FRI",
+        chrono::FixedOffset::east_opt(3600).ok_or("offset")?,
+    )?;
+    println!(
+        "weekdays at nine (UTC+1): next after the epoch is {:?}",
+        nine.next_after(std::time::UNIX_EPOCH)
+    );
+    println!(
+        "a pattern that never matches is refused: {}",
+        redkit::queue::Schedule::cron("0 0 30 2 *").unwrap_err()
+    );
     Ok(())
 }
 
