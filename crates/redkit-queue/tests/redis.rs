@@ -52,6 +52,27 @@ fn worker(queue: &RedisQueue, ledger: &Arc<Ledger>) -> redkit_queue::WorkerHandl
         })
 }
 
+/// Waits (up to two minutes, through store errors) until all `n` jobs completed and
+/// nothing else is left.
+async fn all_completed(queue: &RedisQueue, n: u32) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match queue.stats().await {
+            Ok(s) if s.completed == u64::from(n) => {
+                assert_eq!(
+                    (s.waiting, s.active, s.delayed, s.dead),
+                    (0, 0, 0, 0),
+                    "{s:?}"
+                );
+                return;
+            }
+            Ok(s) => assert!(Instant::now() < deadline, "not all jobs completed: {s:?}"),
+            Err(e) => assert!(Instant::now() < deadline, "the queue never recovered: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_job_is_lost_when_a_worker_dies_mid_job() {
     let config = QueueConfig::new()
@@ -85,20 +106,7 @@ async fn no_job_is_lost_when_a_worker_dies_mid_job() {
     }
     doomed.abort();
     drop(one);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let s = two.stats().await.unwrap();
-        if s.completed == u64::from(JOBS) {
-            assert_eq!(
-                (s.waiting, s.active, s.delayed, s.dead),
-                (0, 0, 0, 0),
-                "{s:?}"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "not all jobs completed: {s:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    all_completed(&two, JOBS).await;
     let report = survivor.shutdown(Duration::from_secs(5)).await;
     let runs = ledger.runs.lock().unwrap().clone();
     // every job ran; only the jobs the dead worker held came
@@ -363,22 +371,7 @@ async fn survive(fault: Fault) {
     }
     let cluster = fault_task.await.unwrap();
     let ran_at_fault = ran();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        match queue.stats().await {
-            Ok(s) if s.completed == u64::from(N) => {
-                assert_eq!(
-                    (s.waiting, s.active, s.delayed, s.dead),
-                    (0, 0, 0, 0),
-                    "{s:?}"
-                );
-                break;
-            }
-            Ok(s) => assert!(Instant::now() < deadline, "not all jobs completed: {s:?}"),
-            Err(e) => assert!(Instant::now() < deadline, "the queue never recovered: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    all_completed(&queue, N).await;
     let report = running.shutdown(Duration::from_secs(5)).await;
     let runs = ledger.runs.lock().unwrap().clone();
     assert!(runs.iter().all(|r| *r >= 1), "a job never ran");
