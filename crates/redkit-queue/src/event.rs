@@ -135,7 +135,8 @@ impl Event {
 pub enum StartAt {
     /// The oldest event kept.
     Oldest,
-    /// The first event recorded after the stream was opened.
+    /// The first event recorded after the stream's first read (it resolves the newest
+    /// id then, once).
     Now,
     /// The first event after this one (to resume where a reader stopped).
     After(EventId),
