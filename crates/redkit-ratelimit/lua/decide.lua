@@ -24,7 +24,7 @@ for i = 1, (#ARGV - base) / 3 do
   local done = false
   if hot and ARGV[r + 1] == '1' then
     if id == 1 then
-      done = fast_fixed(out, KEYS[i], now, c, w, tonumber(ARGV[r + 2]), tonumber(ARGV[r + 3]))
+      done = fast_fixed(out, KEYS[i], now, c, w, ARGV[r + 2], tonumber(ARGV[r + 3]))
     else
       done = fast_gcra(out, KEYS[i], now, c, w, tonumber(ARGV[r + 2]))
     end

@@ -1,14 +1,16 @@
 -- KEYS and ARGV: see decide.lua (this file is a part of its script).
 -- The hot path: a check of one fixed window or GCRA limit with no block configured, one
 -- or two commands. Each appends its three numbers to `out` and returns true, or returns
--- false without writing when the state needs the general path (blocked, another type).
+-- false, with the state as it found it, when the state needs the general path (blocked,
+-- another type).
 
-local function fast_fixed(out, key, now, c, w, cost, ph)
+local function fast_fixed(out, key, now, c, w, cs, ph)
+  local cost = tonumber(cs)
   local shifted = now + ph % w
   local idx = math.floor(shifted / w)
   local left = (idx + 1) * w - shifted
   local base = fw_base(idx)
-  local v = redis.pcall('INCRBY', key, cost)
+  local v = redis.pcall('INCRBY', key, cs)
   if type(v) ~= 'number' then
     return false
   end
@@ -30,30 +32,45 @@ local function fast_fixed(out, key, now, c, w, cost, ph)
   return true
 end
 
+-- The TAT's key expires at the end of the bucket after the TAT's (see tat_save in
+-- common.lua): a function of the TAT alone, so a state can be written back exactly.
+local function tat_expiry(tat, b)
+  return int(math.ceil((math.floor(tat / b) + 2) * b / 1000))
+end
+
+-- GCRA in one command when the bucket has refilled (the stored TAT is not ahead of now,
+-- as for most keys most of the time): SET ... GET writes now + cost*T, which then fits
+-- (a cost never exceeds the capacity), and returns what was there. A TAT still ahead
+-- takes a second command: the later TAT, or the old value put back on a denial. A block
+-- that was overwritten is put back and left to the general path.
 local function fast_gcra(out, key, now, c, T, cost)
-  local v = redis.pcall('GET', key)
-  local stored
-  if v then
-    if type(v) ~= 'string' or string.byte(v, 1) == 66 then
-      return false
-    end
-    stored = tonumber(v)
-    if not stored then
+  local tol = c * T
+  local new = now + cost * T
+  local v = redis.pcall('SET', key, int(new), 'PXAT', tat_expiry(new, tol), 'GET')
+  if type(v) == 'table' then
+    return false -- another type: nothing was written
+  end
+  local stored = v and tonumber(v)
+  if v and not stored and string.byte(v, 1) == 66 then
+    local till = blocked_until(v)
+    if till and till > now then
+      block_string(key, till)
       return false
     end
   end
-  local tat = now
-  if stored and stored > now then
-    tat = stored
-  end
-  local new, tol = tat + cost * T, c * T
   local k = #out
+  if not stored or stored <= now then
+    out[k + 1], out[k + 2], out[k + 3] = math.floor((tol - cost * T) / T), cost * T, -1
+    return true
+  end
+  new = stored + cost * T
   if new - now <= tol then
-    tat_save(key, stored, new, tol)
+    redis.call('SET', key, int(new), 'PXAT', tat_expiry(new, tol))
     out[k + 1], out[k + 2], out[k + 3] = math.floor((tol - (new - now)) / T), new - now, -1
   else
+    redis.call('SET', key, v, 'PXAT', tat_expiry(stored, tol))
     out[k + 1], out[k + 2], out[k + 3] =
-      math.max(math.floor((tol - (tat - now)) / T), 0), tat - now, new - tol - now
+      math.max(math.floor((tol - (stored - now)) / T), 0), stored - now, new - tol - now
   end
   return true
 end

@@ -214,27 +214,34 @@ impl RedisRateLimiter {
         Ok(Item { keys, prep })
     }
 
-    /// One request: through the batches when they are on.
+    /// One request: through the batches when they are on. The hot path (batched, no
+    /// deadline) awaits only the batch; the rest is boxed, so the future every `check`
+    /// allocates stays small (a future over ~1 KiB costs the allocator far more).
     async fn send_one(&self, r: &Request<'_>) -> Result<Decision> {
         let item = self.item(r)?;
-        let work = async {
-            match &self.inner.batches {
-                Some(batches) => batches.call(item).await?,
-                None => decide(
-                    &self.inner.redis,
-                    &self.inner.policy,
-                    std::slice::from_ref(&item),
-                )
-                .await?
-                .pop()
-                .unwrap_or_else(|| {
-                    Err(Error::Store(redkit_core::Error::unexpected_reply(
-                        "no decision",
-                    )))
-                }),
+        match (&self.inner.batches, self.inner.deadline) {
+            (Some(batches), None) => batches.call(item).await?,
+            (Some(batches), Some(_)) => {
+                Box::pin(self.within_deadline(async { batches.call(item).await? })).await
             }
-        };
-        self.within_deadline(work).await
+            (None, _) => {
+                let work = async {
+                    decide(
+                        &self.inner.redis,
+                        &self.inner.policy,
+                        std::slice::from_ref(&item),
+                    )
+                    .await?
+                    .pop()
+                    .unwrap_or_else(|| {
+                        Err(Error::Store(redkit_core::Error::unexpected_reply(
+                            "no decision",
+                        )))
+                    })
+                };
+                Box::pin(self.within_deadline(work)).await
+            }
+        }
     }
 
     /// Several requests: one script call per hash slot, not batched with other calls.
@@ -452,7 +459,7 @@ impl RateLimiter for RedisRateLimiter {
         }
         match result {
             Err(e) if e.is_store_failure() => {
-                let mut ds = self.recover(e, std::slice::from_ref(&request)).await?;
+                let mut ds = Box::pin(self.recover(e, std::slice::from_ref(&request))).await?;
                 ds.pop().ok_or_else(|| {
                     Error::Store(redkit_core::Error::unexpected_reply("no decision"))
                 })
