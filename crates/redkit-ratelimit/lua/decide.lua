@@ -3,8 +3,10 @@
 -- ARGV[1]: L, the number of limits; then 4 values per limit j: algorithm (1 fixed window,
 --   2 sliding window, 3 sliding log, 4 GCRA / token bucket), capacity, window or emission
 --   interval in microseconds, block after a denial in microseconds (0: none);
---   then 3 values per request: op (1 check, 2 peek, 3 penalty, 4 reward, 5 block,
---   6 reset), amount (cost, points, or block microseconds), phase in microseconds.
+--   then one MessagePack array of 3 numbers per request: op (1 check, 2 peek, 3 penalty,
+--   4 reward, 5 block, 6 reset), amount (cost, points, or block microseconds), phase in
+--   microseconds. One string unpacked in C costs the server far less than three
+--   arguments per request, each made a Redis and a Lua string, then parsed by tonumber.
 -- Decides the requests in order, atomically, on the server's clock. A check consumes every
 -- limit or none. Returns per request and limit: remaining, reset after (us), retry after
 -- (us, -1 when that limit alone would allow; the request passed when every limit says -1).
@@ -19,18 +21,27 @@ local out = {}
 local slow
 local id, c, w, blk = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local hot = L == 1 and blk == 0 and (id == 1 or id == 4)
-for i = 1, (#ARGV - base) / 3 do
-  local r = base + (i - 1) * 3
+local items = cmsgpack.unpack(ARGV[base + 1])
+-- the fixed window's INCRBY takes its cost as a string: made once per distinct cost
+local cost_strings = {}
+for i = 1, #items / 3 do
+  local r = (i - 1) * 3
   local done = false
-  if hot and ARGV[r + 1] == '1' then
+  if hot and items[r + 1] == 1 then
+    local cost = items[r + 2]
     if id == 1 then
-      done = fast_fixed(out, KEYS[i], now, c, w, ARGV[r + 2], tonumber(ARGV[r + 3]))
+      local cs = cost_strings[cost]
+      if not cs then
+        cs = int(cost)
+        cost_strings[cost] = cs
+      end
+      done = fast_fixed(out, KEYS[i], now, c, w, cost, cs, items[r + 3])
     else
-      done = fast_gcra(out, KEYS[i], now, c, w, tonumber(ARGV[r + 2]))
+      done = fast_gcra(out, KEYS[i], now, c, w, cost)
     end
   end
   if not done then
-    slow = slow or general(now, L, base)
+    slow = slow or general(now, L, base, items)
     for _, v in ipairs(slow(i)) do out[#out + 1] = v end
   end
 end

@@ -4,8 +4,7 @@
 -- false, with the state as it found it, when the state needs the general path (blocked,
 -- another type).
 
-local function fast_fixed(out, key, now, c, w, cs, ph)
-  local cost = tonumber(cs)
+local function fast_fixed(out, key, now, c, w, cost, cs, ph)
   local shifted = now + ph % w
   local idx = math.floor(shifted / w)
   local left = (idx + 1) * w - shifted

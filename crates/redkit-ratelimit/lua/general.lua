@@ -1,5 +1,6 @@
 -- KEYS and ARGV: see decide.lua (this file is a part of its script, inside the
--- function that builds the general path: `now`, `L` and `base` come from decide.lua).
+-- function that builds the general path: `now`, `L`, `base` and `items`, the requests'
+-- numbers, come from decide.lua).
 -- Decides one request of any op over any limits; returns its numbers.
 local ALGORITHMS = { fixed_window, sliding_window, sliding_log, gcra }
 
@@ -17,8 +18,8 @@ end
 
 local function one(i)
   local out = {}
-  local r = base + (i - 1) * 3
-  local op, amount, ph = tonumber(ARGV[r + 1]), tonumber(ARGV[r + 2]), tonumber(ARGV[r + 3])
+  local r = (i - 1) * 3
+  local op, amount, ph = items[r + 1], items[r + 2], items[r + 3]
   local keys, states = {}, {}
   if op == 6 then
     for j = 1, L do

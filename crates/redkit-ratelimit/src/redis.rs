@@ -6,7 +6,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redkit_core::{Coalescer, Key, Keyspace, Redis, Script};
+use redkit_core::{Coalescer, Key, Keyspace, PackedInts, Redis, Script};
 use tracing::Instrument;
 
 use crate::limit::Limit;
@@ -23,7 +23,7 @@ static DECIDE: LazyLock<Script> = LazyLock::new(|| {
         concat!(
             include_str!("../lua/common.lua"),
             include_str!("../lua/fast.lua"),
-            "local function general(now, L, base)\n",
+            "local function general(now, L, base, items)\n",
             include_str!("../lua/fixed_window.lua"),
             include_str!("../lua/sliding_window.lua"),
             include_str!("../lua/sliding_log.lua"),
@@ -416,11 +416,11 @@ async fn decide(redis: &Redis, policy: &Policy, items: &[Item]) -> Result<Vec<Re
                 for p in &policy.params {
                     call = call.arg(p[0]).arg(p[1]).arg(p[2]).arg(p[3]);
                 }
-                for &i in group {
+                let numbers = group.iter().flat_map(|&i| {
                     let p = items[i].prep;
-                    call = call.arg(p.op).arg(p.amount).arg(p.phase);
-                }
-                call
+                    [u64::from(p.op), p.amount, p.phase]
+                });
+                call.arg(PackedInts::pack_unsigned(numbers))
             },
         )
         .await?;
