@@ -32,20 +32,22 @@ local function fast_fixed(out, key, now, c, w, cost, cs, ph)
 end
 
 -- The TAT's key expires at the end of the bucket after the TAT's (see tat_save in
--- common.lua): a function of the TAT alone, so a state can be written back exactly.
+-- common.lua): a function of the TAT's bucket alone, so while a TAT stays in its bucket
+-- the key keeps its expiry (KEEPTTL) and the expiry dictionary is not touched.
 local function tat_expiry(tat, b)
   return int(math.ceil((math.floor(tat / b) + 2) * b / 1000))
 end
 
 -- GCRA in one command when the bucket has refilled (the stored TAT is not ahead of now,
--- as for most keys most of the time): SET ... GET writes now + cost*T, which then fits
--- (a cost never exceeds the capacity), and returns what was there. A TAT still ahead
--- takes a second command: the later TAT, or the old value put back on a denial. A block
--- that was overwritten is put back and left to the general path.
+-- as for most keys most of the time): SET ... KEEPTTL GET writes now + cost*T, which then
+-- fits (a cost never exceeds the capacity), and returns what was there; a new key, or a
+-- TAT that moved to another bucket, gets its expiry set. A TAT still ahead takes a second
+-- command: the later TAT, or the old value put back on a denial (its expiry untouched).
+-- A block that was overwritten is put back and left to the general path.
 local function fast_gcra(out, key, now, c, T, cost)
   local tol = c * T
   local new = now + cost * T
-  local v = redis.pcall('SET', key, int(new), 'PXAT', tat_expiry(new, tol), 'GET')
+  local v = redis.pcall('SET', key, int(new), 'KEEPTTL', 'GET')
   if type(v) == 'table' then
     return false -- another type: nothing was written
   end
@@ -59,15 +61,22 @@ local function fast_gcra(out, key, now, c, T, cost)
   end
   local k = #out
   if not stored or stored <= now then
+    if not stored or math.floor(stored / tol) ~= math.floor(new / tol) then
+      redis.call('PEXPIREAT', key, tat_expiry(new, tol))
+    end
     out[k + 1], out[k + 2], out[k + 3] = math.floor((tol - cost * T) / T), cost * T, -1
     return true
   end
   new = stored + cost * T
   if new - now <= tol then
-    redis.call('SET', key, int(new), 'PXAT', tat_expiry(new, tol))
+    if math.floor(stored / tol) == math.floor(new / tol) then
+      redis.call('SET', key, int(new), 'KEEPTTL')
+    else
+      redis.call('SET', key, int(new), 'PXAT', tat_expiry(new, tol))
+    end
     out[k + 1], out[k + 2], out[k + 3] = math.floor((tol - (new - now)) / T), new - now, -1
   else
-    redis.call('SET', key, v, 'PXAT', tat_expiry(stored, tol))
+    redis.call('SET', key, v, 'KEEPTTL')
     out[k + 1], out[k + 2], out[k + 3] =
       math.max(math.floor((tol - (stored - now)) / T), 0), stored - now, new - tol - now
   end
