@@ -6,6 +6,14 @@
 //! arrives while batches are in flight is queued and goes out together as the next batch,
 //! so one script call decides many requests. An idle caller never waits for a timer.
 //!
+//! When a batch is answered, the next one is sent *before* the answers wake their callers,
+//! so the server is already working while the client hands out answers. Redis runs every
+//! command in its input buffer before it writes a reply, so two batches that arrive
+//! together are answered together and the two sides take turns; [`Coalescer::pipelined`]
+//! avoids that: with many requests queued and nothing in flight it sends half of them
+//! and keeps the rest for the moment the first half is answered, after which the two
+//! halves alternate, one on the server while the client handles the other.
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> redkit_core::Result<()> {
 //! use redkit_core::Coalescer;
@@ -37,6 +45,8 @@ pub struct Coalescer<Req, Resp> {
     flush: Flush<Req, Resp>,
     max_batch: usize,
     max_in_flight: usize,
+    /// One batch in flight and one forming (see [`Coalescer::pipelined`]).
+    split: bool,
     /// Started on first use, on the runtime of that call.
     tx: OnceLock<mpsc::UnboundedSender<Job<Req, Resp>>>,
 }
@@ -46,6 +56,7 @@ impl<Req, Resp> fmt::Debug for Coalescer<Req, Resp> {
         f.debug_struct("Coalescer")
             .field("max_batch", &self.max_batch)
             .field("max_in_flight", &self.max_in_flight)
+            .field("split", &self.split)
             .finish()
     }
 }
@@ -63,7 +74,25 @@ impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
             flush: Arc::new(move |batch| Box::pin(flush(batch))),
             max_batch: max_batch.max(1),
             max_in_flight: max_in_flight.max(1),
+            split: false,
             tx: OnceLock::new(),
+        }
+    }
+
+    /// One batch in flight and one forming: with more than a few requests queued and
+    /// nothing in flight, half of them go at once and the rest as soon as that half is
+    /// answered (before its answers are handed out), so the server works on one half
+    /// while the client handles the other's answers and their callers' next requests.
+    /// For many concurrent callers of cheap scripts, where the two sides would otherwise
+    /// take turns.
+    pub fn pipelined<F, Fut>(max_batch: usize, flush: F) -> Self
+    where
+        F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<Resp>>> + Send + 'static,
+    {
+        Coalescer {
+            split: true,
+            ..Coalescer::new(max_batch, 1, flush)
         }
     }
 
@@ -74,8 +103,11 @@ impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
             tokio::spawn(drive(
                 rx,
                 Arc::clone(&self.flush),
-                self.max_batch,
-                self.max_in_flight,
+                Limits {
+                    max_batch: self.max_batch,
+                    max_in_flight: self.max_in_flight,
+                    split: self.split,
+                },
             ));
             tx
         });
@@ -96,31 +128,44 @@ fn stopped(what: &str) -> Error {
     )))
 }
 
+#[derive(Clone, Copy)]
+struct Limits {
+    max_batch: usize,
+    max_in_flight: usize,
+    split: bool,
+}
+
+/// With at most this many queued, a pipelined coalescer sends them all at once.
+const SPLIT_ABOVE: usize = 8;
+
 async fn drive<Req, Resp>(
     mut rx: mpsc::UnboundedReceiver<Job<Req, Resp>>,
     flush: Flush<Req, Resp>,
-    max_batch: usize,
-    max_in_flight: usize,
+    limits: Limits,
 ) {
     let mut in_flight = FuturesUnordered::new();
     let mut queued: VecDeque<Job<Req, Resp>> = VecDeque::new();
     let mut open = true;
+    let cap = limits.max_batch * limits.max_in_flight;
     loop {
         // Take in what has arrived, without waiting.
-        while open && queued.len() < max_batch * max_in_flight {
-            match rx.try_recv() {
-                Ok(job) => queued.push_back(job),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
-            }
-        }
-        // Spread what is queued over the free slots: with two slots and 64 requests, 32 go
-        // now and 32 right behind them, so the server works on one batch while the next
-        // one is built and sent (one batch of 64 would leave both sides waiting in turn).
-        while !queued.is_empty() && in_flight.len() < max_in_flight {
-            let slots = max_in_flight - in_flight.len();
-            let take = queued.len().div_ceil(slots).min(max_batch);
-            let batch: Vec<_> = queued.drain(..take).collect();
+        take_in(&mut rx, &mut queued, &mut open, cap);
+        while !queued.is_empty() && in_flight.len() < limits.max_in_flight {
+            let take = if limits.split {
+                // nothing in flight: send half, keep half for when it is answered
+                if queued.len() > SPLIT_ABOVE {
+                    queued.len().div_ceil(2)
+                } else {
+                    queued.len()
+                }
+            } else {
+                // Spread what is queued over the free slots: with two slots and 64
+                // requests, 32 go now and 32 right behind them.
+                queued
+                    .len()
+                    .div_ceil(limits.max_in_flight - in_flight.len())
+            };
+            let batch: Vec<_> = queued.drain(..take.min(limits.max_batch)).collect();
             in_flight.push(run(Arc::clone(&flush), batch));
         }
         if !open && queued.is_empty() && in_flight.is_empty() {
@@ -128,8 +173,23 @@ async fn drive<Req, Resp>(
         }
         tokio::select! {
             biased;
-            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-            job = rx.recv(), if open && queued.len() < max_batch * max_in_flight => match job {
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                // Send what waited for this slot before handing out the answers, so the
+                // server works on it while the answers wake their callers.
+                take_in(&mut rx, &mut queued, &mut open, cap);
+                if !queued.is_empty() {
+                    let batch: Vec<_> = queued.drain(..queued.len().min(limits.max_batch)).collect();
+                    in_flight.push(run(Arc::clone(&flush), batch));
+                    // one poll starts it (its command is queued on the connection)
+                    if let Some(Some(other)) =
+                        futures_util::future::poll_immediate(in_flight.next()).await
+                    {
+                        other.deliver();
+                    }
+                }
+                done.deliver();
+            }
+            job = rx.recv(), if open && queued.len() < cap => match job {
                 Some(job) => queued.push_back(job),
                 None => open = false,
             },
@@ -137,28 +197,58 @@ async fn drive<Req, Resp>(
     }
 }
 
-async fn run<Req, Resp>(flush: Flush<Req, Resp>, batch: Vec<Job<Req, Resp>>) {
+fn take_in<Req, Resp>(
+    rx: &mut mpsc::UnboundedReceiver<Job<Req, Resp>>,
+    queued: &mut VecDeque<Job<Req, Resp>>,
+    open: &mut bool,
+    cap: usize,
+) {
+    while *open && queued.len() < cap {
+        match rx.try_recv() {
+            Ok(job) => queued.push_back(job),
+            Err(mpsc::error::TryRecvError::Empty) => break,
+            Err(mpsc::error::TryRecvError::Disconnected) => *open = false,
+        }
+    }
+}
+
+/// The answers of a finished batch, not yet handed to their callers.
+struct Delivery<Resp> {
+    waiters: Vec<oneshot::Sender<Result<Resp>>>,
+    answers: Result<Vec<Resp>>,
+}
+
+impl<Resp> Delivery<Resp> {
+    fn deliver(self) {
+        let n = self.waiters.len();
+        match self.answers {
+            Ok(answers) if answers.len() == n => {
+                for (waiter, answer) in self.waiters.into_iter().zip(answers) {
+                    let _ = waiter.send(Ok(answer));
+                }
+            }
+            Ok(answers) => {
+                for waiter in self.waiters {
+                    let _ = waiter.send(Err(Error::unexpected_reply(format!(
+                        "a batch of {n} got {} answers",
+                        answers.len()
+                    ))));
+                }
+            }
+            Err(e) => {
+                for waiter in self.waiters {
+                    let _ = waiter.send(Err(e.duplicate()));
+                }
+            }
+        }
+    }
+}
+
+async fn run<Req, Resp>(flush: Flush<Req, Resp>, batch: Vec<Job<Req, Resp>>) -> Delivery<Resp> {
     let (reqs, waiters): (Vec<Req>, Vec<_>) = batch.into_iter().unzip();
-    let n = reqs.len();
-    match flush(reqs).await {
-        Ok(answers) if answers.len() == n => {
-            for (waiter, answer) in waiters.into_iter().zip(answers) {
-                let _ = waiter.send(Ok(answer));
-            }
-        }
-        Ok(answers) => {
-            for waiter in waiters {
-                let _ = waiter.send(Err(Error::unexpected_reply(format!(
-                    "a batch of {n} got {} answers",
-                    answers.len()
-                ))));
-            }
-        }
-        Err(e) => {
-            for waiter in waiters {
-                let _ = waiter.send(Err(e.duplicate()));
-            }
-        }
+    Delivery {
+        waiters,
+        answers: flush(reqs).await,
     }
 }
 
@@ -220,6 +310,57 @@ mod tests {
         // a lone call goes out alone, at once
         assert_eq!(c.call(7).await.unwrap(), 7);
         assert_eq!(sizes.lock().unwrap().last(), Some(&1));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn pipelined_batches_alternate_and_the_next_goes_before_answers() {
+        // what happened, in order: ("start", size), ("end", size), ("answer", request)
+        let log = Arc::new(std::sync::Mutex::new(Vec::<(&str, u32)>::new()));
+        let seen = Arc::clone(&log);
+        let c = Arc::new(Coalescer::pipelined(128, move |batch: Vec<u32>| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let n = batch.len() as u32;
+                seen.lock().unwrap().push(("start", n));
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                seen.lock().unwrap().push(("end", n));
+                Ok(batch)
+            }
+        }));
+        let calls: Vec<_> = (0..64)
+            .map(|i| {
+                let c = Arc::clone(&c);
+                let log = Arc::clone(&log);
+                tokio::spawn(async move {
+                    let answer = c.call(i).await.unwrap();
+                    log.lock().unwrap().push(("answer", answer));
+                    answer
+                })
+            })
+            .collect();
+        for (i, call) in calls.into_iter().enumerate() {
+            assert_eq!(call.await.unwrap(), i as u32);
+        }
+        let log = log.lock().unwrap().clone();
+        let batches: Vec<_> = log.iter().filter(|e| e.0 == "start").map(|e| e.1).collect();
+        assert_eq!(batches, [32, 32], "half now, half when it is answered");
+        let at = |what: (&str, u32)| log.iter().position(|e| *e == what).unwrap();
+        let second_start = log.iter().rposition(|e| e.0 == "start").unwrap();
+        // one batch at a time: the second starts after the first ended ...
+        assert!(at(("end", 32)) < second_start, "{log:?}");
+        // ... and before any answer of the first is handed out
+        let first_answer = log.iter().position(|e| e.0 == "answer").unwrap();
+        assert!(second_start < first_answer, "{log:?}");
+        // a few requests go out together at once
+        let few: Vec<_> = (0..3)
+            .map(|i| {
+                let c = Arc::clone(&c);
+                tokio::spawn(async move { c.call(i).await.unwrap() })
+            })
+            .collect();
+        for call in few {
+            call.await.unwrap();
+        }
     }
 
     #[tokio::test]

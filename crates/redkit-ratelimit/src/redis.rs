@@ -37,8 +37,6 @@ static DECIDE: LazyLock<Script> = LazyLock::new(|| {
 
 /// Batches of at most this many requests per script call.
 const MAX_BATCH: usize = 128;
-/// Batches in flight at once per limiter.
-const MAX_IN_FLIGHT: usize = 2;
 
 /// What a [`RedisRateLimiter`] answers when Redis fails or misses the deadline.
 ///
@@ -369,7 +367,7 @@ impl RedisRateLimiterBuilder {
         let batches = self.batching.then(|| {
             let redis = self.redis.clone();
             let policy = Arc::clone(&policy);
-            Coalescer::new(MAX_BATCH, MAX_IN_FLIGHT, move |items: Vec<Item>| {
+            Coalescer::pipelined(MAX_BATCH, move |items: Vec<Item>| {
                 let redis = redis.clone();
                 let policy = Arc::clone(&policy);
                 async move {
