@@ -23,7 +23,7 @@ local id, c, w, blk = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), t
 local hot = L == 1 and blk == 0 and (id == 1 or id == 4)
 local items = cmsgpack.unpack(ARGV[base + 1])
 -- the fixed window's INCRBY takes its cost as a string: made once per distinct cost
-local cost_strings = {}
+local cost_strings, tat_strings = {}, {}
 for i = 1, #items / 3 do
   local r = (i - 1) * 3
   local done = false
@@ -37,7 +37,13 @@ for i = 1, #items / 3 do
       end
       done = fast_fixed(out, KEYS[i], now, c, w, cost, cs, items[r + 3])
     else
-      done = fast_gcra(out, KEYS[i], now, c, w, cost)
+      -- a refilled bucket's new TAT depends only on the cost: formatted once per batch
+      local ts = tat_strings[cost]
+      if not ts then
+        ts = int(now + cost * w)
+        tat_strings[cost] = ts
+      end
+      done = fast_gcra(out, KEYS[i], now, c, w, cost, ts)
     end
   end
   if not done then

@@ -40,14 +40,15 @@ end
 
 -- GCRA in one command when the bucket has refilled (the stored TAT is not ahead of now,
 -- as for most keys most of the time): SET ... KEEPTTL GET writes now + cost*T, which then
--- fits (a cost never exceeds the capacity), and returns what was there; a new key, or a
--- TAT that moved to another bucket, gets its expiry set. A TAT still ahead takes a second
--- command: the later TAT, or the old value put back on a denial (its expiry untouched).
--- A block that was overwritten is put back and left to the general path.
-local function fast_gcra(out, key, now, c, T, cost)
+-- fits (a cost never exceeds the capacity), and returns what was there; `new_string` is
+-- that TAT, formatted once per batch and cost. A new key, or a TAT that moved to another
+-- bucket, gets its expiry set. A TAT still ahead takes a second command: the later TAT,
+-- or the old value put back on a denial (its expiry untouched). A block that was
+-- overwritten is put back and left to the general path.
+local function fast_gcra(out, key, now, c, T, cost, new_string)
   local tol = c * T
   local new = now + cost * T
-  local v = redis.pcall('SET', key, int(new), 'KEEPTTL', 'GET')
+  local v = redis.pcall('SET', key, new_string, 'KEEPTTL', 'GET')
   if type(v) == 'table' then
     return false -- another type: nothing was written
   end
