@@ -164,8 +164,7 @@ async fn drive<Req, Resp>(
                     .len()
                     .div_ceil(limits.max_in_flight - in_flight.len())
             };
-            let batch: Vec<_> = queued.drain(..take.min(limits.max_batch)).collect();
-            in_flight.push(run(Arc::clone(&flush), batch));
+            in_flight.push(run(&flush, &mut queued, take.min(limits.max_batch)));
         }
         if !open && queued.is_empty() && in_flight.is_empty() {
             return;
@@ -178,8 +177,8 @@ async fn drive<Req, Resp>(
                 // (Measured otherwise with two slots, whose batches already overlap.)
                 take_in(&mut rx, &mut queued, &mut open, cap);
                 if limits.split && !queued.is_empty() {
-                    let batch: Vec<_> = queued.drain(..queued.len().min(limits.max_batch)).collect();
-                    in_flight.push(run(Arc::clone(&flush), batch));
+                    let all = queued.len().min(limits.max_batch);
+                    in_flight.push(run(&flush, &mut queued, all));
                     // one poll starts it (its command is queued on the connection)
                     if let Some(Some(other)) =
                         futures_util::future::poll_immediate(in_flight.next()).await
@@ -244,11 +243,19 @@ impl<Resp> Delivery<Resp> {
     }
 }
 
-async fn run<Req, Resp>(flush: Flush<Req, Resp>, batch: Vec<Job<Req, Resp>>) -> Delivery<Resp> {
-    let (reqs, waiters): (Vec<Req>, Vec<_>) = batch.into_iter().unzip();
-    Delivery {
-        waiters,
-        answers: flush(reqs).await,
+/// Takes the first `n` queued requests as one batch and runs it.
+fn run<Req, Resp>(
+    flush: &Flush<Req, Resp>,
+    queued: &mut VecDeque<Job<Req, Resp>>,
+    n: usize,
+) -> impl Future<Output = Delivery<Resp>> + use<Req, Resp> {
+    let (reqs, waiters): (Vec<Req>, Vec<_>) = queued.drain(..n).unzip();
+    let flush = Arc::clone(flush);
+    async move {
+        Delivery {
+            waiters,
+            answers: flush(reqs).await,
+        }
     }
 }
 

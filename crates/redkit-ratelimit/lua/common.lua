@@ -44,13 +44,16 @@ local function fw_base(idx)
 end
 
 -- GCRA state is the TAT as a string. Its key expires at the end of the bucket after the
--- TAT's (buckets of b = capacity * interval): within one bucket the TTL is kept, so most
--- writes skip setting it again.
+-- TAT's (buckets of b = capacity * interval): a function of the TAT's bucket alone, so
+-- within one bucket the TTL is kept (KEEPTTL) and most writes skip setting it again.
+local function tat_expiry(tat, b)
+  return int(math.ceil((math.floor(tat / b) + 2) * b / 1000))
+end
+
 local function tat_save(key, stored, tat, b)
-  local bucket = math.floor(tat / b)
-  if stored and math.floor(stored / b) == bucket then
-    redis.call('SET', key, tat, 'KEEPTTL')
+  if stored and math.floor(stored / b) == math.floor(tat / b) then
+    redis.call('SET', key, int(tat), 'KEEPTTL')
   else
-    redis.call('SET', key, tat, 'PXAT', math.ceil((bucket + 2) * b / 1000))
+    redis.call('SET', key, int(tat), 'PXAT', tat_expiry(tat, b))
   end
 end

@@ -31,13 +31,6 @@ local function fast_fixed(out, key, now, c, w, cost, cs, ph)
   return true
 end
 
--- The TAT's key expires at the end of the bucket after the TAT's (see tat_save in
--- common.lua): a function of the TAT's bucket alone, so while a TAT stays in its bucket
--- the key keeps its expiry (KEEPTTL) and the expiry dictionary is not touched.
-local function tat_expiry(tat, b)
-  return int(math.ceil((math.floor(tat / b) + 2) * b / 1000))
-end
-
 -- GCRA in one command when the bucket has refilled (the stored TAT is not ahead of now,
 -- as for most keys most of the time): SET ... KEEPTTL GET writes now + cost*T, which then
 -- fits (a cost never exceeds the capacity), and returns what was there; `new_string` is
@@ -70,11 +63,7 @@ local function fast_gcra(out, key, now, c, T, cost, new_string)
   end
   new = stored + cost * T
   if new - now <= tol then
-    if math.floor(stored / tol) == math.floor(new / tol) then
-      redis.call('SET', key, int(new), 'KEEPTTL')
-    else
-      redis.call('SET', key, int(new), 'PXAT', tat_expiry(new, tol))
-    end
+    tat_save(key, stored, new, tol)
     out[k + 1], out[k + 2], out[k + 3] = math.floor((tol - (new - now)) / T), new - now, -1
   else
     redis.call('SET', key, v, 'KEEPTTL')
