@@ -34,14 +34,25 @@ pub(crate) fn no_server_help() -> String {
 }
 
 /// A loopback port that is free now, and whose cluster bus port (+10000) is free too.
+///
+/// Both lie below Linux's ephemeral range (32768 and up by default): a port the kernel
+/// handed out for `bind(0)` and took back can next be the local port of any outgoing
+/// connection, which then keeps `redis-server` from binding it. Ports are drawn at
+/// random and never handed out twice by one process.
 pub fn free_port() -> u16 {
-    for _ in 0..200 {
-        let Ok(l) = TcpListener::bind("127.0.0.1:0") else {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for _ in 0..2000 {
+        let port = fastrand::u16(12_000..22_700);
+        if given.contains(&port) {
             continue;
-        };
-        let Ok(addr) = l.local_addr() else { continue };
-        let port = addr.port();
-        if port < 55535 && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
+        {
+            given.push(port);
             return port;
         }
     }
