@@ -22,8 +22,12 @@ local slow
 local id, c, w, blk = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local hot = L == 1 and blk == 0 and (id == 1 or id == 4)
 local items = cmsgpack.unpack(ARGV[base + 1])
--- the fixed window's INCRBY takes its cost as a string: made once per distinct cost
-local cost_strings, tat_strings = {}, {}
+-- the fixed window's INCRBY takes its cost as a string, made once per distinct cost;
+-- GCRA's refilled-bucket answer is made once per distinct cost (gcra_batch)
+local cost_strings, gcra_costs = {}, {}
+local tol = c * w
+-- the answers so far fill out[1..k]
+local k = 0
 for i = 1, #items / 3 do
   local r = (i - 1) * 3
   local done = false
@@ -35,20 +39,24 @@ for i = 1, #items / 3 do
         cs = int(cost)
         cost_strings[cost] = cs
       end
-      done = fast_fixed(out, KEYS[i], now, c, w, cost, cs, items[r + 3])
+      done = fast_fixed(out, k, KEYS[i], now, c, w, cost, cs, items[r + 3])
     else
-      -- a refilled bucket's new TAT depends only on the cost: formatted once per batch
-      local ts = tat_strings[cost]
-      if not ts then
-        ts = int(now + cost * w)
-        tat_strings[cost] = ts
+      local g = gcra_costs[cost]
+      if not g then
+        g = gcra_batch(now, tol, w, cost)
+        gcra_costs[cost] = g
       end
-      done = fast_gcra(out, KEYS[i], now, c, w, cost, ts)
+      done = fast_gcra(out, k, KEYS[i], now, tol, w, g)
     end
   end
   if not done then
     slow = slow or general(now, L, base, items)
-    for _, v in ipairs(slow(i)) do out[#out + 1] = v end
+    for _, v in ipairs(slow(i)) do
+      k = k + 1
+      out[k] = v
+    end
+  else
+    k = k + 3
   end
 end
 return cmsgpack.pack(out)

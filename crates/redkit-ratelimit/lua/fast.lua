@@ -1,10 +1,10 @@
 -- KEYS and ARGV: see decide.lua (this file is a part of its script).
 -- The hot path: a check of one fixed window or GCRA limit with no block configured, one
--- or two commands. Each appends its three numbers to `out` and returns true, or returns
--- false, with the state as it found it, when the state needs the general path (blocked,
--- another type).
+-- or two commands. Each writes its three numbers to out[k+1..k+3] and returns true, or
+-- returns false, with the state as it found it, when the state needs the general path
+-- (blocked, another type).
 
-local function fast_fixed(out, key, now, c, w, cost, cs, ph)
+local function fast_fixed(out, k, key, now, c, w, cost, cs, ph)
   local shifted = now + ph % w
   local idx = math.floor(shifted / w)
   local left = (idx + 1) * w - shifted
@@ -20,7 +20,6 @@ local function fast_fixed(out, key, now, c, w, cost, cs, ph)
     count = cost
     redis.call('SET', key, base + cost, 'PXAT', math.ceil((now + left) / 1000))
   end
-  local k = #out
   if count > c then
     -- denials are free: take the units back
     redis.call('INCRBY', key, -cost)
@@ -33,35 +32,33 @@ end
 
 -- GCRA in one command when the bucket has refilled (the stored TAT is not ahead of now,
 -- as for most keys most of the time): SET ... KEEPTTL GET writes now + cost*T, which then
--- fits (a cost never exceeds the capacity), and returns what was there; `new_string` is
--- that TAT, formatted once per batch and cost. A new key, or a TAT that moved to another
--- bucket, gets its expiry set. A TAT still ahead takes a second command: the later TAT,
--- or the old value put back on a denial (its expiry untouched). A block that was
--- overwritten is put back and left to the general path.
-local function fast_gcra(out, key, now, c, T, cost, new_string)
-  local tol = c * T
-  local new = now + cost * T
-  local v = redis.pcall('SET', key, new_string, 'KEEPTTL', 'GET')
+-- fits (a cost never exceeds the capacity), and returns what was there. `g` holds what
+-- depends only on the batch and the cost (see gcra_batch): the new TAT, its string, its
+-- bucket's start and expiry, and the answer. A new key, or a TAT from an earlier bucket,
+-- gets the expiry set. A TAT still ahead takes a second command: the later TAT, or the
+-- old value put back on a denial (its expiry untouched). A block that was overwritten is
+-- put back and left to the general path.
+local function fast_gcra(out, k, key, now, tol, T, g)
+  local v = redis.pcall('SET', key, g.s, 'KEEPTTL', 'GET')
   if type(v) == 'table' then
     return false -- another type: nothing was written
   end
-  local stored = v and tonumber(v)
-  if v and not stored and string.byte(v, 1) == 66 then
+  local stored = v and tat_parse(v)
+  if not stored and v then
     local till = blocked_until(v)
     if till and till > now then
       block_string(key, till)
       return false
     end
   end
-  local k = #out
   if not stored or stored <= now then
-    if not stored or math.floor(stored / tol) ~= math.floor(new / tol) then
-      redis.call('PEXPIREAT', key, tat_expiry(new, tol))
+    if not stored or stored < g.bucket then
+      redis.call('PEXPIREAT', key, g.expiry)
     end
-    out[k + 1], out[k + 2], out[k + 3] = math.floor((tol - cost * T) / T), cost * T, -1
+    out[k + 1], out[k + 2], out[k + 3] = g.remaining, g.inc, -1
     return true
   end
-  new = stored + cost * T
+  local new = stored + g.inc
   if new - now <= tol then
     tat_save(key, stored, new, tol)
     out[k + 1], out[k + 2], out[k + 3] = math.floor((tol - (new - now)) / T), new - now, -1
@@ -71,4 +68,17 @@ local function fast_gcra(out, key, now, c, T, cost, new_string)
       math.max(math.floor((tol - (stored - now)) / T), 0), stored - now, new - tol - now
   end
   return true
+end
+
+-- What fast_gcra needs of a refilled bucket for one cost, made once per batch and cost.
+local function gcra_batch(now, tol, T, cost)
+  local inc = cost * T
+  local new = now + inc
+  return {
+    inc = inc,
+    s = tat_string(new),
+    bucket = math.floor(new / tol) * tol,
+    expiry = tat_expiry(new, tol),
+    remaining = math.floor((tol - inc) / T),
+  }
 end

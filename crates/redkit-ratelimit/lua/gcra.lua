@@ -1,8 +1,8 @@
 -- KEYS, ARGV: see decide.lua (this file is a part of its script).
 -- GCRA, which is also the token bucket with continuous refill: one emission interval T
--- per unit, capacity c. State: the theoretical arrival time (TAT) of the next unit as an
--- integer string (or "B:<until>"), expiring after the TAT (see tat_save). A request of
--- cost n fits when max(TAT, now) + n*T - now <= c*T; tokens left = (c*T - (TAT - now)) / T.
+-- per unit, capacity c. State: the theoretical arrival time (TAT) of the next unit (see
+-- tat_string, or "B:<until>"), expiring after the TAT (see tat_save). A request of cost n
+-- fits when max(TAT, now) + n*T - now <= c*T; tokens left = (c*T - (TAT - now)) / T.
 -- Denials write nothing.
 local gcra = {}
 
@@ -14,7 +14,7 @@ function gcra.load(key, p, now, ph)
     if till then
       if till > now then s.till = till end
     else
-      s.stored = tonumber(v)
+      s.stored = tat_parse(v)
       s.tat = math.max(s.stored or now, now)
     end
   end

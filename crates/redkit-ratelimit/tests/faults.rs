@@ -222,4 +222,17 @@ async fn a_bucket_key_lives_as_long_as_its_state() {
     }
     // steady consumption at about the rate, never resting long enough to refill fully
     assert!(allowed >= 30, "{allowed}");
+    // a full burst (a bucket's worth) after each refill: the new TAT lands one or two
+    // buckets after the stored one, whose key is still alive when it is two
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let d = l.check("steady", 2).await.unwrap();
+        assert!(d.allowed, "{d:?}");
+        let pttl: i64 = redis.query(redis::cmd("PTTL").arg(&key)).await.unwrap();
+        assert!(
+            pttl >= 0 && Duration::from_millis(pttl as u64 + 1) >= d.reset_after,
+            "ttl {pttl} ms < state {:?} after a refill",
+            d.reset_after
+        );
+    }
 }
