@@ -11,7 +11,10 @@
 //! [`Coalescer::pipelined`] avoids that: with many requests queued and nothing in flight
 //! it sends half of them and keeps the rest for the moment the first half is answered,
 //! sending them *before* the answers wake their callers; the two halves then alternate,
-//! one on the server while the client handles the other.
+//! one on the server while the client handles the other. And once the callers of the
+//! last answers are all back with new requests, their batch goes at once, behind the one
+//! on the server, and waits in its socket: the server goes from one batch to the next
+//! without waiting for the client.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> redkit_core::Result<()> {
@@ -44,7 +47,7 @@ pub struct Coalescer<Req, Resp> {
     flush: Flush<Req, Resp>,
     max_batch: usize,
     max_in_flight: usize,
-    /// One batch in flight and one forming (see [`Coalescer::pipelined`]).
+    /// Batches alternate and returning cohorts go early (see [`Coalescer::pipelined`]).
     split: bool,
     /// Started on first use, on the runtime of that call.
     tx: OnceLock<mpsc::UnboundedSender<Job<Req, Resp>>>,
@@ -78,12 +81,15 @@ impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
         }
     }
 
-    /// One batch in flight and one forming: with more than a few requests queued and
-    /// nothing in flight, half of them go at once and the rest as soon as that half is
-    /// answered (before its answers are handed out), so the server works on one half
-    /// while the client handles the other's answers and their callers' next requests.
-    /// For many concurrent callers of cheap scripts, where the two sides would otherwise
-    /// take turns.
+    /// Batches that alternate between the two sides, at most two in flight: with more
+    /// than a few requests queued and nothing in flight, half of them go at once and the
+    /// rest as soon as that half is answered (before its answers are handed out), so the
+    /// server works on one half while the client handles the other's answers and their
+    /// callers' next requests. When as many requests are queued as the last answers went
+    /// to (those callers are back), they go at once, behind the batch in flight, so the
+    /// server finds the next batch waiting when it finishes one. No request waits longer
+    /// than for the batch in flight to be answered. For many concurrent callers of cheap
+    /// scripts, where the two sides would otherwise take turns.
     pub fn pipelined<F, Fut>(max_batch: usize, flush: F) -> Self
     where
         F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
@@ -91,7 +97,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
     {
         Coalescer {
             split: true,
-            ..Coalescer::new(max_batch, 1, flush)
+            ..Coalescer::new(max_batch, 2, flush)
         }
     }
 
@@ -146,25 +152,16 @@ async fn drive<Req, Resp>(
     let mut queued: VecDeque<Job<Req, Resp>> = VecDeque::new();
     let mut open = true;
     let cap = limits.max_batch * limits.max_in_flight;
+    // Pipelined: how many callers the last answers went to, until the next launch. As
+    // many new requests queued means that cohort is back: its batch goes at once, behind
+    // the one in flight, and waits in the server's socket while that one runs.
+    let mut cohort = 0;
     loop {
         // Take in what has arrived, without waiting.
         take_in(&mut rx, &mut queued, &mut open, cap);
-        while !queued.is_empty() && in_flight.len() < limits.max_in_flight {
-            let take = if limits.split {
-                // nothing in flight: send half, keep half for when it is answered
-                if queued.len() > SPLIT_ABOVE {
-                    queued.len().div_ceil(2)
-                } else {
-                    queued.len()
-                }
-            } else {
-                // Spread what is queued over the free slots: with two slots and 64
-                // requests, 32 go now and 32 right behind them.
-                queued
-                    .len()
-                    .div_ceil(limits.max_in_flight - in_flight.len())
-            };
-            in_flight.push(run(&flush, &mut queued, take.min(limits.max_batch)));
+        while let Some(take) = next_batch(limits, queued.len(), in_flight.len(), cohort) {
+            in_flight.push(run(&flush, &mut queued, take));
+            cohort = 0;
         }
         if !open && queued.is_empty() && in_flight.is_empty() {
             return;
@@ -176,16 +173,19 @@ async fn drive<Req, Resp>(
                 // answers, so the server works on it while the answers wake their callers.
                 // (Measured otherwise with two slots, whose batches already overlap.)
                 take_in(&mut rx, &mut queued, &mut open, cap);
-                if limits.split && !queued.is_empty() {
+                let mut answered = done.waiters.len();
+                if limits.split && in_flight.is_empty() && !queued.is_empty() {
                     let all = queued.len().min(limits.max_batch);
                     in_flight.push(run(&flush, &mut queued, all));
                     // one poll starts it (its command is queued on the connection)
                     if let Some(Some(other)) =
                         futures_util::future::poll_immediate(in_flight.next()).await
                     {
+                        answered += other.waiters.len();
                         other.deliver();
                     }
                 }
+                cohort = answered;
                 done.deliver();
             }
             job = rx.recv(), if open && queued.len() < cap => match job {
@@ -194,6 +194,30 @@ async fn drive<Req, Resp>(
             },
         }
     }
+}
+
+/// How many queued requests go out now as one batch, if any.
+fn next_batch(limits: Limits, queued: usize, in_flight: usize, cohort: usize) -> Option<usize> {
+    if queued == 0 || in_flight >= limits.max_in_flight {
+        return None;
+    }
+    let take = if !limits.split {
+        // Spread what is queued over the free slots: with two slots and 64 requests, 32
+        // go now and 32 right behind them.
+        queued.div_ceil(limits.max_in_flight - in_flight)
+    } else if in_flight == 0 {
+        // nothing in flight: send half, keep half for when it is answered
+        if queued > SPLIT_ABOVE {
+            queued.div_ceil(2)
+        } else {
+            queued
+        }
+    } else if cohort > 0 && queued >= cohort {
+        queued
+    } else {
+        return None;
+    };
+    Some(take.min(limits.max_batch))
 }
 
 fn take_in<Req, Resp>(
@@ -368,6 +392,49 @@ mod tests {
         for call in few {
             call.await.unwrap();
         }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_returning_cohort_goes_behind_the_batch_in_flight() {
+        // +1 when a batch starts, -1 when it ends
+        let log = Arc::new(std::sync::Mutex::new(Vec::<i32>::new()));
+        let seen = Arc::clone(&log);
+        let c = Arc::new(Coalescer::pipelined(128, move |batch: Vec<u32>| {
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.lock().unwrap().push(1);
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                seen.lock().unwrap().push(-1);
+                Ok(batch)
+            }
+        }));
+        // 64 callers, each making four calls in a row
+        let callers: Vec<_> = (0..64)
+            .map(|i| {
+                let c = Arc::clone(&c);
+                tokio::spawn(async move {
+                    for _ in 0..4 {
+                        assert_eq!(c.call(i).await.unwrap(), i);
+                    }
+                })
+            })
+            .collect();
+        for caller in callers {
+            caller.await.unwrap();
+        }
+        let in_flight: Vec<i32> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .scan(0, |n, step| {
+                *n += step;
+                Some(*n)
+            })
+            .collect();
+        // the first half's callers come back while the second half is on the server,
+        // and their batch goes then; never more than two at once
+        assert_eq!(in_flight.iter().max(), Some(&2), "{in_flight:?}");
+        assert_eq!(in_flight.last(), Some(&0));
     }
 
     #[tokio::test]
