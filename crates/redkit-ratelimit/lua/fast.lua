@@ -33,9 +33,9 @@ end
 -- GCRA in one command when the bucket has refilled (the stored TAT is not ahead of now,
 -- as for most keys most of the time): SET ... KEEPTTL GET writes now + cost*T, which then
 -- fits (a cost never exceeds the capacity), and returns what was there. `g` holds what
--- depends only on the batch and the cost (see gcra_batch): the new TAT, its string, its
--- bucket's start and expiry, and the answer. A new key, or a TAT from an earlier bucket,
--- gets the expiry set. A TAT still ahead takes a second command: the later TAT, or the
+-- depends only on the batch and the cost (see gcra_batch): cost*T, the new TAT's string,
+-- its bucket's start and expiry, and the units left. A new key, or a TAT from an earlier
+-- bucket, gets the expiry set. A TAT still ahead takes a second command: the later TAT, or the
 -- old value put back on a denial (its expiry untouched). A block that was overwritten is
 -- put back and left to the general path.
 local function fast_gcra(out, k, key, now, tol, T, g)
