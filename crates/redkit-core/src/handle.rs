@@ -26,6 +26,9 @@ pub struct ServerInfo {
     pub version: (u32, u32, u32),
     /// `valkey_version`, when the server is Valkey.
     pub valkey_version: Option<(u32, u32, u32)>,
+    /// `maxmemory_policy` from `INFO memory`, or `None` when the server would not say
+    /// (an ACL user without `INFO`, a proxy that hides it).
+    pub maxmemory_policy: Option<String>,
 }
 
 impl ServerInfo {
@@ -57,7 +60,25 @@ impl ServerInfo {
         Ok(ServerInfo {
             version,
             valkey_version: field("valkey_version").flatten(),
+            maxmemory_policy: None,
         })
+    }
+
+    /// Whether the server may evict keys under memory pressure: `Some(true)` for every
+    /// `maxmemory-policy` but `noeviction` (`volatile-*` evicts keys that have an expiry,
+    /// such as a held lock; `allkeys-*` evicts any key, such as a fence counter or a job),
+    /// `None` when the policy is unknown.
+    pub fn evicts_keys(&self) -> Option<bool> {
+        self.maxmemory_policy.as_deref().map(|p| p != "noeviction")
+    }
+
+    /// Takes `maxmemory_policy` from the text of `INFO memory`.
+    fn read_memory(&mut self, info: &str) {
+        self.maxmemory_policy = info
+            .lines()
+            .find_map(|l| l.strip_prefix("maxmemory_policy:"))
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
     }
 }
 
@@ -190,6 +211,33 @@ impl Redis {
         &self.inner.server
     }
 
+    /// [`Error::UnsupportedServer`] when the server may evict keys (any
+    /// `maxmemory-policy` but `noeviction`, as reported on connect), naming `pattern` and
+    /// what eviction would break. Locks, queues, session stores and rate limiters call it
+    /// when they are built and refuse such a server unless their builder's
+    /// `allow_eviction(true)` says the user accepts the risk. An unknown policy (the
+    /// server would not answer `INFO memory`) passes, with a warning in the log.
+    ///
+    /// The policy is the one the server had when this handle connected (on a cluster, the
+    /// first node that answered); a `CONFIG SET maxmemory-policy` after that is not seen.
+    pub fn ensure_no_eviction(&self, pattern: &str, what_breaks: &str) -> Result<()> {
+        match (self.inner.server.evicts_keys(), &self.inner.server.maxmemory_policy) {
+            (Some(true), Some(policy)) => Err(Error::UnsupportedServer(format!(
+                "maxmemory-policy is `{policy}`: under memory pressure the server may evict \
+                 {pattern} keys, and then {what_breaks}; set `maxmemory-policy noeviction` \
+                 on the server, or build with `allow_eviction(true)` to accept the risk"
+            ))),
+            (None, _) => {
+                tracing::warn!(
+                    pattern,
+                    "the server did not report its maxmemory-policy; assuming noeviction"
+                );
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The configuration this handle was built from.
     pub fn config(&self) -> &RedisConfig {
         &self.inner.config
@@ -305,8 +353,18 @@ pub(crate) async fn check_server(config: &RedisConfig, client: &Client) -> Resul
         .arg("server")
         .query_async(&mut conn)
         .await?;
-    let server = ServerInfo::parse(&info)?;
+    let mut server = ServerInfo::parse(&info)?;
     server.ensure_supported()?;
+    // The eviction policy decides whether locks, jobs, sessions and rate-limit state can
+    // vanish under memory pressure; a server that will not say is reported as unknown.
+    match redis::cmd("INFO")
+        .arg("memory")
+        .query_async::<String>(&mut conn)
+        .await
+    {
+        Ok(memory) => server.read_memory(&memory),
+        Err(e) => tracing::debug!(error = %e, "INFO memory refused; eviction policy unknown"),
+    }
     tracing::debug!(version = ?server.version, "connected");
     Ok(server)
 }
@@ -583,5 +641,18 @@ mod tests {
         let edge = ServerInfo::parse("redis_version:6.2.0\r\n").unwrap();
         assert!(edge.ensure_supported().is_ok());
         assert!(ServerInfo::parse("nothing").is_err());
+    }
+
+    #[test]
+    fn eviction_policies_are_read() {
+        let mut s = ServerInfo::parse("redis_version:7.0.15\r\n").unwrap();
+        assert_eq!(s.evicts_keys(), None);
+        s.read_memory("# Memory\r\nused_memory:1\r\nmaxmemory_policy:noeviction\r\n");
+        assert_eq!(s.evicts_keys(), Some(false));
+        s.read_memory("maxmemory_policy:volatile-lru\r\n");
+        assert_eq!(s.maxmemory_policy.as_deref(), Some("volatile-lru"));
+        assert_eq!(s.evicts_keys(), Some(true));
+        s.read_memory("maxmemory_policy:allkeys-lfu\r\n");
+        assert_eq!(s.evicts_keys(), Some(true));
     }
 }
