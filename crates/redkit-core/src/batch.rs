@@ -16,6 +16,14 @@
 //! on the server, and waits in its socket: the server goes from one batch to the next
 //! without waiting for the client.
 //!
+//! A caller may go away (its [`Coalescer::call`] future dropped) at any time. If it goes
+//! before its batch is launched, its request is taken out of the batch and never sent. If
+//! it goes after, the request has run on the server; its answer, which nobody can receive
+//! any more, goes to the [`Coalescer::on_orphan`] handler (for example to release a lock
+//! acquired for a caller who is gone). Each answer is either received by its caller or
+//! handed to that handler, never both and never lost
+//! (tests `a_dropped_caller_is_not_sent`, `an_answer_for_a_dropped_caller_goes_to_on_orphan`).
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> redkit_core::Result<()> {
 //! use redkit_core::Coalescer;
@@ -41,6 +49,7 @@ use crate::error::{Error, Result};
 type Flush<Req, Resp> =
     Arc<dyn Fn(Vec<Req>) -> Pin<Box<dyn Future<Output = Result<Vec<Resp>>> + Send>> + Send + Sync>;
 type Job<Req, Resp> = (Req, oneshot::Sender<Result<Resp>>);
+type Orphan<Resp> = Arc<dyn Fn(Resp) + Send + Sync>;
 
 /// Sends requests in batches through a flush function; see the module docs.
 pub struct Coalescer<Req, Resp> {
@@ -49,6 +58,8 @@ pub struct Coalescer<Req, Resp> {
     max_in_flight: usize,
     /// Batches alternate and returning cohorts go early (see [`Coalescer::pipelined`]).
     split: bool,
+    /// Gets the answers whose callers went away after their batch was sent.
+    orphan: Option<Orphan<Resp>>,
     /// Started on first use, on the runtime of that call.
     tx: OnceLock<mpsc::UnboundedSender<Job<Req, Resp>>>,
 }
@@ -59,6 +70,7 @@ impl<Req, Resp> fmt::Debug for Coalescer<Req, Resp> {
             .field("max_batch", &self.max_batch)
             .field("max_in_flight", &self.max_in_flight)
             .field("split", &self.split)
+            .field("on_orphan", &self.orphan.is_some())
             .finish()
     }
 }
@@ -77,8 +89,22 @@ impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
             max_batch: max_batch.max(1),
             max_in_flight: max_in_flight.max(1),
             split: false,
+            orphan: None,
             tx: OnceLock::new(),
         }
+    }
+
+    /// Hands `f` every answer that could not be delivered: its caller dropped the
+    /// [`Coalescer::call`] future after the request's batch was sent, so the request ran
+    /// but nobody receives its answer. Use it to undo what such a request did (release a
+    /// lock acquired for a caller who is gone). Only successful answers whose caller is
+    /// gone go there; a caller who went away before its batch was launched was never sent
+    /// (see the module docs), and a failed batch's errors are dropped. `f` runs on the
+    /// batching task or in the dropping caller's `drop`, so it must not block: spawn any
+    /// follow-up work.
+    pub fn on_orphan(mut self, f: impl Fn(Resp) + Send + Sync + 'static) -> Self {
+        self.orphan = Some(Arc::new(f));
+        self
     }
 
     /// Batches that alternate between the two sides, at most two in flight: with more
@@ -113,15 +139,40 @@ impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
                     max_in_flight: self.max_in_flight,
                     split: self.split,
                 },
+                self.orphan.clone(),
             ));
             tx
         });
         let (done, answer) = oneshot::channel();
         tx.send((req, done))
             .map_err(|_| stopped("the batching task has stopped"))?;
-        answer
+        let mut pending = Pending {
+            answer,
+            orphan: self.orphan.clone(),
+        };
+        (&mut pending.answer)
             .await
             .map_err(|_| stopped("the batching task dropped the request"))?
+    }
+}
+
+/// A caller's side of its request. Dropped before the answer was received, it closes the
+/// channel (so a batch not launched yet leaves the request out) and hands an answer that
+/// arrived meanwhile to the orphan handler; an answer sent after the close comes back to
+/// the batching task, which hands it over instead.
+struct Pending<Resp> {
+    answer: oneshot::Receiver<Result<Resp>>,
+    orphan: Option<Orphan<Resp>>,
+}
+
+impl<Resp> Drop for Pending<Resp> {
+    fn drop(&mut self) {
+        self.answer.close();
+        if let Ok(Ok(answer)) = self.answer.try_recv()
+            && let Some(orphan) = &self.orphan
+        {
+            orphan(answer);
+        }
     }
 }
 
@@ -147,6 +198,7 @@ async fn drive<Req, Resp>(
     mut rx: mpsc::UnboundedReceiver<Job<Req, Resp>>,
     flush: Flush<Req, Resp>,
     limits: Limits,
+    orphan: Option<Orphan<Resp>>,
 ) {
     let mut in_flight = FuturesUnordered::new();
     let mut queued: VecDeque<Job<Req, Resp>> = VecDeque::new();
@@ -159,6 +211,7 @@ async fn drive<Req, Resp>(
     loop {
         // Take in what has arrived, without waiting.
         take_in(&mut rx, &mut queued, &mut open, cap);
+        drop_gone(&mut queued);
         while let Some(take) = next_batch(limits, queued.len(), in_flight.len(), cohort) {
             in_flight.push(run(&flush, &mut queued, take));
             cohort = 0;
@@ -173,6 +226,7 @@ async fn drive<Req, Resp>(
                 // answers, so the server works on it while the answers wake their callers.
                 // (Measured otherwise with two slots, whose batches already overlap.)
                 take_in(&mut rx, &mut queued, &mut open, cap);
+                drop_gone(&mut queued);
                 let mut answered = done.waiters.len();
                 if limits.split && in_flight.is_empty() && !queued.is_empty() {
                     let all = queued.len().min(limits.max_batch);
@@ -182,11 +236,11 @@ async fn drive<Req, Resp>(
                         futures_util::future::poll_immediate(in_flight.next()).await
                     {
                         answered += other.waiters.len();
-                        other.deliver();
+                        other.deliver(orphan.as_ref());
                     }
                 }
                 cohort = answered;
-                done.deliver();
+                done.deliver(orphan.as_ref());
             }
             job = rx.recv(), if open && queued.len() < cap => match job {
                 Some(job) => queued.push_back(job),
@@ -220,6 +274,11 @@ fn next_batch(limits: Limits, queued: usize, in_flight: usize, cohort: usize) ->
     Some(take.min(limits.max_batch))
 }
 
+/// Takes out the requests whose caller has gone away: they are never sent.
+fn drop_gone<Req, Resp>(queued: &mut VecDeque<Job<Req, Resp>>) {
+    queued.retain(|(_, waiter)| !waiter.is_closed());
+}
+
 fn take_in<Req, Resp>(
     rx: &mut mpsc::UnboundedReceiver<Job<Req, Resp>>,
     queued: &mut VecDeque<Job<Req, Resp>>,
@@ -242,12 +301,17 @@ struct Delivery<Resp> {
 }
 
 impl<Resp> Delivery<Resp> {
-    fn deliver(self) {
+    /// Hands each answer to its caller, or to `orphan` when the caller has gone away.
+    fn deliver(self, orphan: Option<&Orphan<Resp>>) {
         let n = self.waiters.len();
         match self.answers {
             Ok(answers) if answers.len() == n => {
                 for (waiter, answer) in self.waiters.into_iter().zip(answers) {
-                    let _ = waiter.send(Ok(answer));
+                    if let Err(Ok(answer)) = waiter.send(Ok(answer))
+                        && let Some(orphan) = orphan
+                    {
+                        orphan(answer);
+                    }
                 }
             }
             Ok(answers) => {
@@ -435,6 +499,147 @@ mod tests {
         // and their batch goes then; never more than two at once
         assert_eq!(in_flight.iter().max(), Some(&2), "{in_flight:?}");
         assert_eq!(in_flight.last(), Some(&0));
+    }
+
+    /// A coalescer whose batches wait for a permit of `gate` before answering, logging
+    /// every batch it was sent. Answers are the requests plus 100.
+    fn gated(
+        gate: &Arc<tokio::sync::Semaphore>,
+        log: &Arc<std::sync::Mutex<Vec<Vec<u32>>>>,
+    ) -> Coalescer<u32, u32> {
+        let (gate, log) = (Arc::clone(gate), Arc::clone(log));
+        Coalescer::new(8, 1, move |batch: Vec<u32>| {
+            log.lock().unwrap().push(batch.clone());
+            let gate = Arc::clone(&gate);
+            async move {
+                gate.acquire().await.unwrap().forget();
+                Ok(batch.into_iter().map(|n| n + 100).collect())
+            }
+        })
+    }
+
+    /// Polls a future once; true when it is still pending.
+    async fn poll_once<F: Future>(f: Pin<&mut F>) -> bool {
+        futures_util::future::poll_immediate(f).await.is_none()
+    }
+
+    async fn until(what: impl Fn() -> bool) {
+        for _ in 0..1000 {
+            if what() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        panic!("condition not reached in 2 s");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_dropped_caller_is_not_sent() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let c = Arc::new(gated(&gate, &log));
+        // the first batch holds the only slot
+        let first = tokio::spawn({
+            let c = Arc::clone(&c);
+            async move { c.call(1).await.unwrap() }
+        });
+        until(|| log.lock().unwrap().len() == 1).await;
+        // 2 is queued for the next batch, then its caller goes away
+        let mut gone = Box::pin(c.call(2));
+        assert!(poll_once(gone.as_mut()).await);
+        drop(gone);
+        let kept = tokio::spawn({
+            let c = Arc::clone(&c);
+            async move { c.call(3).await.unwrap() }
+        });
+        tokio::task::yield_now().await;
+        gate.add_permits(2);
+        assert_eq!(first.await.unwrap(), 101);
+        assert_eq!(kept.await.unwrap(), 103);
+        assert_eq!(*log.lock().unwrap(), [vec![1], vec![3]], "2 was never sent");
+        // a batch whose every caller went away is not sent at all
+        let blocker = tokio::spawn({
+            let c = Arc::clone(&c);
+            async move { c.call(4).await.unwrap() }
+        });
+        until(|| log.lock().unwrap().len() == 3).await;
+        let mut gone = Box::pin(c.call(5));
+        assert!(poll_once(gone.as_mut()).await);
+        drop(gone);
+        gate.add_permits(1);
+        assert_eq!(blocker.await.unwrap(), 104);
+        gate.add_permits(1);
+        assert_eq!(c.call(6).await.unwrap(), 106);
+        assert_eq!(
+            *log.lock().unwrap(),
+            [vec![1], vec![3], vec![4], vec![6]],
+            "5 was never sent"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_answer_for_a_dropped_caller_goes_to_on_orphan() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let orphans = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&orphans);
+        let c = Arc::new(gated(&gate, &log).on_orphan(move |answer| {
+            seen.lock().unwrap().push(answer);
+        }));
+
+        // Each part queues its calls behind a batch that holds the only slot, so they go
+        // out together when it is answered.
+        let blocker = |n: u32| {
+            let c = Arc::clone(&c);
+            tokio::spawn(async move { c.call(n).await.unwrap() })
+        };
+
+        // 1. The caller goes away while its batch is on the server.
+        let first = blocker(0);
+        until(|| log.lock().unwrap().len() == 1).await;
+        let mut gone = Box::pin(c.call(1));
+        assert!(poll_once(gone.as_mut()).await);
+        let kept = blocker(2);
+        tokio::task::yield_now().await;
+        gate.add_permits(1);
+        assert_eq!(first.await.unwrap(), 100);
+        until(|| log.lock().unwrap().len() == 2).await;
+        assert_eq!(log.lock().unwrap()[1], [1, 2]);
+        drop(gone);
+        gate.add_permits(1);
+        assert_eq!(
+            kept.await.unwrap(),
+            102,
+            "a caller still there gets its answer"
+        );
+        until(|| orphans.lock().unwrap().len() == 1).await;
+        assert_eq!(*orphans.lock().unwrap(), [101]);
+
+        // 2. The answer reached the caller's channel, then the caller went away unread.
+        let first = blocker(0);
+        until(|| log.lock().unwrap().len() == 3).await;
+        let mut gone = Box::pin(c.call(3));
+        assert!(poll_once(gone.as_mut()).await);
+        let kept = blocker(4);
+        tokio::task::yield_now().await;
+        gate.add_permits(2);
+        assert_eq!(first.await.unwrap(), 100);
+        // answers are sent in batch order, so 3's is in its channel when 4 has its own
+        assert_eq!(kept.await.unwrap(), 104);
+        assert_eq!(log.lock().unwrap()[3], [3, 4]);
+        assert_eq!(
+            *orphans.lock().unwrap(),
+            [101],
+            "3's answer waits for its caller"
+        );
+        drop(gone);
+        assert_eq!(*orphans.lock().unwrap(), [101, 103]);
+
+        // 3. Answers that were received never go there.
+        gate.add_permits(1);
+        assert_eq!(c.call(5).await.unwrap(), 105);
+        assert_eq!(*orphans.lock().unwrap(), [101, 103]);
+        assert_eq!(log.lock().unwrap().len(), 5);
     }
 
     #[tokio::test]

@@ -222,6 +222,11 @@ impl Redis {
     /// indices; the script must answer `width` integers per item, in the group's order,
     /// packed with `cmsgpack.pack` (see [`PackedInts`]). Returns the numbers of every
     /// item in item order: item `i`'s are at `i * width .. (i + 1) * width`.
+    ///
+    /// The first failed call fails the whole batch, and the calls of other slots still
+    /// running are dropped: on a cluster they may have run without anyone seeing their
+    /// answer. A batch whose items belong to different callers, or whose script changes
+    /// anything, wants [`Redis::invoke_by_slot_each`], which answers every item.
     pub async fn invoke_by_slot<'s, T>(
         &self,
         items: &[T],
@@ -252,6 +257,59 @@ impl Redis {
             }
         }
         Ok(out)
+    }
+
+    /// Like [`Redis::invoke_by_slot`], but answers every item on its own: item `i`'s entry
+    /// is its `width` numbers, or the error of its slot group's call (each item of a failed
+    /// group gets an equivalent error of the same kind, see [`Error::duplicate`], so
+    /// [`Error::is_retryable`] answers the same). Every group's call runs to its end, so on
+    /// a cluster one slot's failure no longer fails items whose slot succeeded (test
+    /// `invoke_by_slot_each_fails_only_the_failed_slot` in `tests/topologies.rs`).
+    pub async fn invoke_by_slot_each<'s, T>(
+        &self,
+        items: &[T],
+        key: impl Fn(&T) -> &Key,
+        width: usize,
+        call: impl Fn(&[usize]) -> Invocation<'s>,
+    ) -> Vec<Result<Vec<i64>>> {
+        if items.is_empty() {
+            return Vec::new();
+        }
+        let groups = self.group_by_slot(items, key);
+        let replies = futures_util::future::join_all(groups.iter().map(|g| {
+            let invocation = call(g);
+            async move { invocation.invoke::<PackedInts>(self).await }
+        }))
+        .await;
+        let mut out: Vec<Option<Result<Vec<i64>>>> = (0..items.len()).map(|_| None).collect();
+        for (g, reply) in groups.iter().zip(replies) {
+            let reply = reply.and_then(|PackedInts(reply)| {
+                if reply.len() == g.len() * width {
+                    Ok(reply)
+                } else {
+                    Err(Error::unexpected_reply(format!(
+                        "a script answered {} numbers for {} items of {width}",
+                        reply.len(),
+                        g.len()
+                    )))
+                }
+            });
+            match reply {
+                Ok(reply) => {
+                    for (pos, &i) in g.iter().enumerate() {
+                        out[i] = Some(Ok(reply[pos * width..(pos + 1) * width].to_vec()));
+                    }
+                }
+                Err(e) => {
+                    for &i in g {
+                        out[i] = Some(Err(e.duplicate()));
+                    }
+                }
+            }
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::unexpected_reply("an item in no slot group"))))
+            .collect()
     }
 }
 

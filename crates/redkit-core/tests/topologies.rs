@@ -324,3 +324,81 @@ async fn next_payload(sub: &mut redkit_core::Subscription) -> Vec<u8> {
         .await
         .expect("no message within 10 s")
 }
+
+static INCR_EACH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "incr_each",
+        "-- KEYS: one counter per item; answers each counter's new value, packed\n\
+         local out = {}\n\
+         for i, key in ipairs(KEYS) do out[i] = redis.call('INCR', key) end\n\
+         return cmsgpack.pack(out)",
+    )
+});
+
+#[tokio::test]
+async fn invoke_by_slot_each_fails_only_the_failed_slot() {
+    let cluster = testkit::cluster();
+    let redis = cluster.redis().await;
+    let ks = redis.keyspace(&testkit::prefix("by-slot")).unwrap();
+    // twelve counters over the three masters, two per tag
+    let keys: Vec<redkit_core::Key> = (0..12)
+        .map(|i| {
+            ks.tagged_child(&format!("t{}", i / 2), &format!("n{i}"))
+                .unwrap()
+        })
+        .collect();
+    let slots: std::collections::BTreeSet<u16> = keys.iter().map(|k| k.slot()).collect();
+    assert_eq!(slots.len(), 6);
+    // one slot's second key holds a list: INCR on it fails with WRONGTYPE
+    let bad_slot = keys[3].slot();
+    let _: i64 = redis
+        .query(redis::cmd("RPUSH").arg(&keys[3]).arg("x"))
+        .await
+        .unwrap();
+    let run = |i: &[usize]| {
+        let mut call = INCR_EACH.call();
+        for &i in i {
+            call = call.key(&keys[i]);
+        }
+        call
+    };
+
+    // The all-or-nothing call fails every item, although five slots succeeded.
+    let err = redis
+        .invoke_by_slot(&keys, |k| k, 1, run)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Script { .. }), "{err:?}");
+
+    // Per item: only the failed slot's items get the error, each its own copy.
+    let answers = redis.invoke_by_slot_each(&keys, |k| k, 1, run).await;
+    assert_eq!(answers.len(), keys.len());
+    for (key, answer) in keys.iter().zip(&answers) {
+        if key.slot() == bad_slot {
+            let err = answer.as_ref().unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::Script {
+                        name: "incr_each",
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+            assert!(!err.is_retryable());
+        } else {
+            // (the all-or-nothing call above may or may not have run this slot's call)
+            let now: i64 = redis.query(redis::cmd("GET").arg(key)).await.unwrap();
+            assert_eq!(answer.as_ref().unwrap(), &vec![now], "{key:?}");
+        }
+    }
+    // no items, no calls
+    assert!(
+        redis
+            .invoke_by_slot_each(&keys[..0], |k| k, 1, run)
+            .await
+            .is_empty()
+    );
+}
