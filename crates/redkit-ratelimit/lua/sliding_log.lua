@@ -1,9 +1,21 @@
 -- KEYS, ARGV: see decide.lua (this file is a part of its script).
 -- Sliding log: every admitted unit is a member of a sorted set scored by its time; the
--- window (now - w, now] is exact. Members are "<time>:<n>", with time never below the
--- newest member's, so they are unique even when the clock steps back. While blocked the
--- set holds only the member "B" scored with the block's end.
+-- window (now - w, now] is exact. A member is a sequence number, 10 hexadecimal digits
+-- ("%010x"), one above the newest member's; its score is the time, never below the
+-- newest member's (even when the clock steps back). So the newest member is always last
+-- in (score, member) order, members of one score sort by sequence (fixed width: "9" can
+-- never sort after "10"), every new member is distinct from every member present, and
+-- ZPOPMAX takes back exactly the newest units: the set's cardinality is the number of
+-- units held, always. While blocked the set holds only the member "B" scored with the
+-- block's end.
 local sliding_log = {}
+
+-- The sequence number of a member. A member of another form (the "<time>:<n>" of
+-- earlier versions) reads as 2^39: new members then sort after it and never equal it.
+local function log_seq(member)
+  local n = string.len(member) == 10 and tonumber(member, 16)
+  return n or 2 ^ 39
+end
 
 function sliding_log.load(key, p, now, ph)
   local s = { n = 0 }
@@ -23,7 +35,9 @@ function sliding_log.load(key, p, now, ph)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', int(now - p.w))
   s.n = redis.call('ZCARD', key)
   if s.n > 0 then
+    -- the newest member survived the trim (else nothing did)
     s.newest = tonumber(last[2])
+    s.seq = log_seq(last[1])
   end
   return s
 end
@@ -50,17 +64,19 @@ end
 function sliding_log.consume(key, s, p, now, cost)
   cost = math.min(cost, p.c)
   local ts = math.max(now, s.newest or now)
-  local stamp = int(ts) .. ':'
+  local score = int(ts)
+  local seq = s.seq or 0
   local args = {}
   for j = 1, cost do
-    args[#args + 1] = int(ts)
-    args[#args + 1] = stamp .. int(s.n + j)
+    args[#args + 1] = score
+    args[#args + 1] = string.format('%010x', seq + j)
     if #args >= 1000 or j == cost then
       redis.call('ZADD', key, unpack(args))
       args = {}
     end
   end
   s.n = s.n + cost
+  s.seq = seq + cost
   s.newest = ts
   redis.call('PEXPIREAT', key, ms_ceil(ts + p.w))
 end
@@ -69,9 +85,10 @@ function sliding_log.give(key, s, p, now, n)
   if s.n == 0 then return end
   redis.call('ZPOPMAX', key, math.min(n, s.n))
   s.n = math.max(s.n - n, 0)
-  s.newest = nil
+  s.newest, s.seq = nil, nil
   if s.n > 0 then
-    s.newest = tonumber(redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2])
+    local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+    s.newest, s.seq = tonumber(last[2]), log_seq(last[1])
   end
 end
 

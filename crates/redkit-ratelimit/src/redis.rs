@@ -177,6 +177,7 @@ pub struct RedisRateLimiterBuilder {
     deadline: Option<Duration>,
     on_error: OnError,
     deny_cache: usize,
+    allow_eviction: bool,
 }
 
 /// One request ready to send: its keys (one per limit) and numbers.
@@ -197,6 +198,7 @@ impl RedisRateLimiter {
             deadline: None,
             on_error: OnError::FailClosed,
             deny_cache: 0,
+            allow_eviction: false,
         }
     }
 
@@ -210,6 +212,23 @@ impl RedisRateLimiter {
             .map(|s| self.inner.ns.tagged_child(r.key, s))
             .collect::<redkit_core::Result<Vec<Key>>>()?;
         Ok(Item { keys, prep })
+    }
+
+    /// The Redis keys that hold `key`'s state, one per limit in the order of
+    /// [`RateLimiter::limits`] (for inspection and tests; they share one hash tag).
+    pub fn state_keys(&self, key: &str) -> Result<Vec<String>> {
+        self.inner
+            .policy
+            .suffixes
+            .iter()
+            .map(|s| {
+                self.inner
+                    .ns
+                    .tagged_child(key, s)
+                    .map(redkit_core::Key::into_string)
+                    .map_err(Error::from)
+            })
+            .collect()
     }
 
     /// One request: through the batches when they are on. The hot path (batched, no
@@ -353,6 +372,15 @@ impl RedisRateLimiterBuilder {
         self
     }
 
+    /// Accept a server whose `maxmemory-policy` may evict keys (default: refused at
+    /// [`build`](Self::build)). Under memory pressure such a server drops counters, logs
+    /// and blocks, and every evicted key starts a full new allowance: the limit admits more
+    /// than it says. Only for servers that never reach `maxmemory`.
+    pub fn allow_eviction(mut self, allow: bool) -> Self {
+        self.allow_eviction = allow;
+        self
+    }
+
     /// Validates the limits and the prefix.
     pub fn build(self) -> Result<RedisRateLimiter> {
         let policy = Arc::new(Policy::new(self.limits, self.aligned)?);
@@ -363,6 +391,13 @@ impl RedisRateLimiterBuilder {
             return Err(Error::InvalidArgument(
                 "the deadline must be above zero".into(),
             ));
+        }
+        if !self.allow_eviction {
+            self.redis.ensure_no_eviction(
+                "rate limiter",
+                "an evicted counter starts a full new allowance, so the limit admits more \
+                 than it says",
+            )?;
         }
         let batches = self.batching.then(|| {
             let redis = self.redis.clone();
