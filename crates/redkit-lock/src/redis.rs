@@ -61,6 +61,7 @@ pub struct RedisLockBuilder {
     prefix: String,
     batching: bool,
     notify: bool,
+    allow_eviction: bool,
 }
 
 impl RedisLock {
@@ -71,6 +72,7 @@ impl RedisLock {
             prefix: "redkit".to_string(),
             batching: true,
             notify: true,
+            allow_eviction: false,
         }
     }
 
@@ -134,9 +136,26 @@ impl RedisLockBuilder {
         self
     }
 
-    /// Checks the prefix and builds the lock.
+    /// Accept a server whose `maxmemory-policy` may evict keys (default: refused). Under
+    /// `volatile-*` a held lock (a key with an expiry) can be evicted and taken by a second
+    /// caller while the first still holds it; under `allkeys-*` the fence counter can be
+    /// evicted too and tokens start again. Only for servers that never reach `maxmemory`.
+    pub fn allow_eviction(mut self, allow: bool) -> Self {
+        self.allow_eviction = allow;
+        self
+    }
+
+    /// Checks the prefix and the server's eviction policy (see
+    /// [`allow_eviction`](Self::allow_eviction)) and builds the lock.
     pub fn build(self) -> Result<RedisLock> {
         let root = Keyspace::new(&self.prefix)?;
+        if !self.allow_eviction {
+            self.redis.ensure_no_eviction(
+                "lock",
+                "a second caller can take a lock that is still held, and fencing tokens can \
+                 start again",
+            )?;
+        }
         Ok(RedisLock {
             redis: self.redis.clone(),
             root: root.clone(),

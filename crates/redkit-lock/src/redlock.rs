@@ -32,6 +32,7 @@ pub struct RedlockBuilder {
     nodes: Vec<Redis>,
     prefix: String,
     node_timeout: Duration,
+    allow_eviction: bool,
 }
 
 impl Redlock {
@@ -41,6 +42,7 @@ impl Redlock {
             nodes: nodes.into_iter().collect(),
             prefix: "redkit".to_string(),
             node_timeout: Duration::from_millis(200),
+            allow_eviction: false,
         }
     }
 }
@@ -59,7 +61,14 @@ impl RedlockBuilder {
         self
     }
 
-    /// Checks the settings and builds the lock.
+    /// Accept servers whose `maxmemory-policy` may evict keys (default: refused; see
+    /// [`RedisLockBuilder::allow_eviction`](crate::RedisLockBuilder::allow_eviction)).
+    pub fn allow_eviction(mut self, allow: bool) -> Self {
+        self.allow_eviction = allow;
+        self
+    }
+
+    /// Checks the settings and every server's eviction policy, and builds the lock.
     pub fn build(self) -> Result<Redlock> {
         if self.nodes.is_empty() {
             return Err(Error::InvalidArgument(
@@ -72,6 +81,14 @@ impl RedlockBuilder {
             ));
         }
         let root = Keyspace::new(&self.prefix)?;
+        if !self.allow_eviction {
+            for node in &self.nodes {
+                node.ensure_no_eviction(
+                    "lock",
+                    "a server can grant a lock that is still held on it",
+                )?;
+            }
+        }
         let quorum = self.nodes.len() / 2 + 1;
         let nodes = self
             .nodes

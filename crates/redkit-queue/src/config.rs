@@ -40,6 +40,7 @@ pub struct QueueConfig {
     pub(crate) events: u64,
     pub(crate) promote_limit: u32,
     pub(crate) recover_limit: u32,
+    pub(crate) allow_eviction: bool,
 }
 
 impl Default for QueueConfig {
@@ -72,7 +73,19 @@ impl QueueConfig {
             events: 0,
             promote_limit: 1000,
             recover_limit: 100,
+            allow_eviction: false,
         }
+    }
+
+    /// Accept a server whose `maxmemory-policy` may evict keys (default: [`RedisQueue`]
+    /// refuses it when built). Under memory pressure such a server drops job envelopes,
+    /// leases and waiting lists, and jobs are lost without a trace. Only for servers that
+    /// never reach `maxmemory`. The memory backend ignores it.
+    ///
+    /// [`RedisQueue`]: crate::RedisQueue
+    pub fn allow_eviction(mut self, allow: bool) -> Self {
+        self.allow_eviction = allow;
+        self
     }
 
     /// The key prefix: keys are `<prefix>:queue:{<name>}:…`.

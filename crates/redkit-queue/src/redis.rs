@@ -173,6 +173,12 @@ impl RedisQueue {
     pub fn new(redis: &Redis, name: &str, config: QueueConfig) -> Result<RedisQueue> {
         config.validate(name)?;
         let keys = Keys::new(&config.prefix, name)?;
+        if !config.allow_eviction {
+            redis.ensure_no_eviction(
+                "queue",
+                "jobs, their leases and their places in line are lost without a trace",
+            )?;
+        }
         Ok(RedisQueue {
             inner: Arc::new(Inner {
                 redis: redis.clone(),

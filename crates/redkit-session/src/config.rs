@@ -57,6 +57,7 @@ pub struct SessionConfig {
     pub(crate) max_size: usize,
     pub(crate) tower_user_key: Option<String>,
     pub(crate) layout: Layout,
+    pub(crate) allow_eviction: bool,
 }
 
 impl Default for SessionConfig {
@@ -78,7 +79,20 @@ impl SessionConfig {
             max_size: 64 * 1024,
             tower_user_key: None,
             layout: Layout::Fields,
+            allow_eviction: false,
         }
+    }
+
+    /// Accept a server whose `maxmemory-policy` may evict keys (default:
+    /// [`RedisSessionStore`] refuses it when built). Under memory pressure such a server
+    /// logs users out at random, and under `allkeys-*` it can evict a user's session index
+    /// while the sessions live on, so "log out everywhere" misses them. The memory store
+    /// ignores it.
+    ///
+    /// [`RedisSessionStore`]: crate::RedisSessionStore
+    pub fn allow_eviction(mut self, allow: bool) -> Self {
+        self.allow_eviction = allow;
+        self
     }
 
     /// A session unused this long ends (sliding expiry).

@@ -138,6 +138,13 @@ impl RedisSessionStore {
     pub fn new(redis: &Redis, config: SessionConfig) -> Result<RedisSessionStore> {
         config.validate()?;
         let ns = redis.keyspace(&config.prefix)?.child("sess")?;
+        if !config.allow_eviction {
+            redis.ensure_no_eviction(
+                "session",
+                "users are logged out at random and an evicted session index lets \
+                 sessions outlive \"log out everywhere\"",
+            )?;
+        }
         Ok(RedisSessionStore {
             inner: Arc::new(Inner {
                 redis: redis.clone(),
