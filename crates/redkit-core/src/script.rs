@@ -315,13 +315,39 @@ impl Redis {
 
 /// A non-transactional pipeline of commands and script calls sent in one round trip.
 ///
-/// Script calls go as `EVALSHA`; any that the server answers with `NOSCRIPT` are sent
-/// again as `EVAL` — only those, so no other command of the pipeline runs twice.
+/// # Order and script loading
+///
+/// The commands run in the order they were added, each once. A pipeline cannot stop on
+/// the server: a command that fails does not keep the later ones from running, so a
+/// script call must never answer `NOSCRIPT` and be sent again later (the later commands
+/// would have run before it). Hence, of each script called in the pipeline, the *first*
+/// call goes as `EVAL` with the source (which also loads the script) and later calls of
+/// the same script go as `EVALSHA`. Nothing is ever re-sent.
+///
+/// # What a pipeline did
+///
+/// - `Ok(values)` from [`Pipeline::execute`]: every command ran, once, in order; a
+///   command that failed on the server has its error in place (`Value::ServerError`) and
+///   did nothing the server would undo (a script that failed partway keeps the writes
+///   it made before the error). [`Pipeline::query`] turns the first such error into an
+///   [`Error`]; the other commands ran all the same.
+/// - The one `NOSCRIPT` left: if the server's script cache is emptied *while* the
+///   pipeline runs (another client's `SCRIPT FLUSH` between two of its commands, or an
+///   `EVAL`-loaded script evicted on Redis 7.4+), a later `EVALSHA` of a script answers
+///   `NOSCRIPT` in place: that call did not run, every other command did. It is not
+///   re-sent (test `pipelined_scripts_keep_their_order_after_a_script_flush`).
+/// - `Err` with a connection error or a timeout: the commands of the failed group may
+///   have run in part, always a prefix in order (what the server read before the link
+///   broke); whether any did is unknown.
+///
+/// # Cluster
 ///
 /// On a cluster the commands are grouped by hash slot and each group is sent as its own
-/// pipeline, all groups at once; replies come back in the order the commands were added.
-/// A command's slot is that of its first argument (the key, for every single-key command);
-/// a script call's slot is that of its first key.
+/// pipeline to its node, all groups at once: the order holds within a slot, not between
+/// slots. Every group runs to its end even if another fails; the first failed group's
+/// error is returned, the other groups' commands ran. Replies come back in the order the
+/// commands were added. A command's slot is that of its first argument (the key, for
+/// every single-key command); a script call's slot is that of its first key.
 #[derive(Default)]
 pub struct Pipeline {
     entries: Vec<Entry>,
@@ -366,7 +392,7 @@ impl Pipeline {
     }
 
     /// Adds a script call; its reply is part of the result. Pipelined scripts must be
-    /// `'static` (the usual `LazyLock<Script>`), so a `NOSCRIPT` retry can rebuild them.
+    /// `'static` (the usual `LazyLock<Script>`).
     pub fn invoke(&mut self, invocation: Invocation<'static>) -> &mut Self {
         let slot = invocation.keys.first().map_or(0, key_slot);
         self.entries.push(Entry {
@@ -389,8 +415,7 @@ impl Pipeline {
 
     /// Sends the pipeline and returns every reply, in order. Server errors of single
     /// commands stay in place as `Value::ServerError` (use [`Pipeline::query`] to turn them
-    /// into an [`Error`]), except that a script re-sent after `NOSCRIPT` that fails again
-    /// fails the call.
+    /// into an [`Error`]). See [`Pipeline`] for what ran when something failed.
     pub async fn execute(&self, redis: &Redis) -> Result<Vec<Value>> {
         if self.entries.is_empty() {
             return Ok(Vec::new());
@@ -405,14 +430,17 @@ impl Pipeline {
             for (i, e) in self.entries.iter().enumerate() {
                 groups.entry(e.slot).or_default().push(i);
             }
-            let replies = futures_util::future::try_join_all(
+            // every group runs to its end: dropping one still in flight would not stop
+            // it on the server, only hide what it did
+            let replies = futures_util::future::join_all(
                 groups
                     .values()
                     .map(|indices| self.execute_group(redis, indices)),
             )
-            .await?;
+            .await;
             let mut values = vec![Value::Nil; self.entries.len()];
             for (indices, group) in groups.values().zip(replies) {
+                let group = group?;
                 for (i, v) in indices.iter().zip(group) {
                     values[*i] = v;
                 }
@@ -423,30 +451,27 @@ impl Pipeline {
         .await
     }
 
-    /// Runs the entries at `indices` as one pipeline; replies in the same order.
+    /// Runs the entries at `indices` as one pipeline; replies in the same order. The
+    /// first call of each script goes as `EVAL`, so no call answers `NOSCRIPT` unless
+    /// the script cache is emptied while the pipeline runs (see [`Pipeline`]).
     async fn execute_group(&self, redis: &Redis, indices: &[usize]) -> Result<Vec<Value>> {
         let mut pipe = redis::Pipeline::with_capacity(indices.len());
+        let mut loaded: Vec<&str> = Vec::new();
         for &i in indices {
-            pipe.add_command(self.entries[i].cmd.clone());
+            let entry = &self.entries[i];
+            match &entry.script {
+                Some(invocation) if !loaded.contains(&invocation.script.hash()) => {
+                    loaded.push(invocation.script.hash());
+                    pipe.add_command(invocation.command(false));
+                }
+                _ => {
+                    pipe.add_command(entry.cmd.clone());
+                }
+            }
         }
         pipe.ignore_errors();
         let mut conn = redis.conn();
-        let mut values: Vec<Value> = pipe.query_async(&mut conn).await?;
-        for (pos, &i) in indices.iter().enumerate() {
-            let Some(invocation) = &self.entries[i].script else {
-                continue;
-            };
-            let lost = matches!(values.get(pos),
-                Some(Value::ServerError(e)) if e.kind() == Some(ServerErrorKind::NoScript));
-            if lost {
-                values[pos] = invocation
-                    .command(false)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| Error::from_script(invocation.script.name, e))?;
-            }
-        }
-        Ok(values)
+        Ok(pipe.query_async(&mut conn).await?)
     }
 
     /// Sends the pipeline and converts the replies (a tuple or a `Vec`). The first failed

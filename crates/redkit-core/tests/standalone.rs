@@ -118,6 +118,78 @@ async fn scripts_survive_a_flushed_script_cache() {
     assert_eq!(entries, vec![1, 2, 12], "each script call ran exactly once");
 }
 
+static PUSH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "push",
+        "-- KEYS[1] list; ARGV[1] value\nreturn redis.call('RPUSH', KEYS[1], ARGV[1])",
+    )
+});
+
+fn rpush(list: &redkit_core::Key, value: &str) -> redis::Cmd {
+    let mut c = redis::cmd("RPUSH");
+    c.arg(list).arg(value);
+    c
+}
+
+async fn list(redis: &Redis, list: &redkit_core::Key) -> Vec<String> {
+    redis
+        .query(redis::cmd("LRANGE").arg(list).arg(0).arg(-1))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn pipelined_scripts_keep_their_order_after_a_script_flush() {
+    // A private server: SCRIPT FLUSH would disturb other tests on a shared one.
+    let server = testkit::Server::start();
+    let redis = server.redis().await;
+    let ks = redis.keyspace("order").unwrap();
+    let jobs = ks.tagged("jobs").unwrap();
+    let _: i64 = PUSH
+        .call()
+        .key(&jobs)
+        .arg("j0")
+        .invoke(&redis)
+        .await
+        .unwrap();
+
+    // The script cache is lost between two calls: j1 (script), j2 (plain), j3 (script).
+    let _: () = redis
+        .query(redis::cmd("SCRIPT").arg("FLUSH"))
+        .await
+        .unwrap();
+    let mut pipe = Pipeline::new();
+    pipe.invoke(PUSH.call().key(jobs.clone()).arg("j1"))
+        .cmd(rpush(&jobs, "j2"))
+        .invoke(PUSH.call().key(jobs.clone()).arg("j3"));
+    let lens: Vec<i64> = pipe.query(&redis).await.unwrap();
+    assert_eq!(lens, [2, 3, 4]);
+    assert_eq!(list(&redis, &jobs).await, ["j0", "j1", "j2", "j3"]);
+
+    // Lost while the pipeline runs (a flush between its commands): the call that
+    // answers NOSCRIPT did not run and is not sent again after the later commands.
+    let mut pipe = Pipeline::new();
+    pipe.invoke(PUSH.call().key(jobs.clone()).arg("a"))
+        .cmd(redis::cmd("SCRIPT").arg("FLUSH").to_owned())
+        .invoke(PUSH.call().key(jobs.clone()).arg("b"))
+        .cmd(rpush(&jobs, "c"));
+    let values = pipe.execute(&redis).await.unwrap();
+    assert!(
+        matches!(&values[2], redis::Value::ServerError(e) if e.code() == "NOSCRIPT"),
+        "{values:?}"
+    );
+    assert_eq!(
+        list(&redis, &jobs).await,
+        ["j0", "j1", "j2", "j3", "a", "c"]
+    );
+    let err = pipe.query::<Vec<redis::Value>>(&redis).await.unwrap_err();
+    assert!(matches!(err, Error::Script { name: "push", .. }), "{err:?}");
+    assert_eq!(
+        list(&redis, &jobs).await,
+        ["j0", "j1", "j2", "j3", "a", "c", "a", "c"]
+    );
+}
+
 #[tokio::test]
 async fn pipeline_errors_name_the_failing_script() {
     let redis = testkit::redis().await;

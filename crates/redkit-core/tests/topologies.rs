@@ -402,3 +402,46 @@ async fn invoke_by_slot_each_fails_only_the_failed_slot() {
             .is_empty()
     );
 }
+
+static PUSH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "push",
+        "-- KEYS[1] list; ARGV[1] value\nreturn redis.call('RPUSH', KEYS[1], ARGV[1])",
+    )
+});
+
+#[tokio::test]
+async fn pipelined_scripts_keep_their_order_after_a_script_flush_on_a_cluster() {
+    let cluster = testkit::cluster();
+    let redis = cluster.redis().await;
+    let ks = redis.keyspace(&testkit::prefix("order")).unwrap();
+    let lists: Vec<redkit_core::Key> = (0..6)
+        .map(|i| ks.tagged(&format!("l{i}")).unwrap())
+        .collect();
+    let mut warm = Pipeline::new();
+    for l in &lists {
+        warm.invoke(PUSH.call().key(l.clone()).arg("j0"));
+    }
+    let _: Vec<i64> = warm.query(&redis).await.unwrap();
+    // every node loses its script cache (scripts of other tests fall back to EVAL)
+    for node in cluster.nodes() {
+        node.cli(&["SCRIPT", "FLUSH"]);
+    }
+    let mut pipe = Pipeline::new();
+    for l in &lists {
+        let mut plain = redis::cmd("RPUSH");
+        plain.arg(l).arg("j2");
+        pipe.invoke(PUSH.call().key(l.clone()).arg("j1"))
+            .cmd(plain)
+            .invoke(PUSH.call().key(l.clone()).arg("j3"));
+    }
+    let lens: Vec<i64> = pipe.query(&redis).await.unwrap();
+    assert_eq!(lens, [2, 3, 4].repeat(lists.len()));
+    for l in &lists {
+        let items: Vec<String> = redis
+            .query(redis::cmd("LRANGE").arg(l).arg(0).arg(-1))
+            .await
+            .unwrap();
+        assert_eq!(items, ["j0", "j1", "j2", "j3"], "{l:?}");
+    }
+}
