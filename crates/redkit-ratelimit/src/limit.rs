@@ -140,7 +140,8 @@ impl Limit {
         self
     }
 
-    /// Names the limit (the policy name in `RateLimit` headers; defaults to its key suffix).
+    /// Names the limit: the policy name in `RateLimit` headers (default: its key suffix).
+    /// A label only: the state is keyed by the limit's parameters, not by its name.
     pub fn name(mut self, name: impl Into<String>) -> Limit {
         self.name = Some(name.into());
         self
@@ -178,14 +179,31 @@ impl Limit {
         self.block
     }
 
-    /// The policy name: the given name, else the key suffix (e.g. `fw60000000`).
+    /// The policy name: the given name, else the key suffix (e.g. `fw60000000_100`).
     pub fn policy_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| self.suffix())
     }
 
-    /// The key suffix of this limit's state: algorithm code and window in microseconds.
+    /// The key suffix of this limit's state, made of every parameter that decides it:
+    /// algorithm code and window in microseconds, capacity, for buckets the rate, and the
+    /// block after a denial when there is one (`fw60000000_100`, `gc1000000_20_10`,
+    /// `sl60000000_5_b900000000`). Two limits share state only when all of them are
+    /// equal: a login limit of 5 per minute never spends an API limit of 1000 per minute
+    /// on the same key (issue 18 item 25).
     pub(crate) fn suffix(&self) -> String {
-        format!("{}{}", self.algorithm.code(), self.window.as_micros())
+        let mut s = format!(
+            "{}{}_{}",
+            self.algorithm.code(),
+            micros_ceil(self.window),
+            self.capacity
+        );
+        if matches!(self.algorithm, Algorithm::TokenBucket | Algorithm::Gcra) {
+            s.push_str(&format!("_{}", self.rate));
+        }
+        if !self.block.is_zero() {
+            s.push_str(&format!("_b{}", micros_ceil(self.block)));
+        }
+        s
     }
 
     /// How long the limit takes to refill completely: the window, or capacity intervals.
@@ -201,7 +219,7 @@ impl Limit {
     /// Microseconds per unit for buckets (rounded up, so the rate is never exceeded), the
     /// window for the others.
     pub(crate) fn interval_us(&self) -> u64 {
-        let w = u64::try_from(self.window.as_micros()).unwrap_or(u64::MAX);
+        let w = micros_ceil(self.window);
         match self.algorithm {
             Algorithm::TokenBucket | Algorithm::Gcra => w.div_ceil(self.rate.max(1)),
             _ => w,
@@ -237,7 +255,7 @@ impl Limit {
             if self.rate == 0 {
                 return bad("the rate must be at least 1 unit per period".into());
             }
-            if (self.window.as_micros() as u64) < self.rate {
+            if micros_ceil(self.window) < self.rate {
                 return bad(format!(
                     "{} units per {:?} is more than one per microsecond",
                     self.rate, self.window
@@ -265,6 +283,13 @@ impl Limit {
     }
 }
 
+/// Whole microseconds, rounded up (saturating): a window or block is never cut short by
+/// the script's microsecond clock, and a block under 1 µs still blocks.
+pub(crate) fn micros_ceil(d: Duration) -> u64 {
+    let us = d.as_micros() + u128::from(!d.subsec_nanos().is_multiple_of(1000));
+    u64::try_from(us).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +305,15 @@ mod tests {
             Limit::sliding_log(MAX_LOG_CAPACITY + 1, s),
             Limit::fixed_window(10, MAX_WINDOW + Duration::from_secs(1)),
             Limit::fixed_window(10, s).block_for(Duration::from_secs(u64::MAX / 2)),
+            Limit::fixed_window(10, s).block_for(Duration::MAX),
+            Limit::fixed_window(u64::MAX, s),
+            Limit::fixed_window(10, Duration::MAX),
+            Limit::sliding_log(u64::MAX, s),
+            Limit::gcra(u64::MAX, s),
+            Limit::gcra(10, Duration::MAX),
+            Limit::gcra(10, s).burst(u64::MAX),
+            Limit::token_bucket(10, u64::MAX, s),
+            Limit::token_bucket(u64::MAX, 1, s),
             Limit::gcra(0, s),
             Limit::gcra(2_000_000, s),
             Limit::gcra(10, s).burst(0),
@@ -310,6 +344,48 @@ mod tests {
         let b = Limit::token_bucket(50, 5, Duration::from_secs(1));
         assert_eq!(b.interval_us(), 200_000);
         assert_eq!(b.full_window(), Duration::from_secs(10));
-        assert_eq!(b.suffix(), "tb1000000");
+        assert_eq!(b.suffix(), "tb1000000_50_5");
+    }
+
+    #[test]
+    fn every_parameter_is_part_of_the_key() {
+        let s = Duration::from_secs(60);
+        let limits = [
+            Limit::fixed_window(5, s),
+            Limit::fixed_window(1000, s),
+            Limit::fixed_window(5, s + Duration::from_micros(1)),
+            Limit::fixed_window(5, s).block_for(Duration::from_secs(1)),
+            Limit::fixed_window(5, s).block_for(Duration::from_secs(2)),
+            Limit::sliding_window(5, s),
+            Limit::sliding_log(5, s),
+            Limit::gcra(5, s),
+            Limit::gcra(5, s).burst(6),
+            Limit::token_bucket(5, 5, s),
+            Limit::token_bucket(5, 4, s),
+        ];
+        let suffixes: std::collections::HashSet<String> =
+            limits.iter().map(Limit::suffix).collect();
+        assert_eq!(suffixes.len(), limits.len(), "{suffixes:?}");
+        assert_eq!(
+            Limit::fixed_window(5, s).name("login").suffix(),
+            Limit::fixed_window(5, s).suffix(),
+            "the name is a label, not the identity"
+        );
+        assert_eq!(Limit::fixed_window(100, s).suffix(), "fw60000000_100");
+        assert_eq!(
+            Limit::sliding_log(5, s)
+                .block_for(Duration::from_secs(900))
+                .suffix(),
+            "sl60000000_5_b900000000"
+        );
+    }
+
+    #[test]
+    fn sub_microsecond_parts_round_up() {
+        assert_eq!(micros_ceil(Duration::from_nanos(1)), 1);
+        assert_eq!(micros_ceil(Duration::from_nanos(1000)), 1);
+        assert_eq!(micros_ceil(Duration::from_nanos(1001)), 2);
+        assert_eq!(micros_ceil(Duration::MAX), u64::MAX);
+        assert_eq!(micros_ceil(Duration::ZERO), 0);
     }
 }

@@ -15,6 +15,9 @@ use crate::{Decision, Error, RateLimiter, Request, Result};
 
 const MAX_POINTS: i64 = MAX_CAPACITY as i64;
 const MAX_AHEAD: i64 = 1 << 45;
+/// The latest time the arithmetic takes (2^53 µs, as the script's doubles): a clock past
+/// it is an error, never an overflow.
+const MAX_NOW: i64 = 1 << 53;
 
 /// A rate limiter in process memory: for tests (with a
 /// [`ManualClock`](redkit_core::ManualClock)), single-process services, and as the
@@ -405,7 +408,12 @@ impl Work {
                     times.push_back(ts);
                 }
             }
-            Kind::Tat { tat } => *tat = (*tat + cost * p.w).min(now + MAX_AHEAD),
+            // a penalty of up to 2^40 units of up to 2^45 µs each: saturate, then cap
+            Kind::Tat { tat } => {
+                *tat = tat
+                    .saturating_add(cost.saturating_mul(p.w))
+                    .min(now + MAX_AHEAD);
+            }
         }
         self.save(map, key, p, now);
     }
@@ -531,6 +539,13 @@ impl RateLimiter for MemoryRateLimiter {
             })
             .collect::<Result<Vec<_>>>()?;
         let now = micros(self.inner.clock.now());
+        if now > MAX_NOW {
+            return Err(Error::InvalidArgument(format!(
+                "the clock reads {:?} since the UNIX epoch, past the {MAX_NOW} µs \
+                 (year 2255) the arithmetic is exact for",
+                self.inner.clock.now()
+            )));
+        }
         let mut map = self.lock();
         map.sweep(now);
         Ok(prepared

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::limit::{Limit, MAX_CAPACITY, MAX_WINDOW};
+use crate::limit::{Algorithm, Limit, MAX_CAPACITY, MAX_WINDOW, micros_ceil};
 use crate::{Decision, Error, LimitStatus, Op, Request, Result};
 
 /// A validated set of limits.
@@ -39,8 +39,20 @@ pub(crate) struct Prepared {
     pub(crate) phase: u64,
 }
 
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+/// The key suffix of a limit's state in a limiter: the limit's own (every parameter),
+/// plus `_a` for a window limit of a limiter with aligned windows, whose windows start at
+/// other instants than per-key offset ones.
+fn state_suffix(l: &Limit, aligned: bool) -> String {
+    let mut s = l.suffix();
+    if aligned
+        && matches!(
+            l.algorithm(),
+            Algorithm::FixedWindow | Algorithm::SlidingWindow
+        )
+    {
+        s.push_str("_a");
+    }
+    s
 }
 
 impl Policy {
@@ -54,11 +66,10 @@ impl Policy {
         let mut names = HashSet::new();
         for l in &limits {
             l.validate()?;
-            if !suffixes.insert(l.suffix()) {
+            if !suffixes.insert(state_suffix(l, aligned)) {
                 return Err(Error::InvalidLimit(format!(
-                    "two {} limits with the same window {:?}: their state would be shared",
+                    "the {} limit {l:?} is given twice: the two would share their state",
                     l.algorithm(),
-                    l.window()
                 )));
             }
             if !names.insert(l.policy_name()) {
@@ -75,7 +86,7 @@ impl Policy {
                     u64::from(l.algorithm().script_id()),
                     l.capacity(),
                     l.interval_us(),
-                    micros(l.block()),
+                    micros_ceil(l.block()),
                 ]
             })
             .collect();
@@ -86,7 +97,7 @@ impl Policy {
             .min()
             .unwrap_or((0, 0));
         Ok(Policy {
-            suffixes: limits.iter().map(Limit::suffix).collect(),
+            suffixes: limits.iter().map(|l| state_suffix(l, aligned)).collect(),
             limits,
             params,
             max_cost,
@@ -136,7 +147,7 @@ impl Policy {
                         "a block lasts more than zero and at most {MAX_WINDOW:?}, not {duration:?}"
                     )));
                 }
-                (5, micros(duration))
+                (5, micros_ceil(duration))
             }
             Op::Reset => (6, 0),
         };
@@ -215,10 +226,23 @@ mod tests {
         assert!(Policy::new(vec![], false).is_err());
         assert!(
             Policy::new(
-                vec![Limit::fixed_window(1, s), Limit::fixed_window(5, s)],
+                vec![Limit::fixed_window(5, s), Limit::fixed_window(5, s)],
                 false
             )
             .is_err()
+        );
+        // differing in capacity only: two states, no clash
+        let p = Policy::new(
+            vec![Limit::fixed_window(1, s), Limit::fixed_window(5, s)],
+            false,
+        )
+        .unwrap();
+        assert_ne!(p.suffixes[0], p.suffixes[1]);
+        // aligned windows are other windows
+        let fw = || vec![Limit::fixed_window(5, s)];
+        assert_ne!(
+            Policy::new(fw(), true).unwrap().suffixes,
+            Policy::new(fw(), false).unwrap().suffixes
         );
         assert!(
             Policy::new(

@@ -276,7 +276,7 @@ fn plain<B: From<String>>(status: StatusCode, msg: &str) -> Response<B> {
 
 /// Whole seconds, rounded up (delay-seconds).
 fn secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+    d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
 }
 
 /// `RateLimit-Policy`: `"name";q=<quota>;w=<window>` per limit.

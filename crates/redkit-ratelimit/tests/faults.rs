@@ -124,17 +124,7 @@ async fn a_key_holding_foreign_data_fails_alone() {
             .limit(limit.clone())
             .build()
             .unwrap();
-        let suffix = format!(
-            "{}{}",
-            match limit.algorithm() {
-                redkit_ratelimit::Algorithm::FixedWindow => "fw",
-                redkit_ratelimit::Algorithm::SlidingWindow => "sw",
-                redkit_ratelimit::Algorithm::SlidingLog => "sl",
-                _ => "gc",
-            },
-            limit.window().as_micros()
-        );
-        let foreign = format!("{prefix}:rl:{{spoiled}}:{suffix}");
+        let foreign = l.state_keys("spoiled").unwrap().remove(0);
         let _: () = redis
             .query(redis::cmd("RPUSH").arg(&foreign).arg("x"))
             .await
@@ -175,7 +165,7 @@ async fn a_count_left_from_an_earlier_window_counts_as_empty() {
         .as_micros() as u64;
     let idx = now_us / HOUR.as_micros() as u64;
     let value = |window: u64| (window % 2048) * (1u64 << 41) + 5;
-    let key = |name: &str| format!("{prefix}:rl:{{{name}}}:fw{}", HOUR.as_micros());
+    let key = |name: &str| l.state_keys(name).unwrap().remove(0);
     for (name, window, counted) in [("old", idx - 1, false), ("now", idx, true)] {
         let _: () = redis
             .query(
@@ -207,7 +197,7 @@ async fn a_bucket_key_lives_as_long_as_its_state() {
         .limit(limit)
         .build()
         .unwrap();
-    let key = format!("{prefix}:rl:{{steady}}:gc1000000");
+    let key = l.state_keys("steady").unwrap().remove(0);
     let mut allowed = 0;
     for _ in 0..40 {
         let d = l.check("steady", 1).await.unwrap();
