@@ -144,10 +144,13 @@ impl RedisConfig {
         RedisConfigBuilder::default()
     }
 
-    /// A standalone configuration from a URL (`redis://`, `rediss://`, `unix://`), with
-    /// the default settings otherwise.
+    /// A configuration from one URL, with the default settings otherwise: one server
+    /// (`redis://`, `rediss://`, `unix://`), a cluster
+    /// (`redis+cluster://[user:password@]host:port,host:port`) or a sentinel group
+    /// (`redis+sentinel://[user:password@]host:port,host:port/master[/db]`); the
+    /// `rediss+` forms use TLS. Credentials apply to the data nodes.
     pub fn from_url(url: &str) -> Result<Self> {
-        Self::builder().url(url).build()
+        crate::topology_url::builder_for(url)?.build()
     }
 
     pub(crate) fn tcp_settings(&self) -> TcpSettings {

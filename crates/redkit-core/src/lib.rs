@@ -16,6 +16,7 @@ mod sentinel;
 mod subscribe;
 #[cfg(feature = "tls")]
 mod tls;
+mod topology_url;
 
 pub use batch::Coalescer;
 pub use clock::{Clock, ManualClock, SystemClock};
