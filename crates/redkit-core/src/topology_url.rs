@@ -29,8 +29,10 @@ pub(crate) fn builder_for(url: &str) -> Result<RedisConfigBuilder> {
     };
     let bad = |why: &str| Error::Config(format!("{scheme}:// URL: {why}"));
     if rest.contains('?') || rest.contains('#') {
-        return Err(bad("query parameters and fragments are not understood here; use \
-             RedisConfig::builder() for other settings"));
+        return Err(bad(
+            "query parameters and fragments are not understood here; use \
+             RedisConfig::builder() for other settings",
+        ));
     }
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     let (userinfo, hosts) = match authority.rsplit_once('@') {
@@ -48,12 +50,17 @@ pub(crate) fn builder_for(url: &str) -> Result<RedisConfigBuilder> {
         if host.is_empty() {
             return Err(bad("an empty host in the host list"));
         }
-        nodes.push(format!("{node_scheme}://{}", with_port(host, default_port, &bad)?));
+        nodes.push(format!(
+            "{node_scheme}://{}",
+            with_port(host, default_port, &bad)?
+        ));
     }
     let mut builder = match kind {
         Kind::Cluster => {
             if !path.is_empty() && path != "0" {
-                return Err(bad("Redis Cluster has only database 0; leave the path empty"));
+                return Err(bad(
+                    "Redis Cluster has only database 0; leave the path empty",
+                ));
             }
             builder.cluster(nodes)
         }
@@ -151,7 +158,11 @@ mod tests {
 
     #[test]
     fn plain_urls_stay_standalone() {
-        for url in ["redis://127.0.0.1:6379", "unix:///tmp/r.sock", "rediss://h:1"] {
+        for url in [
+            "redis://127.0.0.1:6379",
+            "unix:///tmp/r.sock",
+            "rediss://h:1",
+        ] {
             let c = builder_for(url).unwrap();
             let c = c.tcp_nodelay(true);
             let topology = format!("{:?}", c);

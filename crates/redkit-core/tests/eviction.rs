@@ -16,20 +16,34 @@ async fn an_evicting_policy_is_refused_and_noeviction_passes() {
     assert_eq!(redis.server_info().evicts_keys(), Some(false));
     redis.ensure_no_eviction("lock", "two holders").unwrap();
 
-    for policy in ["volatile-lru", "allkeys-lru", "volatile-ttl", "allkeys-random"] {
+    for policy in [
+        "volatile-lru",
+        "allkeys-lru",
+        "volatile-ttl",
+        "allkeys-random",
+    ] {
         let server = Server::builder()
             .config(&format!("maxmemory-policy {policy}"))
             .start();
         let redis = server.redis().await;
-        assert_eq!(redis.server_info().maxmemory_policy.as_deref(), Some(policy));
+        assert_eq!(
+            redis.server_info().maxmemory_policy.as_deref(),
+            Some(policy)
+        );
         let err = redis
             .ensure_no_eviction("lock", "a second caller can take a held lock")
             .unwrap_err();
         assert!(matches!(err, Error::UnsupportedServer(_)), "{err:?}");
         let text = err.to_string();
         assert!(text.contains(policy), "{text}");
-        assert!(text.contains("noeviction") && text.contains("allow_eviction"), "{text}");
-        assert!(text.contains("a second caller can take a held lock"), "{text}");
+        assert!(
+            text.contains("noeviction") && text.contains("allow_eviction"),
+            "{text}"
+        );
+        assert!(
+            text.contains("a second caller can take a held lock"),
+            "{text}"
+        );
     }
 }
 
