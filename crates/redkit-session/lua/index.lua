@@ -1,23 +1,37 @@
 -- KEYS[1]: a user's session index `<prefix>:sess:user:{<SHA-256 of the user id>}`: a
 -- sorted set of session handles scored by their absolute deadline (ms). Every call first
--- drops entries whose deadline has passed, and the key expires with its last entry, so
--- the index never grows with ended sessions and needs no keyspace notifications.
+-- drops entries whose deadline passed more than a minute ago (the sessions live on other
+-- cluster nodes, whose clocks may run a little behind this one: an entry must never
+-- leave before its session), and the key expires with its last entry, so the index
+-- never grows with ended sessions and needs no keyspace notifications.
 -- KEYS[2]: `<index>:added`, a hash of handle -> the server time (ms) it was indexed; it
 -- lives and expires with the index.
+-- KEYS[3]: `<index>:revoking`, handles taken out of the index by 'take' whose sessions
+-- may not be deleted yet (scored by deadline). They count as revoked at once: 'commit'
+-- and every other check look at KEYS[1] only. A later 'take' returns them again, so a
+-- caller that died between taking and deleting leaves nothing the next one misses.
 -- ARGV[1]: operation:
 --   'add' handle absolute limit policy grace-ms dead...  adds the handle with deadline
---        now + absolute (ms), or exactly at `@<ms>` when absolute has that form, drops those dead handles indexed at least grace-ms ago (a
---        younger one may belong to a login whose session is still being written), then
---        over `limit` (0 = none) either refuses (policy 'r': reply {-1}) or removes the
---        oldest others (policy 'e').
+--        now + absolute (ms), or exactly at `@<ms>` when absolute has that form, drops
+--        those dead handles indexed at least grace-ms ago (a younger one may belong to a
+--        login whose session is still being written), then over `limit` (0 = none)
+--        either refuses (policy 'r': reply {-1}) or removes the oldest others (policy
+--        'e').
 --        Reply: {deadline, evicted handle...}
 --   'remove' handle...   Reply: how many were there.
 --   'list'               Reply: handle, deadline pairs, oldest first.
---   'take' keep          removes and returns every handle but `keep`.
-local key, added = KEYS[1], KEYS[2]
+--   'take' keep          moves every handle but `keep` to KEYS[3]; replies them with
+--                        those KEYS[3] already held.
+--   'revoked' handle...  drops handles from KEYS[3] once their sessions are deleted.
+--   'commit' old new     a rotation's commit point: 1 when both handles are indexed;
+--                        else drops `new` and replies 0 (the old session was revoked
+--                        while it was being copied).
+local key, added, revoking = KEYS[1], KEYS[2], KEYS[3]
 local op = ARGV[1]
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+-- how long after its deadline an entry stays (cross-node clock skew, see above)
+local margin = 60000
 
 -- removes handles from both keys, in chunks (unpack has a limit); replies how many
 -- were indexed
@@ -31,16 +45,19 @@ local function drop(handles)
   return n
 end
 
-drop(redis.call('ZRANGEBYSCORE', key, '-inf', now))
+drop(redis.call('ZRANGEBYSCORE', key, '-inf', now - margin))
+redis.call('ZREMRANGEBYSCORE', revoking, '-inf', now - margin)
 
 local function settle()
   local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
   if last[2] then
-    redis.call('PEXPIREAT', key, last[2])
-    redis.call('PEXPIREAT', added, last[2])
+    redis.call('PEXPIREAT', key, tonumber(last[2]) + margin)
+    redis.call('PEXPIREAT', added, tonumber(last[2]) + margin)
   else
     redis.call('DEL', added)
   end
+  local top = redis.call('ZRANGE', revoking, -1, -1, 'WITHSCORES')
+  if top[2] then redis.call('PEXPIREAT', revoking, tonumber(top[2]) + margin) end
 end
 
 if op == 'add' then
@@ -89,11 +106,39 @@ if op == 'list' then
   return redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
 end
 
+if op == 'commit' then
+  if redis.call('ZSCORE', key, ARGV[2]) and redis.call('ZSCORE', key, ARGV[3]) then
+    return 1
+  end
+  drop({ ARGV[3] })
+  settle()
+  return 0
+end
+
+if op == 'revoked' then
+  for i = 2, #ARGV, 1000 do
+    redis.call('ZREM', revoking, unpack(ARGV, i, math.min(i + 999, #ARGV)))
+  end
+  settle()
+  return 0
+end
+
 -- 'take'
-local out = {}
-for _, handle in ipairs(redis.call('ZRANGE', key, 0, -1)) do
-  if handle ~= ARGV[2] then out[#out + 1] = handle end
+local out, seen = {}, {}
+local taken = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+for i = 1, #taken, 2 do
+  local handle = taken[i]
+  if handle ~= ARGV[2] then
+    out[#out + 1] = handle
+    seen[handle] = true
+    redis.call('ZADD', revoking, taken[i + 1], handle)
+  end
 end
 drop(out)
+-- left by a caller that took them and did not confirm their deletion: still revoked
+-- (`keep` included: an earlier revocation did not keep it)
+for _, handle in ipairs(redis.call('ZRANGE', revoking, 0, -1)) do
+  if not seen[handle] then out[#out + 1] = handle end
+end
 settle()
 return out

@@ -321,6 +321,20 @@ pub async fn login_indexes_sessions_and_logout_everywhere_ends_them(s: &Suite) {
     a.login(&mut again, "bob", client("x")).await.unwrap();
     assert!(a.delete(again.id()).await.unwrap());
     assert!(a.sessions_of("bob").await.unwrap().is_empty());
+    // a logged-out session cannot be rotated or logged in back to life
+    let mut gone = a.create().await.unwrap();
+    a.login(&mut gone, "dee", client("x")).await.unwrap();
+    assert_eq!(a.logout_everywhere("dee", None).await.unwrap(), 1);
+    let mut copy = gone.clone();
+    assert!(matches!(
+        b.rotate(&mut gone).await.unwrap_err(),
+        Error::Unknown
+    ));
+    assert!(matches!(
+        b.login(&mut copy, "dee", client("x")).await.unwrap_err(),
+        Error::Unknown
+    ));
+    assert!(a.sessions_of("dee").await.unwrap().is_empty());
 }
 
 pub async fn max_sessions_evicts_the_oldest_or_refuses(s: &Suite) {

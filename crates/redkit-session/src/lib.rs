@@ -4,6 +4,8 @@ mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+#[doc(hidden)]
+pub mod hooks;
 mod id;
 mod memory;
 mod redis;

@@ -259,7 +259,12 @@ impl RedisSessionStore {
         // the key's expiry ends sessions on the server; checked here as well (on this
         // machine's clock, whose skew can only end a session early, never keep it)
         let now = client_now();
-        if now >= session.deadline_ms || now >= session.touched_ms + self.inner.config.idle_ms() {
+        if now >= session.deadline_ms
+            || now
+                >= session
+                    .touched_ms
+                    .saturating_add(self.inner.config.idle_ms())
+        {
             return Ok(None);
         }
         if touch && self.touch_due(&session) {
@@ -312,7 +317,8 @@ impl RedisSessionStore {
         let mut call = INDEX
             .call()
             .key(key.as_str())
-            .key(key.child("added")?.as_str());
+            .key(key.child("added")?.as_str())
+            .key(key.child("revoking")?.as_str());
         for a in args {
             call = call.arg(*a);
         }
@@ -426,6 +432,7 @@ impl RedisSessionStore {
             .fetch(&session.id, false)
             .await?
             .ok_or(Error::Unknown)?;
+        crate::hooks::point("copy:read", session.handle().as_str()).await;
         merged.changes = session.changes.clone();
         merged.user = session.user.clone();
         merged.client = session.client.clone();
@@ -447,11 +454,22 @@ impl RedisSessionStore {
         Ok(merged)
     }
 
-    async fn delete_session(&self, handle: &SessionHandle) -> Result<()> {
-        let _: Value = self
+    /// Deletes a session's key; `false` when it was already gone.
+    async fn delete_session(&self, handle: &SessionHandle) -> Result<bool> {
+        let reply: Vec<Value> = self
             .session_call(&DELETE, handle)?
             .invoke(&self.inner.redis)
             .await?;
+        Ok(reply.first().map(int).transpose()?.unwrap_or(0) == 1)
+    }
+
+    /// Ends a rotation or login that must not happen after all: deletes the new session
+    /// and its index entry.
+    async fn undo_new(&self, user: Option<&str>, new: &SessionHandle) -> Result<()> {
+        self.delete_session(new).await?;
+        if let Some(user) = user {
+            self.index(user, &["remove", new.as_str()]).await?;
+        }
         Ok(())
     }
 }
@@ -542,20 +560,61 @@ impl SessionStore for RedisSessionStore {
         Ok(deleted)
     }
 
+    /// A rotation in steps on a cluster, where the session keys (tagged by handle) and
+    /// the user index (tagged by user) sit in different slots:
+    ///
+    /// 1. the new handle is indexed (a crash leaves a dangling entry, pruned later);
+    /// 2. the old session is read and written under the new id (`SET`-if-absent);
+    /// 3. commit point, one script on the index: both handles are still indexed. A
+    ///    revocation removes handles from the index before it deletes any key, so one
+    ///    that began before this point makes the commit fail, and one after it sees the
+    ///    new handle and ends it;
+    /// 4. the old session is deleted, and must still have existed: a delete of the old
+    ///    id that overlapped the rotation ends the new session too;
+    /// 5. the old handle leaves the index (after its key is gone, so a crash between
+    ///    leaves a dangling entry, never an unlisted live session).
+    ///
+    /// A rotation that loses to a revocation fails with [`Error::Unknown`] and deletes
+    /// what it wrote. Test: `tests/rotate_race.rs` stops rotate between every two steps.
     async fn rotate(&self, session: &mut Session) -> Result<()> {
         let old = session.handle();
         let new_id = SessionId::generate()?;
         let new = new_id.handle();
-        // index the new handle first: a crash leaves a dangling entry (pruned later),
-        // never a live session the index does not know
-        if let Some(user) = &session.user {
+        let user = session.user.clone();
+        if let Some(user) = &user {
             let deadline = format!("@{}", session.deadline_ms);
             self.add_to_index(user, &new, &deadline, None, &[]).await?;
         }
-        let next = self.copy_to(session, new_id, None).await?;
-        self.delete_session(&old).await?;
+        crate::hooks::point("rotate:indexed", old.as_str()).await;
+        let next = match self.copy_to(session, new_id, None).await {
+            Ok(next) => next,
+            Err(e) => {
+                if let Some(user) = &user {
+                    self.index(user, &["remove", new.as_str()]).await?;
+                }
+                return Err(e);
+            }
+        };
+        crate::hooks::point("rotate:written", old.as_str()).await;
+        if let Some(user) = &user {
+            let committed = self
+                .index(user, &["commit", old.as_str(), new.as_str()])
+                .await?;
+            if int(&committed)? != 1 {
+                // the commit already dropped the new handle from the index
+                self.delete_session(&new).await?;
+                tracing::debug!(session = old.short(), "rotation lost to a revocation");
+                return Err(Error::Unknown);
+            }
+        }
+        crate::hooks::point("rotate:committed", old.as_str()).await;
+        if !self.delete_session(&old).await? {
+            self.undo_new(user.as_deref(), &new).await?;
+            tracing::debug!(session = old.short(), "rotation lost to a delete");
+            return Err(Error::Unknown);
+        }
         *session = next;
-        if let Some(user) = &session.user {
+        if let Some(user) = &user {
             self.index(user, &["remove", old.as_str()]).await?;
         }
         tracing::debug!(from = old.short(), to = new.short(), "session rotated");
@@ -645,7 +704,15 @@ impl SessionStore for RedisSessionStore {
         };
         let old = session.handle();
         let new = next.handle();
-        self.delete_session(&old).await?;
+        crate::hooks::point("login:written", old.as_str()).await;
+        // the session logged in must still exist: a delete or revocation of it that
+        // overlapped the login ends the new session too, as for a rotation
+        if !self.delete_session(&old).await? {
+            self.undo_new(Some(user), &new).await?;
+            self.delete_handles(&evicted).await?;
+            tracing::debug!(session = old.short(), "login lost to a delete");
+            return Err(Error::Unknown);
+        }
         *session = next;
         if let Some(prev) = previous_user {
             self.index(&prev, &["remove", old.as_str()]).await?;
@@ -721,7 +788,14 @@ impl SessionStore for RedisSessionStore {
             .iter()
             .map(|v| SessionHandle::parse(&text(v)?))
             .collect::<Result<Vec<_>>>()?;
+        crate::hooks::point("logout:taken", user).await;
         let n = self.delete_handles(&handles).await?;
+        // only now: until their keys are gone, a retry after a crash takes them again
+        if !handles.is_empty() {
+            let mut args = vec!["revoked"];
+            args.extend(handles.iter().map(SessionHandle::as_str));
+            self.index(user, &args).await?;
+        }
         tracing::debug!(sessions = n, "logged out everywhere");
         Ok(n)
     }
@@ -737,14 +811,20 @@ mod tests {
             assert!(script.code().starts_with("-- KEYS[1]"), "{}", script.name());
             assert!(!script.code().contains("KEYS[2]"), "{}", script.name());
         }
-        // the index script's two keys: the index and its `added` sibling, one hash tag
+        // the index script's three keys: the index and its `added` and `revoking`
+        // siblings, one hash tag
         assert!(INDEX.code().starts_with("-- KEYS[1]"));
-        assert!(!INDEX.code().contains("KEYS[3]"));
+        assert!(!INDEX.code().contains("KEYS[4]"));
         let index = Keyspace::new("app")
             .unwrap()
             .tagged_child("0123abcd", "user")
             .unwrap();
         let added = index.child("added").unwrap();
-        assert!(redkit_core::same_slot(&[index.as_str(), added.as_str()]));
+        let revoking = index.child("revoking").unwrap();
+        assert!(redkit_core::same_slot(&[
+            index.as_str(),
+            added.as_str(),
+            revoking.as_str()
+        ]));
     }
 }
