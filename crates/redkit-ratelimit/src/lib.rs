@@ -9,6 +9,8 @@ mod redis;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 #[cfg(feature = "tower")]
+mod forwarded;
+#[cfg(feature = "tower")]
 pub mod tower;
 
 use std::fmt;

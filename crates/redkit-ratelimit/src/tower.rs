@@ -1,6 +1,7 @@
 //! A tower [`Layer`] that rate-limits HTTP requests (feature `tower`).
 //!
-//! Each request's key comes from a [`KeyExtractor`] (peer IP, a header, or your closure);
+//! Each request's key comes from a [`KeyExtractor`] (peer IP, the client address that
+//! trusted reverse proxies forward, a header, or your closure);
 //! a denied request gets `429 Too Many Requests` with `Retry-After`, the IETF
 //! `RateLimit-Policy` and `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers-10) and
 //! an `application/problem+json` body; allowed responses carry the two `RateLimit` headers
@@ -38,7 +39,7 @@ use http::{Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{Algorithm, Decision, Error, Limit, RateLimiter};
+use crate::{Algorithm, Decision, Error, Limit, RateLimiter, forwarded};
 
 /// The `RateLimit-Policy` header.
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -48,17 +49,70 @@ pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 type Extract = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 
 /// Where a request's rate-limit key comes from.
+///
+/// Behind reverse proxies, use [`KeyExtractor::forwarded_for`] or
+/// [`KeyExtractor::forwarded`] with the number of proxies you run in front of the
+/// service: the key is then the address the outermost of them saw, which the client
+/// cannot choose. IPv6 addresses are keyed by their /64 network (see
+/// [`KeyExtractor::ipv6_prefix`]).
 #[derive(Clone)]
 pub struct KeyExtractor {
-    extract: Arc<Extract>,
+    source: Source,
     required: bool,
+    ipv6_prefix: u8,
+    unusable: Unusable,
+}
+
+#[derive(Clone)]
+enum Source {
+    Custom(Arc<Extract>),
+    Peer,
+    ForwardedFor(usize),
+    Forwarded(usize),
+    Header(&'static str),
+    Global,
+}
+
+/// What the layer does with a request whose forwarding header cannot give the client's
+/// address: missing, with fewer entries than trusted proxies, or unparsable where the
+/// trusted proxy's entry belongs. Never the proxy's own address, which would put every
+/// client in one bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Unusable {
+    /// Answer `400 Bad Request` (default). With the proxies configured as declared this
+    /// happens only to requests that bypassed them, so it is loud, not silent.
+    #[default]
+    Reject,
+    /// Rate-limit every such request under this one key. A client that sends such
+    /// requests can exhaust that bucket for the others that do, never for well-formed
+    /// requests.
+    SharedKey(String),
+}
+
+/// What an extractor found.
+enum Extracted {
+    Key(String),
+    None,
+    Unusable(String),
 }
 
 impl fmt::Debug for KeyExtractor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let source = match &self.source {
+            Source::Custom(_) => "custom".to_string(),
+            Source::Peer => "peer IP".to_string(),
+            Source::ForwardedFor(n) => format!("X-Forwarded-For, {n} trusted proxies"),
+            Source::Forwarded(n) => format!("Forwarded, {n} trusted proxies"),
+            Source::Header(h) => format!("header {h}"),
+            Source::Global => "global".to_string(),
+        };
         f.debug_struct("KeyExtractor")
+            .field("source", &source)
             .field("required", &self.required)
-            .finish_non_exhaustive()
+            .field("ipv6_prefix", &self.ipv6_prefix)
+            .field("unusable", &self.unusable)
+            .finish()
     }
 }
 
@@ -70,58 +124,110 @@ fn escape(key: &str) -> String {
 }
 
 impl KeyExtractor {
+    fn new(source: Source) -> Self {
+        KeyExtractor {
+            source,
+            required: false,
+            ipv6_prefix: 64,
+            unusable: Unusable::Reject,
+        }
+    }
+
     /// Your own function of the request head.
     pub fn custom(f: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static) -> Self {
-        KeyExtractor {
-            extract: Arc::new(f),
-            required: false,
-        }
+        KeyExtractor::new(Source::Custom(Arc::new(f)))
     }
 
     /// The peer's IP address, from a `SocketAddr` or axum's `ConnectInfo<SocketAddr>`
     /// request extension (serve axum with `into_make_service_with_connect_info`). Behind a
     /// reverse proxy this is the proxy: use [`KeyExtractor::forwarded_for`] there.
     pub fn peer_ip() -> Self {
-        KeyExtractor::custom(|parts| peer(parts).map(|ip| ip.to_string()))
+        KeyExtractor::new(Source::Peer)
     }
 
-    /// The first address of `X-Forwarded-For`, falling back to the peer IP. Trust it only
-    /// behind a proxy that overwrites the header, or clients choose their own key.
-    pub fn forwarded_for() -> Self {
-        KeyExtractor::custom(|parts| {
-            parts
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse::<IpAddr>().ok())
-                .or_else(|| peer(parts))
-                .map(|ip| ip.to_string())
-        })
+    /// The client's address from `X-Forwarded-For`, behind `trusted_proxies` reverse
+    /// proxies that each append the address they received the request from (nginx's
+    /// `$proxy_add_x_forwarded_for`, cloud load balancers): the `trusted_proxies`-th entry
+    /// from the right, counted over every header line. Entries further left were written
+    /// by the client and are ignored, so a made-up address buys no new bucket. With `0`
+    /// the header is ignored and the key is the peer IP.
+    ///
+    /// The service must be reachable only through those proxies (a client that connects
+    /// directly writes the whole header). A request whose header has fewer entries, or no
+    /// address where the trusted proxy's entry belongs, is refused with `400` (see
+    /// [`KeyExtractor::on_unusable`]).
+    pub fn forwarded_for(trusted_proxies: usize) -> Self {
+        KeyExtractor::new(Source::ForwardedFor(trusted_proxies))
+    }
+
+    /// The client's address from the standard `Forwarded` header (RFC 7239), read as
+    /// [`KeyExtractor::forwarded_for`] reads `X-Forwarded-For`: the `for=` parameter of the
+    /// `trusted_proxies`-th element from the right. Quoted values, bracketed IPv6
+    /// addresses and ports are understood; an obfuscated identifier (`for=_hidden`) is
+    /// the key itself; `for=unknown` or a missing `for=` is unusable.
+    pub fn forwarded(trusted_proxies: usize) -> Self {
+        KeyExtractor::new(Source::Forwarded(trusted_proxies))
     }
 
     /// The value of a header (an API key, a user id set by an auth layer). Braces and `%`
     /// in it are percent-escaped.
     pub fn header(name: &'static str) -> Self {
-        KeyExtractor::custom(move |parts| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .filter(|v| !v.is_empty())
-                .map(escape)
-        })
+        KeyExtractor::new(Source::Header(name))
     }
 
     /// One key for every request: a global limit.
     pub fn global() -> Self {
-        KeyExtractor::custom(|_| Some("global".to_string()))
+        KeyExtractor::new(Source::Global)
     }
 
     /// Requests without a key are refused with `400` instead of passing unlimited.
     pub fn required(mut self) -> Self {
         self.required = true;
         self
+    }
+
+    /// IPv6 addresses are keyed by their network of this many bits (default 64: a client
+    /// usually holds a whole /64, so per-address keys would give it 2^64 buckets; 48 or
+    /// 56 for providers that hand out larger prefixes, 128 for one key per address).
+    /// `InvalidArgument` unless 1 to 128.
+    pub fn ipv6_prefix(mut self, bits: u8) -> crate::Result<Self> {
+        if !(1..=128).contains(&bits) {
+            return Err(Error::InvalidArgument(format!(
+                "an IPv6 prefix has 1 to 128 bits, not {bits}"
+            )));
+        }
+        self.ipv6_prefix = bits;
+        Ok(self)
+    }
+
+    /// What to do with a request whose forwarding header gives no usable address
+    /// (default [`Unusable::Reject`]).
+    pub fn on_unusable(mut self, unusable: Unusable) -> Self {
+        self.unusable = unusable;
+        self
+    }
+
+    fn extract(&self, parts: &Parts) -> Extracted {
+        let ip = |ip: IpAddr| Extracted::Key(forwarded::ip_key(ip, self.ipv6_prefix));
+        let node = |found: Result<forwarded::Node, forwarded::Unusable>| match found {
+            Ok(forwarded::Node::Ip(addr)) => ip(addr),
+            Ok(forwarded::Node::Obfuscated(name)) => Extracted::Key(name),
+            Err(why) => Extracted::Unusable(format!("{why:?}")),
+        };
+        let peer_key = || peer(parts).map_or(Extracted::None, ip);
+        match &self.source {
+            Source::Custom(f) => f(parts).map_or(Extracted::None, Extracted::Key),
+            Source::Peer | Source::ForwardedFor(0) | Source::Forwarded(0) => peer_key(),
+            Source::ForwardedFor(n) => node(forwarded::x_forwarded_for(&parts.headers, *n)),
+            Source::Forwarded(n) => node(forwarded::forwarded(&parts.headers, *n)),
+            Source::Header(name) => parts
+                .headers
+                .get(*name)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .map_or(Extracted::None, |v| Extracted::Key(escape(v))),
+            Source::Global => Extracted::Key("global".to_string()),
+        }
     }
 }
 
@@ -236,13 +342,24 @@ where
         let layer = self.layer.clone();
         Box::pin(async move {
             let (parts, body) = req.into_parts();
-            let key = (layer.key.extract)(&parts);
+            let key = layer.key.extract(&parts);
             let req = Request::from_parts(parts, body);
-            let Some(key) = key else {
-                if layer.key.required {
+            let key = match key {
+                Extracted::Key(key) => key,
+                Extracted::None if layer.key.required => {
                     return Ok(plain(StatusCode::BAD_REQUEST, "no rate-limit key"));
                 }
-                return inner.call(req).await;
+                Extracted::None => return inner.call(req).await,
+                Extracted::Unusable(why) => match &layer.key.unusable {
+                    Unusable::Reject => {
+                        tracing::debug!(reason = %why, "no client address in the forwarding header");
+                        return Ok(plain(
+                            StatusCode::BAD_REQUEST,
+                            "no client address in the forwarding header",
+                        ));
+                    }
+                    Unusable::SharedKey(shared) => shared.clone(),
+                },
             };
             match layer.limiter.check(&key, 1).await {
                 Ok(d) if d.allowed => {

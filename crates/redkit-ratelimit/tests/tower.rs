@@ -156,3 +156,74 @@ async fn legacy_headers_are_opt_in() {
         denied.headers()["retry-after"]
     );
 }
+
+/// Issue 18 item 19: behind one appending proxy (nginx `$proxy_add_x_forwarded_for`) the
+/// client writes the left part of `X-Forwarded-For` itself. A new made-up address per
+/// request must not buy a new bucket: the key is the entry the trusted proxy appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cannot_choose_its_key_through_x_forwarded_for() {
+    let l = limiter(vec![Limit::fixed_window(1, Duration::from_secs(60))]).await;
+    let svc = RateLimitLayer::new(l, KeyExtractor::forwarded_for(1)).layer(service_fn(ok));
+    let from = |spoofed: &str| {
+        let mut req = Request::builder()
+            .uri("/")
+            .header("x-forwarded-for", format!("{spoofed}, 203.0.113.9"))
+            .body(())
+            .unwrap();
+        req.extensions_mut()
+            .insert("10.0.0.2:443".parse::<std::net::SocketAddr>().unwrap());
+        req
+    };
+    assert_eq!(status(&svc, from("198.51.100.1")).await, StatusCode::OK);
+    assert_eq!(
+        status(&svc, from("198.51.100.2")).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "a made-up leftmost address got a fresh bucket"
+    );
+    // a garbage value where the proxy's entry belongs is refused, not keyed by the proxy
+    let mut req = Request::builder()
+        .uri("/")
+        .header("x-forwarded-for", "198.51.100.3, not-an-ip")
+        .body(())
+        .unwrap();
+    req.extensions_mut()
+        .insert("10.0.0.2:443".parse::<std::net::SocketAddr>().unwrap());
+    assert_eq!(status(&svc, req).await, StatusCode::BAD_REQUEST);
+}
+
+/// `Forwarded` (RFC 7239) read from the right, IPv6 clients keyed by their /64, and the
+/// documented alternative to refusing unusable headers: one named bucket for them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_clients_are_keyed_by_address_and_network() {
+    use redkit_ratelimit::tower::Unusable;
+    let l = limiter(vec![Limit::fixed_window(1, Duration::from_secs(60))]).await;
+    let svc = RateLimitLayer::new(
+        l,
+        KeyExtractor::forwarded(1).on_unusable(Unusable::SharedKey("unusable-forwarded".into())),
+    )
+    .layer(service_fn(ok));
+    let with = |value: &str| {
+        Request::builder()
+            .uri("/")
+            .header("forwarded", value)
+            .body(())
+            .unwrap()
+    };
+    let v6 = |host: &str| format!("for=\"[2001:db8:{host}]:4711\"");
+    assert_eq!(status(&svc, with(&v6("7:1::1"))).await, StatusCode::OK);
+    // another address of the same /64, behind a spoofed element
+    let spoofed = format!("for=192.0.2.200, {}", v6("7:1::ffff"));
+    assert_eq!(
+        status(&svc, with(&spoofed)).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(status(&svc, with(&v6("7:2::1"))).await, StatusCode::OK);
+    // unusable headers share one bucket instead of being refused
+    assert_eq!(status(&svc, with("for=unknown")).await, StatusCode::OK);
+    assert_eq!(
+        status(&svc, Request::builder().uri("/").body(()).unwrap()).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert!(KeyExtractor::peer_ip().ipv6_prefix(0).is_err());
+    assert!(KeyExtractor::peer_ip().ipv6_prefix(129).is_err());
+}
