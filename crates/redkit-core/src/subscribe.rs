@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -45,7 +45,8 @@ pub enum Event {
     /// The connection is back and every channel is subscribed again.
     Resubscribed,
     /// This subscriber did not keep up: its buffer was full and `missed` messages were
-    /// dropped. Treat it like a disconnection.
+    /// dropped *here*, between the events before it and those after it. Treat it like a
+    /// disconnection that is already over.
     Lagged {
         /// How many messages were dropped.
         missed: u64,
@@ -70,8 +71,8 @@ pub enum LagPolicy {
     DropNewest,
     /// Drop the oldest buffered messages to make room: the owner sees the latest ones.
     DropOldest,
-    /// End the subscription: it yields [`Event::Lagged`], what it had buffered, and then
-    /// ends (`None`).
+    /// End the subscription: it yields what it had buffered, then [`Event::Lagged`], and
+    /// then ends (`None`).
     Disconnect,
 }
 
@@ -106,16 +107,45 @@ impl SubscribeOptions {
 }
 
 /// A bounded queue for one slow reader of a fan-out, with a [`LagPolicy`]: memory stays
-/// bounded and the reader learns how much it missed. Subscriptions use it; pattern crates
-/// with their own fan-out (redkit-pubsub's memory bus) do too.
+/// bounded and the reader learns how much it missed, *where* it missed it: a dropped item
+/// leaves a gap marker in its place, which the reader gets after the items pushed before
+/// the drop and before those pushed after it (adjacent gaps add up). So the reader never
+/// misses an item without a gap in that position (tests `gaps_are_reported_in_place_*`).
+/// Subscriptions use it; pattern crates with their own fan-out (redkit-pubsub's memory
+/// bus) do too.
 pub struct LagQueue<T> {
-    items: Mutex<std::collections::VecDeque<T>>,
+    items: Mutex<Items<T>>,
     capacity: usize,
     policy: LagPolicy,
     droppable: fn(&T) -> bool,
-    lagged: AtomicU64,
     closed: AtomicBool,
     waker: futures_util::task::AtomicWaker,
+}
+
+/// The queued items and gap markers, and how many of them are items.
+struct Items<T> {
+    slots: std::collections::VecDeque<Slot<T>>,
+    len: usize,
+}
+
+enum Slot<T> {
+    Item(T),
+    /// This many items were dropped here.
+    Gap(u64),
+}
+
+impl<T> Items<T> {
+    /// Records one dropped item at `at` (an index into `slots`), merged with a gap
+    /// marker right before or at that place.
+    fn gap_at(&mut self, at: usize) {
+        if let Some(Slot::Gap(n)) = at.checked_sub(1).and_then(|i| self.slots.get_mut(i)) {
+            *n = n.saturating_add(1);
+        } else if let Some(Slot::Gap(n)) = self.slots.get_mut(at) {
+            *n = n.saturating_add(1);
+        } else {
+            self.slots.insert(at, Slot::Gap(1));
+        }
+    }
 }
 
 impl<T> fmt::Debug for LagQueue<T> {
@@ -132,57 +162,87 @@ impl<T> LagQueue<T> {
     /// [`LagPolicy::DropOldest`] may drop (the oldest such one goes; others are kept).
     pub fn new(capacity: usize, policy: LagPolicy, droppable: fn(&T) -> bool) -> Self {
         LagQueue {
-            items: Mutex::new(std::collections::VecDeque::new()),
+            items: Mutex::new(Items {
+                slots: std::collections::VecDeque::new(),
+                len: 0,
+            }),
             capacity: capacity.max(1),
             policy,
             droppable,
-            lagged: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             waker: futures_util::task::AtomicWaker::new(),
         }
     }
 
-    fn items(&self) -> MutexGuard<'_, std::collections::VecDeque<T>> {
+    fn items(&self) -> MutexGuard<'_, Items<T>> {
         self.items.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds an item, or applies the policy when full.
+    /// Adds an item, or applies the policy when full. Items that are not `droppable`
+    /// (the link events of a subscription) are always added, beyond the capacity if need
+    /// be; only droppable ones are dropped.
     pub fn push(&self, item: T) {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
         {
             let mut items = self.items();
-            if items.len() < self.capacity {
-                items.push_back(item);
+            let full = items.len >= self.capacity;
+            if !full || !(self.droppable)(&item) {
+                items.len += 1;
+                items.slots.push_back(Slot::Item(item));
             } else {
-                self.lagged.fetch_add(1, Ordering::Relaxed);
                 match self.policy {
-                    LagPolicy::DropNewest => {}
-                    LagPolicy::DropOldest => {
-                        if let Some(i) = items.iter().position(|e| (self.droppable)(e)) {
-                            items.remove(i);
-                        }
-                        items.push_back(item);
+                    LagPolicy::DropNewest => {
+                        let end = items.slots.len();
+                        items.gap_at(end);
                     }
-                    LagPolicy::Disconnect => self.closed.store(true, Ordering::Release),
+                    LagPolicy::DropOldest => {
+                        let oldest = items
+                            .slots
+                            .iter()
+                            .position(|s| matches!(s, Slot::Item(e) if (self.droppable)(e)));
+                        match oldest {
+                            Some(i) => {
+                                items.slots.remove(i);
+                                items.gap_at(i);
+                                items.slots.push_back(Slot::Item(item));
+                            }
+                            None => {
+                                let end = items.slots.len();
+                                items.gap_at(end);
+                            }
+                        }
+                    }
+                    LagPolicy::Disconnect => {
+                        let end = items.slots.len();
+                        items.gap_at(end);
+                        self.closed.store(true, Ordering::Release);
+                    }
                 }
             }
         }
         self.waker.wake();
     }
 
-    /// The next item: `Err(missed)` first when items were dropped since the last call,
-    /// `None` once a [`LagPolicy::Disconnect`] queue is drained.
+    /// The next item, or `Err(missed)` where `missed` items were dropped (in their
+    /// place: after the items pushed before them); `None` once a
+    /// [`LagPolicy::Disconnect`] queue is drained.
     pub fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Option<std::result::Result<T, u64>>> {
         // check, register the waker, check again: a push between the two is not missed
         for registered in [false, true] {
-            let missed = self.lagged.swap(0, Ordering::AcqRel);
-            if missed > 0 {
-                return Poll::Ready(Some(Err(missed)));
-            }
-            if let Some(item) = self.items().pop_front() {
-                return Poll::Ready(Some(Ok(item)));
+            let next = {
+                let mut items = self.items();
+                let next = items.slots.pop_front();
+                if matches!(next, Some(Slot::Item(_))) {
+                    items.len -= 1;
+                }
+                next
+            };
+            match next {
+                Some(Slot::Item(item)) => return Poll::Ready(Some(Ok(item))),
+                Some(Slot::Gap(missed)) => return Poll::Ready(Some(Err(missed))),
+                None => {}
             }
             if self.closed.load(Ordering::Acquire) {
                 return Poll::Ready(None);
@@ -219,7 +279,7 @@ struct Registry {
 struct Shared {
     registry: Mutex<Registry>,
     down: AtomicBool,
-    /// A connection dropped since sharded channels were last (re)subscribed.
+    /// A connection dropped since every subscription was last confirmed again.
     lost: AtomicBool,
 }
 
@@ -335,6 +395,49 @@ impl SubConn {
                 (Kind::Sharded, true) => c.ssubscribe(name).await,
                 (Kind::Sharded, false) => c.sunsubscribe(name).await,
             },
+        }
+    }
+
+    /// On a cluster: whether every node that owns the slot of one of `names` answers a
+    /// `PING` sent to it by address, so that subscribing these names again reaches their
+    /// owners. (Sent while an owner is down, redis-rs would route a `SUBSCRIBE` to another
+    /// node, and the channel would be subscribed twice once the owner is back.) On a single
+    /// node: always true.
+    async fn owners_reachable(&mut self, names: &[&[u8]], timeout: std::time::Duration) -> bool {
+        match self {
+            SubConn::Single(_) => true,
+            #[cfg(feature = "cluster")]
+            SubConn::Cluster(c) => {
+                use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                let slots = tokio::time::timeout(
+                    timeout,
+                    redis::cmd("CLUSTER").arg("SLOTS").query_async::<Value>(c),
+                )
+                .await;
+                let Ok(Ok(slots)) = slots else {
+                    return false;
+                };
+                let mut owners: Vec<(String, u16)> = Vec::new();
+                for name in names {
+                    let Some(owner) = slot_owner(&slots, crate::keyspace::key_slot(name)) else {
+                        return false;
+                    };
+                    if !owners.contains(&owner) {
+                        owners.push(owner);
+                    }
+                }
+                for (host, port) in owners {
+                    let routing =
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                    let pong =
+                        tokio::time::timeout(timeout, c.route_command(redis::cmd("PING"), routing))
+                            .await;
+                    if !matches!(pong, Ok(Ok(_))) {
+                        return false;
+                    }
+                }
+                true
+            }
         }
     }
 
@@ -594,7 +697,7 @@ async fn ping_loop(hub: std::sync::Weak<Hub>) {
             tokio::time::timeout(hub.config.response_timeout, conn.ping()).await,
             Ok(Ok(()))
         );
-        if ok && resubscribe_shards(&hub, &mut conn).await {
+        if ok && resubscribe_lost(&hub, &mut conn).await {
             failures = 0;
             hub.shared.mark_up();
         } else {
@@ -610,35 +713,70 @@ async fn ping_loop(hub: std::sync::Weak<Hub>) {
     }
 }
 
-/// On a cluster, after a node connection dropped: subscribes every sharded channel
-/// again, each to its slot's current owner (redis-rs reconnects a node lazily, so a
-/// restarted node would otherwise stay unsubscribed while pings to other nodes succeed).
-/// Returns whether the subscriptions are complete.
-async fn resubscribe_shards(hub: &Hub, conn: &mut SubConn) -> bool {
+/// After a connection dropped: subscribes every channel, pattern and sharded channel
+/// again and waits for each confirmation, so [`Event::Resubscribed`] is reported only
+/// once every subscription is in place. On a cluster a ping that succeeds says nothing
+/// (it may reach another node while the dropped one is still down or not yet
+/// resubscribed by redis-rs); each command goes to the node that redis-rs subscribes it
+/// on (the owner of the name's slot), once that node answers, so nothing is subscribed
+/// twice (a sharded channel's command is refused by any other node). On a single node
+/// it repeats what the connection manager did on reconnecting (and covers a failed
+/// resubscription, whose errors the manager ignores). Returns whether the subscriptions
+/// are complete; if not, the link stays down and the next ping tries again.
+async fn resubscribe_lost(hub: &Hub, conn: &mut SubConn) -> bool {
     if !hub.shared.lost.swap(false, Ordering::AcqRel) {
         return true;
     }
-    let sharded: Vec<Vec<u8>> = hub
-        .shared
-        .registry()
-        .sinks
-        .keys()
-        .filter(|(kind, _)| *kind == Kind::Sharded)
-        .map(|(_, name)| name.clone())
-        .collect();
     let _ops = hub.ops.lock().await;
-    for name in &sharded {
-        let sent = tokio::time::timeout(
-            hub.config.response_timeout,
-            conn.command(true, Kind::Sharded, name),
-        )
-        .await;
+    let names: Vec<(Kind, Vec<u8>)> = hub.shared.registry().sinks.keys().cloned().collect();
+    let routed: Vec<&[u8]> = names
+        .iter()
+        .filter(|(kind, _)| *kind != Kind::Sharded)
+        .map(|(_, name)| name.as_slice())
+        .collect();
+    if !conn
+        .owners_reachable(&routed, hub.config.response_timeout)
+        .await
+    {
+        hub.shared.lost.store(true, Ordering::Release);
+        return false;
+    }
+    for (kind, name) in &names {
+        let sent =
+            tokio::time::timeout(hub.config.response_timeout, conn.command(true, *kind, name))
+                .await;
         if !matches!(sent, Ok(Ok(()))) {
             hub.shared.lost.store(true, Ordering::Release);
             return false;
         }
     }
     true
+}
+
+/// The master (host, port) serving `slot` in a `CLUSTER SLOTS` reply.
+#[cfg(feature = "cluster")]
+fn slot_owner(slots: &Value, slot: u16) -> Option<(String, u16)> {
+    let Value::Array(ranges) = slots else {
+        return None;
+    };
+    ranges.iter().find_map(|range| {
+        let Value::Array(fields) = range else {
+            return None;
+        };
+        let (Some(Value::Int(lo)), Some(Value::Int(hi)), Some(Value::Array(master))) =
+            (fields.first(), fields.get(1), fields.get(2))
+        else {
+            return None;
+        };
+        if !(*lo..=*hi).contains(&i64::from(slot)) {
+            return None;
+        }
+        let host = String::from_utf8(bytes(master.first()?)).ok()?;
+        let Some(Value::Int(port)) = master.get(1) else {
+            return None;
+        };
+        Some((host, u16::try_from(*port).ok()?))
+    })
 }
 
 /// Sentinel: if the sentinels name another master, subscribes everything there and
@@ -722,5 +860,90 @@ impl Drop for Subscription {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq)]
+    enum Got {
+        Item(u32),
+        Gap(u64),
+        End,
+    }
+
+    fn message(n: &u32) -> bool {
+        *n < 1000
+    }
+
+    /// Pops everything queued now.
+    fn drain(q: &LagQueue<u32>) -> Vec<Got> {
+        take(q, usize::MAX)
+    }
+
+    /// Pops at most `n` of what is queued now.
+    fn take(q: &LagQueue<u32>, n: usize) -> Vec<Got> {
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut got = Vec::new();
+        while got.len() < n {
+            match q.poll_pop(&mut cx) {
+                Poll::Ready(Some(Ok(n))) => got.push(Got::Item(n)),
+                Poll::Ready(Some(Err(missed))) => got.push(Got::Gap(missed)),
+                Poll::Ready(None) => {
+                    got.push(Got::End);
+                    return got;
+                }
+                Poll::Pending => return got,
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn gaps_are_reported_in_place_when_dropping_the_newest() {
+        use Got::{Gap, Item};
+        let q = LagQueue::new(3, LagPolicy::DropNewest, message);
+        for n in 0..6 {
+            q.push(n);
+        }
+        // a link event is never dropped
+        q.push(1000);
+        assert_eq!(take(&q, 2), [Item(0), Item(1)]);
+        q.push(6);
+        q.push(7);
+        assert_eq!(
+            drain(&q),
+            [Item(2), Gap(3), Item(1000), Item(6), Gap(1)],
+            "the gap comes after what was buffered before it"
+        );
+    }
+
+    #[test]
+    fn gaps_are_reported_in_place_when_dropping_the_oldest() {
+        use Got::{Gap, Item};
+        let q = LagQueue::new(3, LagPolicy::DropOldest, message);
+        q.push(1000);
+        for n in 0..5 {
+            q.push(n);
+        }
+        // 0, 1 and 2 went, where they were: after the link event
+        assert_eq!(drain(&q), [Item(1000), Gap(3), Item(3), Item(4)]);
+        for n in 5..9 {
+            q.push(n);
+        }
+        assert_eq!(drain(&q), [Gap(1), Item(6), Item(7), Item(8)]);
+    }
+
+    #[test]
+    fn gaps_are_reported_in_place_when_disconnecting() {
+        use Got::{End, Gap, Item};
+        let q = LagQueue::new(2, LagPolicy::Disconnect, message);
+        for n in 0..4 {
+            q.push(n);
+        }
+        assert_eq!(drain(&q), [Item(0), Item(1), Gap(1), End]);
     }
 }

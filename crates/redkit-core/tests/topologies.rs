@@ -445,3 +445,158 @@ async fn pipelined_scripts_keep_their_order_after_a_script_flush_on_a_cluster() 
         assert_eq!(items, ["j0", "j1", "j2", "j3"], "{l:?}");
     }
 }
+
+/// The next event within `within`, `None` if none came.
+async fn event_within(sub: &mut redkit_core::Subscription, within: Duration) -> Option<Event> {
+    tokio::time::timeout(within, sub.recv())
+        .await
+        .ok()
+        .map(|e| e.expect("subscription ended"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_and_pattern_subscriptions_on_a_cluster_report_resubscribed_only_when_true() {
+    let mut cluster = testkit::Cluster::start();
+    let config = cluster
+        .config()
+        .response_timeout(Duration::from_millis(500))
+        .subscription_ping_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let redis = Redis::from_config(config).await.unwrap();
+    // a channel and a pattern whose slot node 0 serves: their subscriptions live there
+    let pick = |suffix: &str| {
+        (0..)
+            .map(|i| format!("{}{suffix}", testkit::prefix(&format!("c{i}"))))
+            .find(|name| cluster.master_index(name) == 0)
+            .unwrap()
+    };
+    let channel = pick("");
+    let pattern = pick("*");
+    let matching = format!("{}x", &pattern[..pattern.len() - 1]);
+    let mut plain = redis.subscribe(&channel).await.unwrap();
+    let mut pat = redis.psubscribe(&pattern).await.unwrap();
+    let live = |cluster: &testkit::Cluster, channel: &str, payload: &str| {
+        cluster.nodes()[1].cli(&["PUBLISH", channel, payload]);
+    };
+    live(&cluster, &channel, "before");
+    live(&cluster, &matching, "before");
+    for sub in [&mut plain, &mut pat] {
+        let event = event_within(sub, Duration::from_secs(5)).await;
+        assert!(
+            matches!(&event, Some(Event::Message(m)) if m.payload == b"before"),
+            "{event:?}"
+        );
+    }
+
+    // Node 0 goes down: both subscriptions are told, and may be told they are back only
+    // if they are: a message published on a live node then reaches them.
+    cluster.nodes_mut()[0].kill();
+    for (sub, target) in [(&mut plain, &channel), (&mut pat, &matching)] {
+        let event = event_within(sub, Duration::from_secs(10)).await;
+        assert_eq!(event, Some(Event::Disconnected), "{target}");
+    }
+    let mut up_while_down = Vec::new();
+    for (sub, target) in [(&mut plain, &channel), (&mut pat, &matching)] {
+        let event = event_within(sub, Duration::from_secs(2)).await;
+        up_while_down.push(event == Some(Event::Resubscribed));
+        match event {
+            None => {}
+            Some(Event::Resubscribed) => {
+                live(&cluster, target, "while-down");
+                let event = event_within(sub, Duration::from_secs(3)).await;
+                assert!(
+                    matches!(&event, Some(Event::Message(m)) if m.payload == b"while-down"),
+                    "Resubscribed was reported for {target}, then its message was lost: {event:?}"
+                );
+            }
+            other => panic!("{target}: {other:?}"),
+        }
+    }
+
+    // Node 0 comes back: Resubscribed, and from then on nothing is missed.
+    cluster.nodes_mut()[0].restart();
+    for ((sub, target), mut up) in [(&mut plain, &channel), (&mut pat, &matching)]
+        .into_iter()
+        .zip(up_while_down)
+    {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut n = 0;
+        'publish: while Instant::now() < deadline {
+            n += 1;
+            let payload = format!("after-{n}");
+            // a message published once Resubscribed was seen must arrive
+            let must_arrive = up;
+            live(&cluster, target, &payload);
+            loop {
+                match event_within(sub, Duration::from_millis(500)).await {
+                    Some(Event::Resubscribed) => up = true,
+                    Some(Event::Disconnected | Event::Lagged { .. }) => up = false,
+                    Some(Event::Message(m)) if m.payload == payload.as_bytes() => {
+                        if must_arrive {
+                            break 'publish;
+                        }
+                        continue 'publish;
+                    }
+                    Some(Event::Message(_)) => {}
+                    Some(other) => panic!("{other:?}"),
+                    None => {
+                        assert!(
+                            !must_arrive,
+                            "{target}: {payload} lost after Resubscribed without a gap event"
+                        );
+                        continue 'publish;
+                    }
+                }
+            }
+        }
+        assert!(up, "{target}: never resubscribed");
+        // subscribed once: on the slot's owner, not also on the node that answered
+        // while the owner was down
+        live(&cluster, target, "once");
+        let mut copies = 0;
+        while let Some(event) = event_within(sub, Duration::from_millis(500)).await {
+            if matches!(&event, Event::Message(m) if m.payload == b"once") {
+                copies += 1;
+            }
+        }
+        assert_eq!(copies, 1, "{target}");
+    }
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_on_a_cluster_gets_its_gap_in_place() {
+    let config = testkit::cluster()
+        .config()
+        .subscription_buffer(4)
+        .build()
+        .unwrap();
+    let redis = Redis::from_config(config).await.unwrap();
+    let channel = testkit::prefix("lag");
+    let mut sub = redis.subscribe(&channel).await.unwrap();
+    for i in 0..20 {
+        redis
+            .publish(&channel, format!("{i}").as_bytes())
+            .await
+            .unwrap();
+    }
+    // let every message arrive before reading any
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..4 {
+        let event = sub.recv().await.unwrap();
+        assert!(
+            matches!(&event, Event::Message(m) if m.payload == format!("{i}").as_bytes()),
+            "{event:?}"
+        );
+    }
+    redis.publish(&channel, b"later").await.unwrap();
+    assert_eq!(sub.recv().await.unwrap(), Event::Lagged { missed: 16 });
+    let event = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&event, Event::Message(m) if m.payload == b"later"),
+        "{event:?}"
+    );
+}

@@ -203,18 +203,19 @@ pub async fn slow_subscribers_lag_by_their_policy(s: &Suite) {
         b.publish(&chan("lag"), &i).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(next(&mut newest).await, Event::Lagged { missed: 16 });
+    // the gap comes where the messages were dropped: after the buffered ones
     for i in 0..4 {
         assert_eq!(next_message(&mut newest).await.payload, i);
     }
+    assert_eq!(next(&mut newest).await, Event::Lagged { missed: 16 });
     assert_eq!(next(&mut oldest).await, Event::Lagged { missed: 16 });
     for i in 16..20 {
         assert_eq!(next_message(&mut oldest).await.payload, i);
     }
-    assert!(matches!(next(&mut strict).await, Event::Lagged { .. }));
     for i in 0..4 {
         assert_eq!(next_message(&mut strict).await.payload, i);
     }
+    assert!(matches!(next(&mut strict).await, Event::Lagged { .. }));
     let end = tokio::time::timeout(Duration::from_secs(2), strict.recv())
         .await
         .unwrap();

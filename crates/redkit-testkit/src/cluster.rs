@@ -90,6 +90,23 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no node answers cluster keyslot {key}"))
     }
 
+    /// The index in [`Cluster::nodes`] of the master serving `key`'s slot (as node 0
+    /// sees it): the node a subscription to the channel or pattern `key` lives on.
+    pub fn master_index(&self, key: &str) -> usize {
+        let slot = redkit_core::key_slot(key.as_bytes());
+        let view = self.nodes[0].cli(&["cluster", "nodes"]);
+        let port = view
+            .lines()
+            .map(|l| l.split(' ').collect::<Vec<_>>())
+            .find(|f| f.len() > 8 && f[2].contains("master") && serves(f, slot))
+            .map(|f| port_of(f[1]))
+            .unwrap_or_else(|| panic!("no master serves slot {slot}: {view}"));
+        self.nodes
+            .iter()
+            .position(|n| n.port() == port)
+            .unwrap_or_else(|| panic!("no node on port {port}"))
+    }
+
     /// The ports of the master serving `key` and of its replica (as node 0 sees them).
     /// Needs [`Cluster::start_with_replicas`].
     pub fn master_and_replica(&self, key: &str) -> (u16, u16) {
