@@ -7,11 +7,18 @@
 --   4 reward, 5 block, 6 reset), amount (cost, points, or block microseconds), phase in
 --   microseconds. One string unpacked in C costs the server far less than three
 --   arguments per request, each made a Redis and a Lua string, then parsed by tonumber.
+--   Then, optionally, "1" (strict, for an explicit batch whose caller gets one answer for
+--   all of it): before anything is written, every key's type is checked, and if one holds
+--   another type of value (a sliding log is a sorted set, every other state a string)
+--   nothing is written and every request's numbers are -2.
 -- Decides the requests in order, atomically, on the server's clock. A check consumes every
 -- limit or none. Returns per request and limit: remaining, reset after (us), retry after
 -- (us, -1 when that limit alone would allow; the request passed when every limit says -1).
 -- A request whose keys hold another type of value fails alone (before it writes
--- anything): its numbers are all -2. The array is packed with MessagePack: one bulk reply
+-- anything): its numbers are all -2. Nothing else can fail after a write: a write that
+-- fails (out of memory, which Redis reports only for a script's first write) fails
+-- inside the request's pcall, and every later write of the script is then refused the
+-- same way, or succeeds once one did. The array is packed with MessagePack: one bulk reply
 -- costs the server no more than an array of integers, and the client far less to read.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -22,6 +29,19 @@ local slow
 local id, c, w, blk = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local hot = L == 1 and blk == 0 and (id == 1 or id == 4)
 local items = cmsgpack.unpack(ARGV[base + 1])
+if ARGV[base + 2] == '1' then
+  local want = {}
+  for j = 1, L do
+    want[j] = tonumber(ARGV[(j - 1) * 4 + 2]) == 3 and 'zset' or 'string'
+  end
+  for i = 1, #KEYS do
+    local t = redis.call('TYPE', KEYS[i])['ok']
+    if t ~= 'none' and t ~= want[(i - 1) % L + 1] then
+      for x = 1, #items * L do out[x] = -2 end
+      return cmsgpack.pack(out)
+    end
+  end
+end
 -- the fixed window's INCRBY takes its cost as a string, made once per distinct cost;
 -- GCRA's refilled-bucket answer is made once per distinct cost (gcra_batch)
 local cost_strings, gcra_costs = {}, {}

@@ -32,8 +32,10 @@ pub trait RateLimiter: Send + Sync + fmt::Debug {
     /// Runs the requests in order, atomically each, and returns one decision per request.
     /// Invalid requests (bad key, zero cost, cost above a capacity) fail the whole batch
     /// before anything is sent. If a key holds data of another type (written by something
-    /// else), the call fails with a store error, but the batch's other requests have been
-    /// decided; concurrent single calls that the limiter batches together are isolated.
+    /// else), the call fails with a store error and nothing of the batch was written (on a
+    /// cluster: nothing in that key's hash slot; see the README, "Batches and
+    /// cancellation", for a store failure of one slot). Concurrent single calls that the
+    /// limiter batches together are isolated: each gets its own answer or error.
     async fn run(&self, requests: &[Request<'_>]) -> Result<Vec<Decision>>;
 
     /// The limits every key is held to, in the order of [`Decision::statuses`].

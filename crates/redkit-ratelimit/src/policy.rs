@@ -186,6 +186,7 @@ impl Policy {
 
     /// Decodes the script's reply: per request, three numbers per limit (remaining, reset,
     /// retry); a request passed when every retry is -1, and failed when they are -2.
+    #[cfg(test)]
     pub(crate) fn decode(&self, reply: &[i64], requests: usize) -> Result<Vec<Result<Decision>>> {
         let width = 3 * self.limits.len();
         if reply.len() != width * requests {
@@ -194,25 +195,36 @@ impl Policy {
                 reply.len()
             ))));
         }
-        let mut raws = Vec::with_capacity(self.limits.len());
         Ok(reply
             .chunks_exact(width)
-            .map(|chunk| {
-                if chunk[0] == -2 {
-                    return Err(Error::Store(redkit_core::Error::unexpected_reply(
-                        "a key of this rate limit holds another type of value (WRONGTYPE)",
-                    )));
-                }
-                raws.clear();
-                raws.extend(chunk.chunks_exact(3).map(|n| Raw {
-                    remaining: n[0],
-                    reset_us: n[1],
-                    retry_us: n[2],
-                }));
-                let allowed = raws.iter().all(|r| r.retry_us < 0);
-                Ok(self.decision(allowed, &raws))
-            })
+            .map(|chunk| self.decode_one(chunk))
             .collect())
+    }
+
+    /// Decodes one request's numbers (see [`Policy::decode`]).
+    pub(crate) fn decode_one(&self, numbers: &[i64]) -> Result<Decision> {
+        if numbers.len() != 3 * self.limits.len() {
+            return Err(Error::Store(redkit_core::Error::unexpected_reply(format!(
+                "rate-limit script returned {} numbers for a request of {} limits",
+                numbers.len(),
+                self.limits.len()
+            ))));
+        }
+        if numbers[0] == -2 {
+            return Err(Error::Store(redkit_core::Error::unexpected_reply(
+                "a key of this rate limit holds another type of value (WRONGTYPE)",
+            )));
+        }
+        let raws: Vec<Raw> = numbers
+            .chunks_exact(3)
+            .map(|n| Raw {
+                remaining: n[0],
+                reset_us: n[1],
+                retry_us: n[2],
+            })
+            .collect();
+        let allowed = raws.iter().all(|r| r.retry_us < 0);
+        Ok(self.decision(allowed, &raws))
     }
 }
 

@@ -247,8 +247,9 @@ impl RedisRateLimiter {
                         &self.inner.redis,
                         &self.inner.policy,
                         std::slice::from_ref(&item),
+                        false,
                     )
-                    .await?
+                    .await
                     .pop()
                     .unwrap_or_else(|| {
                         Err(Error::Store(redkit_core::Error::unexpected_reply(
@@ -262,6 +263,9 @@ impl RedisRateLimiter {
     }
 
     /// Several requests: one script call per hash slot, not batched with other calls.
+    /// Each call first checks the type of every key it holds and, if one holds another
+    /// type of value, writes nothing at all (`strict`): the caller gets one error for the
+    /// batch, so no request of it may have consumed.
     async fn send(&self, requests: &[Request<'_>]) -> Result<Vec<Decision>> {
         if let [one] = requests {
             return Ok(vec![self.send_one(one).await?]);
@@ -271,8 +275,8 @@ impl RedisRateLimiter {
             .map(|r| self.item(r))
             .collect::<Result<Vec<Item>>>()?;
         let work = async {
-            decide(&self.inner.redis, &self.inner.policy, &items)
-                .await?
+            decide(&self.inner.redis, &self.inner.policy, &items, true)
+                .await
                 .into_iter()
                 .collect()
         };
@@ -349,7 +353,9 @@ impl RedisRateLimiterBuilder {
     /// A deadline for each call: past it the call fails with [`Error::Deadline`] (which
     /// the [`OnError`] policy covers). Default: none beyond the connection's timeouts.
     /// A request already sent may still be decided (and consume) on the server after its
-    /// caller stopped waiting; it is never sent again.
+    /// caller stopped waiting; it is never sent again. The same holds for a dropped
+    /// `check` future: dropped before its batch was sent, it is never sent; dropped
+    /// after, its consumption stands (test `a_dropped_check_consumes_only_if_it_was_sent`).
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);
         self
@@ -402,15 +408,13 @@ impl RedisRateLimiterBuilder {
         let batches = self.batching.then(|| {
             let redis = self.redis.clone();
             let policy = Arc::clone(&policy);
+            // Each request is answered on its own: a key holding another type fails only
+            // its request, and on a cluster a slot whose call fails fails only the
+            // requests of that slot (the others were decided and are answered).
             Coalescer::pipelined(MAX_BATCH, move |items: Vec<Item>| {
                 let redis = redis.clone();
                 let policy = Arc::clone(&policy);
-                async move {
-                    decide(&redis, &policy, &items).await.map_err(|e| match e {
-                        Error::Store(e) => e,
-                        other => redkit_core::Error::unexpected_reply(other.to_string()),
-                    })
-                }
+                async move { Ok(decide(&redis, &policy, &items, false).await) }
             })
         });
         Ok(RedisRateLimiter {
@@ -430,11 +434,19 @@ impl RedisRateLimiterBuilder {
     }
 }
 
-/// Runs the items as one script call per hash slot; one result per item, in order.
-async fn decide(redis: &Redis, policy: &Policy, items: &[Item]) -> Result<Vec<Result<Decision>>> {
+/// Runs the items as one script call per hash slot; one result per item, in order: an
+/// item whose slot's call failed gets that call's error, the others their decisions.
+/// `strict`: each call writes nothing if any of its keys holds another type of value
+/// (see decide.lua).
+async fn decide(
+    redis: &Redis,
+    policy: &Policy,
+    items: &[Item],
+    strict: bool,
+) -> Vec<Result<Decision>> {
     let width = 3 * policy.params.len();
-    let numbers = redis
-        .invoke_by_slot(
+    redis
+        .invoke_by_slot_each(
             items,
             |it| &it.keys[0],
             width,
@@ -453,11 +465,17 @@ async fn decide(redis: &Redis, policy: &Policy, items: &[Item]) -> Result<Vec<Re
                     let p = items[i].prep;
                     [u64::from(p.op), p.amount, p.phase]
                 });
-                call.arg(PackedInts::pack_unsigned(numbers))
+                call = call.arg(PackedInts::pack_unsigned(numbers));
+                if strict {
+                    call = call.arg(1);
+                }
+                call
             },
         )
-        .await?;
-    policy.decode(&numbers, items.len())
+        .await
+        .into_iter()
+        .map(|numbers| policy.decode_one(&numbers.map_err(Error::from)?))
+        .collect()
 }
 
 #[async_trait]

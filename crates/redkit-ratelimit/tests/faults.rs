@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redkit_core::Redis;
-use redkit_ratelimit::{Error, Limit, MemoryRateLimiter, OnError, RateLimiter, RedisRateLimiter};
+use redkit_ratelimit::{
+    Error, Limit, MemoryRateLimiter, OnError, RateLimiter, RedisRateLimiter, Request,
+};
 use redkit_testkit::Server;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -133,14 +135,31 @@ async fn a_key_holding_foreign_data_fails_alone() {
         let (spoiled, fine) = tokio::join!(l.check("spoiled", 1), l.check("fine", 1));
         assert!(spoiled.unwrap_err().is_store_failure(), "{limit:?}");
         assert_eq!(fine.unwrap().remaining, 4, "{limit:?}");
-        // an explicit batch fails as a call, its other requests decided once each
+        // an explicit batch fails as a call and writes nothing: its caller gets an error,
+        // so none of its requests may have consumed (issue 18 item 7; they were decided
+        // and consumed before)
         let err = l
             .check_many(&[("fine", 1), ("spoiled", 1), ("fine", 1)])
             .await
             .unwrap_err();
         assert!(err.is_store_failure(), "{limit:?} {err:?}");
         let d = l.check("fine", 1).await.unwrap();
-        assert_eq!(d.remaining, 1, "{limit:?}: {d:?}");
+        assert_eq!(
+            d.remaining, 3,
+            "{limit:?}: the failed batch consumed: {d:?}"
+        );
+        // a spoiled key listed after a penalty and a block: nothing of them either
+        let err = l
+            .run(&[
+                Request::penalty("fine", 2),
+                Request::block("fine", HOUR),
+                Request::check("spoiled", 1),
+            ])
+            .await
+            .unwrap_err();
+        assert!(err.is_store_failure(), "{limit:?} {err:?}");
+        let d = l.peek("fine").await.unwrap();
+        assert!(d.allowed && d.remaining == 3, "{limit:?}: {d:?}");
         // nothing of the foreign value was touched
         let len: i64 = redis.query(redis::cmd("LLEN").arg(&foreign)).await.unwrap();
         assert_eq!(len, 1);
