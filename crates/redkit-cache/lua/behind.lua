@@ -1,26 +1,35 @@
 -- KEYS[1]: a write-behind log `<prefix>:cache:<ns>:wb:{<ns>#<shard>}` (a stream),
--- KEYS[2..n]: entries of that shard (same hash tag).
+-- KEYS[2..n]: pairs of an entry of that shard `…:g<gen>:{<ns>#<shard>}:e:<key>` and its
+-- fill markers `…:{<ns>#<shard>}:fill:<key>` (same hash tag).
 -- ARGV[1]: invalidation channel, ARGV[2]: message ('' = none), ARGV[3]: 'set' or 'del',
 -- then per entry its name and, for 'set', the entry's bytes (22-byte header, value) and
 -- ttl ms.
 -- Changes the entries and appends each change to the log in one step, so a write is
 -- acknowledged only with its flush record beside it, and the order of the records is
--- the order of the writes (the record's id is the write's version).
+-- the order of the writes (the record's id is the write's version). The log's type is
+-- checked before anything is written, so a failure leaves no entry without its record.
+-- Loads that began before the change cannot write their older values over it (their
+-- fill markers are deleted).
 -- Reply: 'set' the number of entries written, 'del' how many existed.
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'none' and kind ~= 'stream' then
+  return redis.error_reply('WRONGTYPE the write-behind log is a ' .. kind)
+end
 local n = 0
-if ARGV[3] == 'set' then
-  for i = 2, #KEYS do
-    local at = 4 + (i - 2) * 3
+local j = 0
+for i = 2, #KEYS, 2 do
+  if ARGV[3] == 'set' then
+    local at = 4 + j * 3
     local bytes = ARGV[at + 1]
-    redis.call('SET', KEYS[i], bytes, 'PX', ARGV[at + 2])
     redis.call('XADD', KEYS[1], '*', 'k', ARGV[at], 'v', string.sub(bytes, 23))
+    redis.call('SET', KEYS[i], bytes, 'PX', ARGV[at + 2])
     n = n + 1
-  end
-else
-  for i = 2, #KEYS do
+  else
+    redis.call('XADD', KEYS[1], '*', 'k', ARGV[4 + j])
     n = n + redis.call('DEL', KEYS[i])
-    redis.call('XADD', KEYS[1], '*', 'k', ARGV[2 + i])
   end
+  redis.call('DEL', KEYS[i + 1])
+  j = j + 1
 end
 if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
 return n

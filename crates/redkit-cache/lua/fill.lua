@@ -1,22 +1,25 @@
--- KEYS[1]: an entry, KEYS[2]: its load lock `<entry>:lock` (same hash tag).
--- ARGV[1]: lock token ('' when the load holds no lock), ARGV[2]: the header of the entry
--- the load saw ('' none, '*' overwrite whatever is there), ARGV[3]: value, ARGV[4]: ttl
--- ms, ARGV[5]: channel, ARGV[6]: message ('' = none).
--- Writes a loaded value only while the loader still holds its lock (a loader that
--- outlived its lock must not overwrite newer data) and only if no other entry was written
--- since the load looked (a write that raced with the load wins), releases the lock and
--- announces the write. Reply: 1 written, 0 the lock was lost, 2 a newer entry is there.
-if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-if ARGV[2] ~= '*' then
-  local now = redis.call('GETRANGE', KEYS[1], 0, 21)
-  -- an entry (0xCA, kind 0-2, full header) other than the one seen
-  if #now == 22 and string.byte(now, 1) == 202 and string.byte(now, 2) <= 2
-      and now ~= ARGV[2] then
-    if ARGV[1] ~= '' then redis.call('DEL', KEYS[2]) end
-    return 2
-  end
+-- KEYS[1]: an entry, KEYS[2]: its fill markers (a set of load tokens), KEYS[3]: its load
+-- lock; one hash tag.
+-- ARGV[1]: the load's token, ARGV[2]: '1' when the load holds the lock, ARGV[3]: value,
+-- ARGV[4]: ttl ms, ARGV[5]: channel, ARGV[6]: message ('' = none).
+-- A load registers its token in the markers when it begins (begin.lua); every set,
+-- delete and write-behind change of the entry deletes the markers. So the token is still
+-- there only if nothing was written or deleted since the load began, whatever the
+-- entries' headers say (a delete leaves no entry to compare; two writes in one
+-- millisecond can have equal headers). The value is written only then, and only while a
+-- load holding the lock still holds it (a loader that outlived its lock must not
+-- overwrite newer data). Everything is checked before the first write. Releases the
+-- token and the lock either way and announces a write.
+-- Reply: 1 written, 0 the lock was lost, 2 written or deleted since the load began.
+local locked = ARGV[2] == '1'
+local lost = locked and redis.call('GET', KEYS[3]) ~= ARGV[1]
+local ours = redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1
+if not lost and ours then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
 end
-redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
-if ARGV[1] ~= '' then redis.call('DEL', KEYS[2]) end
+if ours then redis.call('SREM', KEYS[2], ARGV[1]) end
+if locked and not lost then redis.call('DEL', KEYS[3]) end
+if lost then return 0 end
+if not ours then return 2 end
 if ARGV[6] ~= '' then redis.call('PUBLISH', ARGV[5], ARGV[6]) end
 return 1

@@ -27,6 +27,8 @@ pub struct CacheConfig {
     pub(crate) flight: Option<DistributedFlight>,
     pub(crate) local: Option<Local>,
     pub(crate) writes: WriteMode,
+    #[cfg(feature = "__test-hooks")]
+    pub(crate) hooks: Option<Arc<crate::hooks::Hooks>>,
 }
 
 /// Where writes go besides the cache.
@@ -78,6 +80,8 @@ impl CacheConfig {
             flight: None,
             local: None,
             writes: WriteMode::Aside,
+            #[cfg(feature = "__test-hooks")]
+            hooks: None,
         }
     }
 
@@ -184,6 +188,14 @@ impl CacheConfig {
     /// it is.
     pub fn write_behind(mut self, writer: Arc<dyn Writer>, options: WriteBehind) -> Self {
         self.writes = WriteMode::Behind(WriterRef(writer), options);
+        self
+    }
+
+    /// Test-only pause points of this handle (feature `__test-hooks`).
+    #[cfg(feature = "__test-hooks")]
+    #[doc(hidden)]
+    pub fn test_hooks(mut self, hooks: Arc<crate::hooks::Hooks>) -> Self {
+        self.hooks = Some(hooks);
         self
     }
 

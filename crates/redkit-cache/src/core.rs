@@ -13,12 +13,25 @@ use futures_util::future::{BoxFuture, Shared};
 
 use crate::config::{WriteMode, check_ttl};
 use crate::envelope::{Envelope, Kind};
-use crate::store::{Expect, Filled, Link, Put, Snapshot, Store, ms};
+use crate::store::{Filled, Link, Put, Snapshot, Store, ms};
 use crate::write::{self, DeadWrite, FlushReport, Flusher, Version, Write, WriteCounters, Writer};
 use crate::{CacheConfig, Error, LoadOptions, Loader, Metrics, Result, SetOptions};
 
 /// The longest key or tag accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 1024;
+
+/// How long a load may take and still write its value (without distributed single
+/// flight; with it, the lock's TTL if longer): the server forgets a load's fill marker
+/// after this long, and a fill without its marker is refused.
+pub(crate) const LOAD_WINDOW: Duration = Duration::from_secs(60);
+
+/// `now + d`, or a far-future instant when that overflows.
+pub(crate) fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
+}
 
 type Flight = Shared<BoxFuture<'static, Result<Option<Bytes>>>>;
 
@@ -165,7 +178,7 @@ impl<S: Store> Core<S> {
             .iter()
             .map(|s| s.last)
             .collect();
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         loop {
             if let Some(f) = self.flusher.get() {
                 f.wake.notify_one();
@@ -266,28 +279,22 @@ impl<S: Store> Core<S> {
     /// The key's entry if it is still usable (fresh or within its stale window): L1
     /// first, then the store (filling L1).
     async fn lookup(&self, key: &str) -> Result<Option<Envelope>> {
-        Ok(self.look(key).await?.0)
-    }
-
-    /// [`Core::lookup`], and what a load started now expects to find when it writes.
-    async fn look(&self, key: &str) -> Result<(Option<Envelope>, Expect)> {
         let now = self.store.now_ms();
         if let Some(env) = self.link.get(key).await
             && env.is_usable(now)
         {
             bump(&self.counters.l1_hits);
-            let seen = Expect::Seen(Some(env.header()));
-            return Ok((Some(env), seen));
+            return Ok(Some(env));
         }
         let snap = self.link.snapshot(key);
         let raw = self.store.read(&[key]).await?.pop().flatten();
-        let env = self.decode(key, raw);
-        let seen = Expect::Seen(env.as_ref().map(Envelope::header));
-        let env = env.filter(|e| e.is_usable(self.store.now_ms()));
+        let env = self
+            .decode(key, raw)
+            .filter(|e| e.is_usable(self.store.now_ms()));
         if let Some(e) = &env {
             self.link.insert(key, e.clone(), snap).await;
         }
-        Ok((env, seen))
+        Ok(env)
     }
 
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Bytes>> {
@@ -485,25 +492,24 @@ impl<S: Store> Core<S> {
     ) -> Result<Option<Bytes>> {
         check_name("key", key)?;
         let now = self.store.now_ms();
-        let (env, seen) = self.look(key).await?;
-        if let Some(env) = env {
+        if let Some(env) = self.lookup(key).await? {
             if env.is_fresh(now) {
                 bump(&self.counters.hits);
                 if env.kind == Kind::Value && env.wants_early_refresh(now, self.config.beta) {
                     bump(&self.counters.early_refreshes);
-                    drop(self.flight(key, opts, loader, Some(env.fresh_until), seen));
+                    drop(self.flight(key, opts, loader, Some(env.fresh_until)));
                 }
                 return outcome(env);
             }
             if env.kind == Kind::Value {
                 // stale: serve it, refresh in the background (once)
                 bump(&self.counters.stale_served);
-                drop(self.flight(key, opts, loader, Some(env.fresh_until), seen));
+                drop(self.flight(key, opts, loader, Some(env.fresh_until)));
                 return Ok(Some(env.payload));
             }
         }
         bump(&self.counters.misses);
-        self.flight(key, opts, loader, None, seen).await
+        self.flight(key, opts, loader, None).await
     }
 
     pub(crate) async fn load(
@@ -513,14 +519,12 @@ impl<S: Store> Core<S> {
         loader: Loader,
     ) -> Result<Option<Bytes>> {
         check_name("key", key)?;
-        self.flight(key, opts, loader, Some(u64::MAX), Expect::Any)
-            .await
+        self.flight(key, opts, loader, Some(u64::MAX)).await
     }
 
     /// Joins the key's load in flight, or starts one. `refresh` is the `fresh_until` of
     /// the entry being refreshed (`None` for a miss): another process's write counts as
-    /// the result only if it is newer. `seen` is the entry the caller saw: a write since
-    /// then wins over the loaded value. The load runs in its own task, so a caller that
+    /// the result only if it is newer. The load runs in its own task, so a caller that
     /// gives up does not cancel it for the others.
     fn flight(
         self: &Arc<Self>,
@@ -528,7 +532,6 @@ impl<S: Store> Core<S> {
         opts: &LoadOptions,
         loader: Loader,
         refresh: Option<u64>,
-        seen: Expect,
     ) -> Flight {
         let mut flights = self.flights();
         if let Some(f) = flights.get(key) {
@@ -543,7 +546,7 @@ impl<S: Store> Core<S> {
                 core: Arc::clone(&core),
                 key: k.clone(),
             };
-            core.run_load(&k, &opts, loader, refresh, seen).await
+            core.run_load(&k, &opts, loader, refresh).await
         });
         let flight = async move {
             task.await.unwrap_or_else(|e| {
@@ -558,24 +561,31 @@ impl<S: Store> Core<S> {
         flight
     }
 
+    /// One load: begins it on the store (taking the load lock with distributed single
+    /// flight, or waiting for another process's value), runs the loader and writes its
+    /// result unless the entry was written or deleted since the load began.
     async fn run_load(
         &self,
         key: &str,
         opts: &LoadOptions,
         loader: Loader,
         refresh: Option<u64>,
-        seen: Expect,
     ) -> Result<Option<Bytes>> {
         let snap = self.link.snapshot(key);
         let baseline = refresh.unwrap_or(0);
-        let mut token = None;
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let window = self.load_window();
+        let mut locked = false;
         if let Some(flight) = self.config.flight {
-            let t = uuid::Uuid::new_v4().simple().to_string();
-            let deadline = Instant::now() + flight.wait;
+            let deadline = deadline_after(flight.wait);
             let mut pause = Duration::from_millis(2);
             loop {
-                if self.store.try_lock(key, &t, flight.lock_ttl).await? {
-                    token = Some(t);
+                if self
+                    .store
+                    .begin(key, &token, Some(flight.lock_ttl), window)
+                    .await?
+                {
+                    locked = true;
                     break;
                 }
                 bump(&self.counters.lock_waits);
@@ -590,19 +600,19 @@ impl<S: Store> Core<S> {
                 pause = (pause * 2).min(Duration::from_millis(50));
             }
             // someone may have filled it just before the lock was ours
-            if token.is_some()
-                && let Some(env) = self.newer(key, baseline).await?
-            {
-                if let Some(t) = &token {
-                    self.store.unlock(key, t).await?;
-                }
+            if locked && let Some(env) = self.newer(key, baseline).await? {
+                self.store.abandon(key, &token, true).await?;
                 return self.settle(key, env, snap).await;
             }
+        }
+        if !locked {
+            self.store.begin(key, &token, None, window).await?;
         }
         let started = Instant::now();
         let outcome = loader().await;
         let delta = started.elapsed();
         bump(&self.counters.loads);
+        pause!(self.config, "load:before-fill");
         let write = match outcome {
             Ok(Some(value)) => Some(self.value_entry(key, Bytes::from(value), &opts.entry, delta)),
             Ok(None) => self.config.negative_ttl.map(|ttl| {
@@ -630,9 +640,9 @@ impl<S: Store> Core<S> {
                     )
                 });
                 if let Some(Ok((w, _))) = cached {
-                    self.put(&w, token.as_deref(), seen).await;
-                } else if let Some(t) = &token {
-                    self.store.unlock(key, t).await?;
+                    self.put(&w, &token, locked).await;
+                } else {
+                    self.store.abandon(key, &token, locked).await?;
                 }
                 return Err(err);
             }
@@ -640,31 +650,36 @@ impl<S: Store> Core<S> {
         match write {
             Some(Ok((w, env))) => {
                 let value = (env.kind == Kind::Value).then(|| env.payload.clone());
-                if self.put(&w, token.as_deref(), seen).await {
+                if self.put(&w, &token, locked).await {
                     self.link.insert(key, env, snap).await;
                 }
+                pause!(self.config, "load:filled");
                 Ok(value)
             }
             Some(Err(e)) => {
-                if let Some(t) = &token {
-                    self.store.unlock(key, t).await?;
-                }
+                self.store.abandon(key, &token, locked).await?;
                 Err(e)
             }
             None => {
-                if let Some(t) = &token {
-                    self.store.unlock(key, t).await?;
-                }
+                self.store.abandon(key, &token, locked).await?;
                 Ok(None)
             }
         }
     }
 
-    /// Writes a loaded entry (through the lock when it holds one) unless a newer one is
-    /// there; whether it was written. A failed write is logged, not returned: the caller
-    /// still gets the loaded value.
-    async fn put(&self, w: &Put, token: Option<&str>, seen: Expect) -> bool {
-        match self.store.fill(w, token, seen).await {
+    /// How long a load may take and still write its value: the lock's TTL with
+    /// distributed single flight, and at least [`LOAD_WINDOW`].
+    fn load_window(&self) -> Duration {
+        self.config
+            .flight
+            .map_or(LOAD_WINDOW, |f| f.lock_ttl.max(LOAD_WINDOW))
+    }
+
+    /// Writes a loaded entry (through the lock when it holds one) unless the entry was
+    /// written or deleted since the load began; whether it was written. A failed write
+    /// is logged, not returned: the caller still gets the loaded value.
+    async fn put(&self, w: &Put, token: &str, locked: bool) -> bool {
+        match self.store.fill(w, token, locked).await {
             Ok(Filled::Written) => true,
             Ok(Filled::LockLost) => {
                 tracing::warn!(
@@ -676,7 +691,7 @@ impl<S: Store> Core<S> {
             Ok(Filled::Superseded) => {
                 tracing::debug!(
                     key = w.key,
-                    "written while it loaded; the loaded value was dropped"
+                    "written or deleted while it loaded (or the load outlived its window); the loaded value was dropped"
                 );
                 false
             }

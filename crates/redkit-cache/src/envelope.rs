@@ -34,8 +34,8 @@ pub(crate) struct Envelope {
 }
 
 impl Envelope {
-    /// The header alone: what a load compares to learn whether the entry changed.
-    pub(crate) fn header(&self) -> [u8; HEADER] {
+    /// The header alone.
+    fn header(&self) -> [u8; HEADER] {
         let mut out = [0u8; HEADER];
         out[0] = MAGIC;
         out[1] = match self.kind {
@@ -54,16 +54,6 @@ impl Envelope {
         out.extend_from_slice(&self.header());
         out.extend_from_slice(&self.payload);
         out
-    }
-
-    /// The header of bytes that hold an entry (`None` for foreign bytes).
-    pub(crate) fn header_of(bytes: &[u8]) -> Option<[u8; HEADER]> {
-        if bytes.len() < HEADER || bytes[0] != MAGIC || bytes[1] > 2 {
-            return None;
-        }
-        let mut out = [0u8; HEADER];
-        out.copy_from_slice(&bytes[..HEADER]);
-        Some(out)
     }
 
     /// `None` for bytes that are not an entry (written by something else, truncated).
@@ -127,7 +117,6 @@ mod tests {
             payload: Bytes::from_static(b"hello"),
         };
         assert_eq!(Envelope::decode(Bytes::from(e.encode())), Some(e.clone()));
-        assert_eq!(Envelope::header_of(&e.encode()), Some(e.header()));
         assert_eq!(
             Envelope::decode(Bytes::from_static(b"plain text value!!!!!!!")),
             None

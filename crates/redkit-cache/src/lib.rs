@@ -1,9 +1,24 @@
 #![doc = include_str!("../README.md")]
 
+/// `pause!(config, "point")`: waits at the point when the handle's configuration carries
+/// test hooks (feature `__test-hooks`); expands to nothing otherwise.
+macro_rules! pause {
+    ($config:expr, $point:literal) => {
+        #[cfg(feature = "__test-hooks")]
+        {
+            if let Some(h) = &$config.hooks {
+                h.at($point).await;
+            }
+        }
+    };
+}
+
 mod config;
 mod core;
 mod envelope;
 mod error;
+#[cfg(feature = "__test-hooks")]
+mod hooks;
 mod memory;
 mod redis;
 mod store;
@@ -26,6 +41,9 @@ use serde::de::DeserializeOwned;
 pub use crate::config::{CacheConfig, LoadOptions, SetOptions};
 pub use crate::core::MAX_KEY_LEN;
 pub use crate::error::{BoxError, Error, Result};
+#[cfg(feature = "__test-hooks")]
+#[doc(hidden)]
+pub use crate::hooks::Hooks;
 pub use crate::memory::MemoryCache;
 pub use crate::redis::RedisCache;
 pub use crate::write::{DeadWrite, FlushReport, Version, Write, WriteBehind, Writer};

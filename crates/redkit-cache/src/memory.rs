@@ -2,7 +2,7 @@
 //! [`Clock`]. Handles built from one `MemoryCache` (clones or [`MemoryCache::handle`])
 //! share the data, like processes sharing a Redis; there is no L1 (the map is local).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -11,8 +11,8 @@ use redkit_core::{Clock, SystemClock};
 
 use crate::config::WriteMode;
 use crate::core::Core;
-use crate::envelope::{Envelope, HEADER};
-use crate::store::{Expect, Filled, Link, LogState, Put, Store, ms};
+use crate::envelope::HEADER;
+use crate::store::{Filled, Link, LogState, Put, Store, ms};
 use crate::write::{DeadWrite, Version, Write, shard_of};
 use crate::{CacheConfig, Result, delegate_cache};
 
@@ -23,6 +23,9 @@ struct State {
     entries: HashMap<(u64, String), (Bytes, u64)>,
     /// (generation, key) -> (token, expires at ms)
     locks: HashMap<(u64, String), (String, u64)>,
+    /// (generation, key) -> (tokens of the loads begun since the last change, expires at
+    /// ms): what Redis keeps in an entry's fill markers.
+    fills: HashMap<(u64, String), (HashSet<String>, u64)>,
     /// (generation, tag) -> key -> entry expiry ms
     tags: HashMap<(u64, String), BTreeMap<String, u64>>,
     /// Expired entries are swept when the map grows past this size.
@@ -92,6 +95,7 @@ impl MemoryCache {
                 generation: 0,
                 entries: HashMap::new(),
                 locks: HashMap::new(),
+                fills: HashMap::new(),
                 tags: HashMap::new(),
                 sweep_at: 4096,
                 logs: HashMap::new(),
@@ -137,11 +141,13 @@ impl MemoryStore {
                 (generation, w.key.clone()),
                 (Bytes::from(w.bytes.clone()), until),
             );
+            state.fills.remove(&(generation, w.key.clone()));
         }
     }
 
     fn delete_locked(state: &mut State, key: &str, now: u64) -> bool {
         let generation = state.generation;
+        state.fills.remove(&(generation, key.to_string()));
         matches!(state.entries.remove(&(generation, key.to_string())), Some((_, at)) if at > now)
     }
 }
@@ -158,6 +164,7 @@ impl Store for MemoryStore {
         if state.entries.len() > state.sweep_at {
             state.entries.retain(|_, (_, at)| *at > now);
             state.locks.retain(|_, (_, at)| *at > now);
+            state.fills.retain(|_, (_, at)| *at > now);
             state.sweep_at = (state.entries.len() * 2).max(4096);
         }
         Ok(keys
@@ -218,48 +225,69 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn try_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+    async fn begin(
+        &self,
+        key: &str,
+        token: &str,
+        lock: Option<Duration>,
+        window: Duration,
+    ) -> Result<bool> {
         let now = self.now_ms();
         let mut state = self.state();
         let id = (state.generation, key.to_string());
-        if matches!(state.locks.get(&id), Some((_, at)) if *at > now) {
-            return Ok(false);
+        if let Some(ttl) = lock {
+            if matches!(state.locks.get(&id), Some((_, at)) if *at > now) {
+                return Ok(false);
+            }
+            state
+                .locks
+                .insert(id.clone(), (token.to_string(), now.saturating_add(ms(ttl))));
         }
-        state
-            .locks
-            .insert(id, (token.to_string(), now.saturating_add(ms(ttl))));
+        let until = now.saturating_add(ms(window));
+        let fills = state.fills.entry(id).or_insert_with(|| (HashSet::new(), 0));
+        if fills.1 <= now {
+            fills.0.clear();
+        }
+        fills.0.insert(token.to_string());
+        fills.1 = fills.1.max(until);
         Ok(true)
     }
 
-    async fn fill(&self, write: &Put, token: Option<&str>, expect: Expect) -> Result<Filled> {
+    async fn fill(&self, write: &Put, token: &str, locked: bool) -> Result<Filled> {
         let now = self.now_ms();
         let mut state = self.state();
         let id = (state.generation, write.key.clone());
-        if let Some(token) = token {
-            match state.locks.get(&id) {
-                Some((t, at)) if t == token && *at > now => {
-                    state.locks.remove(&id);
-                }
-                _ => return Ok(Filled::LockLost),
-            }
+        let lost =
+            locked && !matches!(state.locks.get(&id), Some((t, at)) if t == token && *at > now);
+        let ours = matches!(state.fills.get(&id), Some((tokens, at)) if *at > now && tokens.contains(token));
+        if ours && let Some((tokens, _)) = state.fills.get_mut(&id) {
+            tokens.remove(token);
         }
-        if let Expect::Seen(seen) = expect {
-            let current = match state.entries.get(&id) {
-                Some((b, at)) if *at > now => Envelope::header_of(b),
-                _ => None,
-            };
-            if current.is_some() && current != seen {
-                return Ok(Filled::Superseded);
-            }
+        if locked && !lost {
+            state.locks.remove(&id);
         }
+        if lost {
+            return Ok(Filled::LockLost);
+        }
+        if !ours {
+            return Ok(Filled::Superseded);
+        }
+        // the entry's write clears the other loads' markers, as SET does not: keep them
+        let others = state.fills.remove(&id);
         Self::write_locked(&mut state, std::slice::from_ref(write), now);
+        if let Some(others) = others.filter(|(t, _)| !t.is_empty()) {
+            state.fills.insert(id, others);
+        }
         Ok(Filled::Written)
     }
 
-    async fn unlock(&self, key: &str, token: &str) -> Result<()> {
+    async fn abandon(&self, key: &str, token: &str, locked: bool) -> Result<()> {
         let mut state = self.state();
         let id = (state.generation, key.to_string());
-        if matches!(state.locks.get(&id), Some((t, _)) if t == token) {
+        if let Some((tokens, _)) = state.fills.get_mut(&id) {
+            tokens.remove(token);
+        }
+        if locked && matches!(state.locks.get(&id), Some((t, _)) if t == token) {
             state.locks.remove(&id);
         }
         Ok(())
@@ -318,30 +346,59 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn read_log(&self, shard: u16, pending: bool, count: usize) -> Result<Vec<Write>> {
+    async fn renew(&self, shard: u16, token: &str, ttl: Duration) -> Result<bool> {
+        let now = self.now_ms();
         let mut state = self.state();
         let log = state.logs.entry(shard).or_default();
-        let out: Vec<Write> = match (pending, log.delivered) {
-            (true, None) => Vec::new(),
-            (true, Some(d)) => log
+        match &mut log.lease {
+            Some((t, at)) if *at > now && t == token => {
+                *at = now.saturating_add(ms(ttl));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn read_log(
+        &self,
+        shard: u16,
+        token: &str,
+        ttl: Duration,
+        count: usize,
+        _tidy: bool,
+    ) -> Result<Option<Vec<Write>>> {
+        let now = self.now_ms();
+        let mut state = self.state();
+        let log = state.logs.entry(shard).or_default();
+        match &mut log.lease {
+            Some((t, at)) if *at > now && t == token => *at = now.saturating_add(ms(ttl)),
+            _ => return Ok(None),
+        }
+        // delivered and never acknowledged first (whoever read them), then new ones
+        if let Some(d) = log.delivered {
+            let pending: Vec<Write> = log
                 .records
                 .range(..=d)
                 .take(count)
                 .map(|(_, w)| w.clone())
-                .collect(),
-            (false, d) => {
-                let from = d.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
-                log.records
-                    .range((from, std::ops::Bound::Unbounded))
-                    .take(count)
-                    .map(|(_, w)| w.clone())
-                    .collect()
+                .collect();
+            if !pending.is_empty() {
+                return Ok(Some(pending));
             }
-        };
-        if !pending && let Some(v) = out.last().and_then(|w| w.version) {
+        }
+        let from = log
+            .delivered
+            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        let out: Vec<Write> = log
+            .records
+            .range((from, std::ops::Bound::Unbounded))
+            .take(count)
+            .map(|(_, w)| w.clone())
+            .collect();
+        if let Some(v) = out.last().and_then(|w| w.version) {
             log.delivered = Some(v);
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     async fn settle(

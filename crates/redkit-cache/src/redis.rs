@@ -1,19 +1,20 @@
 //! The Redis backend: entries as strings under a namespace generation, tags as sorted
 //! sets, invalidation messages on one channel per namespace.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use redkit_core::redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
+use redkit_core::redis::streams::StreamRangeReply;
 use redkit_core::redis::{Value, cmd, from_redis_value};
 use redkit_core::{Coalescer, Key, Keyspace, Pipeline, Redis, Script};
 use redkit_core::{Event, Message};
 
 use crate::config::WriteMode;
 use crate::core::Core;
-use crate::store::{Expect, Filled, Link, LogState, Put, Store, ms};
+use crate::store::{Filled, Link, LogState, Put, Store, ms};
 use crate::write::{DeadWrite, Version, Write, shard_of};
 use crate::{CacheConfig, Error, Result, delegate_cache};
 
@@ -21,6 +22,10 @@ static SET: LazyLock<Script> =
     LazyLock::new(|| Script::new("cache_set", include_str!("../lua/set.lua")));
 static FILL: LazyLock<Script> =
     LazyLock::new(|| Script::new("cache_fill", include_str!("../lua/fill.lua")));
+static BEGIN: LazyLock<Script> =
+    LazyLock::new(|| Script::new("cache_begin", include_str!("../lua/begin.lua")));
+static ABANDON: LazyLock<Script> =
+    LazyLock::new(|| Script::new("cache_abandon", include_str!("../lua/abandon.lua")));
 static UNLOCK: LazyLock<Script> =
     LazyLock::new(|| Script::new("cache_unlock", include_str!("../lua/unlock.lua")));
 static DELETE: LazyLock<Script> =
@@ -33,13 +38,14 @@ static BEHIND: LazyLock<Script> =
     LazyLock::new(|| Script::new("cache_behind", include_str!("../lua/behind.lua")));
 static LEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new("cache_lease", include_str!("../lua/lease.lua")));
+static READ: LazyLock<Script> =
+    LazyLock::new(|| Script::new("cache_read", include_str!("../lua/read.lua")));
 static SETTLE: LazyLock<Script> =
     LazyLock::new(|| Script::new("cache_settle", include_str!("../lua/settle.lua")));
 
-/// The consumer group of the write-behind logs, and its one consumer (the shard's lease
-/// holder reads as it, so what an earlier holder left unacknowledged is its own pending).
+/// The consumer group of the write-behind logs. Each flusher reads as its own consumer
+/// (named by its lease token) and claims what earlier readers left pending.
 const GROUP: &str = "flush";
-const CONSUMER: &str = "flusher";
 
 /// The keys of one write-behind shard: its hash tag (shared by the shard's entries), the
 /// log, the flush lease and the dead letters.
@@ -95,6 +101,43 @@ impl Generation {
     fn reset(&self) {
         self.resets.fetch_add(1, Ordering::SeqCst);
         *self.value.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+/// The keys a user key has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The entry (value and header).
+    Entry,
+    /// The load lock of distributed single flight.
+    Lock,
+    /// The fill markers: tokens of loads begun since the last change.
+    Fill,
+}
+
+/// The Redis key of `role` for a user key, tagged by the key or (write-behind) by its
+/// shard's tag: see `RedisStore::internal_key`.
+fn key_of(space: &Keyspace, shard_tag: Option<&str>, key: &str, role: Role) -> Result<Key> {
+    match shard_tag {
+        None => {
+            let entry = space.tagged(key)?;
+            Ok(match role {
+                Role::Entry => entry,
+                Role::Lock => entry.child("lock")?,
+                Role::Fill => entry.child("fill")?,
+            })
+        }
+        Some(tag) => {
+            let role = match role {
+                Role::Entry => "e:",
+                Role::Lock => "lock:",
+                Role::Fill => "fill:",
+            };
+            let mut name = String::with_capacity(role.len() + key.len());
+            name.push_str(role);
+            name.push_str(key);
+            Ok(space.tagged_child(tag, &name)?)
+        }
     }
 }
 
@@ -160,18 +203,37 @@ impl RedisCache {
             let (link, generation, instance) =
                 (Arc::clone(&link), Arc::clone(&generation), instance.clone());
             let base = base.clone();
+            #[cfg(feature = "__test-hooks")]
+            let config = config.clone();
             tokio::spawn(async move {
+                // the connection is down from a disconnection until the resubscription
+                let mut down = false;
                 while let Some(event) = sub.recv().await {
                     match event {
                         Event::Message(m) => {
+                            pause!(config, "listener:message");
                             on_message(&m, &instance, &link, &generation, &base).await
                         }
-                        Event::Disconnected | Event::Lagged { .. } => {
+                        Event::Disconnected => {
                             tracing::debug!("cache invalidation link lost; L1 cleared");
+                            down = true;
                             generation.reset();
                             link.set_up(false);
                         }
+                        Event::Lagged { missed } => {
+                            // messages were dropped, the connection still works: what
+                            // L1 holds may be stale, so it is emptied, and it serves
+                            // again at once (unless the connection is down too)
+                            tracing::debug!(
+                                missed,
+                                "cache invalidation messages missed; L1 cleared"
+                            );
+                            generation.reset();
+                            link.set_up(!down);
+                            pause!(config, "listener:lagged");
+                        }
                         Event::Resubscribed => {
+                            down = false;
                             generation.reset();
                             link.set_up(true);
                         }
@@ -350,10 +412,19 @@ impl RedisStore {
     /// An entry's key: tagged by the key, or with write-behind by its shard (so the
     /// entry and its log share a slot).
     fn entry_key(&self, space: &Keyspace, key: &str) -> Result<Key> {
-        Ok(match self.shard(key) {
-            None => space.tagged(key)?,
-            Some(shard) => space.tagged_child(&shard.tag, key)?,
-        })
+        self.internal_key(space, key, Role::Entry)
+    }
+
+    /// One of the keys of a user key: its entry, its load lock or its fill markers.
+    ///
+    /// Without write-behind the user key is the hash tag and internal suffixes follow the
+    /// closing brace (`…:{<key>}:lock`), where a user key, which has no braces, cannot
+    /// reach. With write-behind the shard is the hash tag and the role comes before the
+    /// user key (`…:{<ns>#<i>}:e:<key>`, `…:lock:<key>`, `…:fill:<key>`), so no user key
+    /// names another key's lock or markers (`foo:lock` is `…:e:foo:lock`, never
+    /// `…:lock:foo`).
+    fn internal_key(&self, space: &Keyspace, key: &str, role: Role) -> Result<Key> {
+        key_of(space, self.shard(key).map(|s| s.tag.as_str()), key, role)
     }
 
     /// The index of a key's write-behind shard (`None` without write-behind).
@@ -364,10 +435,6 @@ impl RedisStore {
 
     fn shard(&self, key: &str) -> Option<&Shard> {
         self.shards.get(self.shard_index(key)?)
-    }
-
-    fn lock_key(&self, space: &Keyspace, key: &str) -> Result<Key> {
-        Ok(self.entry_key(space, key)?.child("lock")?)
     }
 
     fn shard_at(&self, i: u16) -> Result<&Shard> {
@@ -393,7 +460,9 @@ impl RedisStore {
             let names: Vec<&str> = group.iter().map(|&n| items[n].0).collect();
             let mut call = BEHIND.call().key(shard.log.as_str());
             for name in &names {
-                call = call.key(space.tagged_child(&shard.tag, name)?.as_str());
+                call = call
+                    .key(self.internal_key(space, name, Role::Entry)?.as_str())
+                    .key(self.internal_key(space, name, Role::Fill)?.as_str());
             }
             call = call
                 .arg(self.channel.as_str())
@@ -415,19 +484,16 @@ impl RedisStore {
         Ok(counts.iter().sum())
     }
 
-    async fn create_group(&self, log: &Key) -> Result<()> {
-        let c = cmd("XGROUP")
-            .arg("CREATE")
-            .arg(log.as_str())
-            .arg(GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .to_owned();
-        match self.redis.query::<()>(&c).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.to_string().contains("BUSYGROUP") => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+    async fn lease_call(&self, shard: u16, token: &str, ttl: Duration, mode: &str) -> Result<bool> {
+        let held: i64 = LEASE
+            .call()
+            .key(self.shard_at(shard)?.owner.as_str())
+            .arg(token)
+            .arg(ms(ttl))
+            .arg(mode)
+            .invoke(&self.redis)
+            .await?;
+        Ok(held == 1)
     }
 }
 
@@ -467,7 +533,10 @@ impl Store for RedisStore {
             let names: Vec<&str> = group.iter().map(|&i| writes[i].key.as_str()).collect();
             let mut call = SET.call();
             for &i in &group {
-                call = call.key(keys[i].as_str());
+                call = call.key(keys[i].as_str()).key(
+                    self.internal_key(&space, &writes[i].key, Role::Fill)?
+                        .as_str(),
+                );
             }
             call = call.arg(self.channel.as_str()).arg(self.message(&names));
             for &i in &group {
@@ -493,7 +562,9 @@ impl Store for RedisStore {
             let names: Vec<&str> = group.iter().map(|&i| keys[i]).collect();
             let mut call = DELETE.call();
             for &i in &group {
-                call = call.key(full[i].as_str());
+                call = call
+                    .key(full[i].as_str())
+                    .key(self.internal_key(&space, keys[i], Role::Fill)?.as_str());
             }
             call = call.arg(self.channel.as_str()).arg(self.message(&names));
             pipe.invoke(call);
@@ -544,38 +615,36 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn try_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool> {
+    async fn begin(
+        &self,
+        key: &str,
+        token: &str,
+        lock: Option<Duration>,
+        window: Duration,
+    ) -> Result<bool> {
         let space = self.space().await?;
-        let reply: Option<String> = self
-            .redis
-            .query(
-                cmd("SET")
-                    .arg(self.lock_key(&space, key)?.as_str())
-                    .arg(token)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ms(ttl)),
-            )
+        let begun: i64 = BEGIN
+            .call()
+            .key(self.internal_key(&space, key, Role::Fill)?.as_str())
+            .key(self.internal_key(&space, key, Role::Lock)?.as_str())
+            .arg(token)
+            .arg(ms(window))
+            .arg(lock.map(|ttl| ms(ttl).to_string()).unwrap_or_default())
+            .invoke(&self.redis)
             .await?;
-        Ok(reply.is_some())
+        Ok(begun == 1)
     }
 
-    async fn fill(&self, write: &Put, token: Option<&str>, expect: Expect) -> Result<Filled> {
+    async fn fill(&self, write: &Put, token: &str, locked: bool) -> Result<Filled> {
         let space = self.space().await?;
-        let entry = self.entry_key(&space, &write.key)?;
-        let lock = entry.child("lock")?;
         self.tag(&space, std::slice::from_ref(write)).await?;
-        let expect: &[u8] = match &expect {
-            Expect::Any => b"*",
-            Expect::Seen(None) => b"",
-            Expect::Seen(Some(header)) => header,
-        };
         let written: i64 = FILL
             .call()
-            .key(entry.as_str())
-            .key(lock.as_str())
-            .arg(token.unwrap_or(""))
-            .arg(expect)
+            .key(self.entry_key(&space, &write.key)?.as_str())
+            .key(self.internal_key(&space, &write.key, Role::Fill)?.as_str())
+            .key(self.internal_key(&space, &write.key, Role::Lock)?.as_str())
+            .arg(token)
+            .arg(if locked { "1" } else { "0" })
             .arg(write.bytes.as_slice())
             .arg(ms(write.ttl))
             .arg(self.channel.as_str())
@@ -590,12 +659,14 @@ impl Store for RedisStore {
         }
     }
 
-    async fn unlock(&self, key: &str, token: &str) -> Result<()> {
+    async fn abandon(&self, key: &str, token: &str, locked: bool) -> Result<()> {
         let space = self.space().await?;
-        let _: i64 = UNLOCK
+        let _: i64 = ABANDON
             .call()
-            .key(self.lock_key(&space, key)?.as_str())
+            .key(self.internal_key(&space, key, Role::Fill)?.as_str())
+            .key(self.internal_key(&space, key, Role::Lock)?.as_str())
             .arg(token)
+            .arg(if locked { "1" } else { "0" })
             .invoke(&self.redis)
             .await?;
         Ok(())
@@ -617,14 +688,11 @@ impl Store for RedisStore {
     }
 
     async fn lease(&self, shard: u16, token: &str, ttl: Duration) -> Result<bool> {
-        let held: i64 = LEASE
-            .call()
-            .key(self.shard_at(shard)?.owner.as_str())
-            .arg(token)
-            .arg(ms(ttl))
-            .invoke(&self.redis)
-            .await?;
-        Ok(held == 1)
+        self.lease_call(shard, token, ttl, "take").await
+    }
+
+    async fn renew(&self, shard: u16, token: &str, ttl: Duration) -> Result<bool> {
+        self.lease_call(shard, token, ttl, "renew").await
     }
 
     async fn release(&self, shard: u16, token: &str) -> Result<()> {
@@ -637,48 +705,48 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn read_log(&self, shard: u16, pending: bool, count: usize) -> Result<Vec<Write>> {
-        let log = &self.shard_at(shard)?.log;
-        let read = cmd("XREADGROUP")
-            .arg("GROUP")
+    async fn read_log(
+        &self,
+        shard: u16,
+        token: &str,
+        ttl: Duration,
+        count: usize,
+        tidy: bool,
+    ) -> Result<Option<Vec<Write>>> {
+        let s = self.shard_at(shard)?;
+        let reply: Option<(Vec<Value>, Vec<String>)> = READ
+            .call()
+            .key(s.log.as_str())
+            .key(s.owner.as_str())
+            .arg(token)
+            .arg(ms(ttl))
             .arg(GROUP)
-            .arg(CONSUMER)
-            .arg("COUNT")
             .arg(count)
-            .arg("STREAMS")
-            .arg(log.as_str())
-            .arg(if pending { "0" } else { ">" })
-            .to_owned();
-        let reply: Option<StreamReadReply> = match self.redis.query(&read).await {
-            Err(e) if e.to_string().contains("NOGROUP") => {
-                // a new log (or one that was deleted): its group reads from the start
-                self.create_group(log).await?;
-                self.redis.query(&read).await?
-            }
-            other => other?,
+            .arg(if tidy { "1" } else { "0" })
+            .invoke(&self.redis)
+            .await?;
+        let Some((entries, mut gone)) = reply else {
+            return Ok(None);
         };
-        let ids: Vec<StreamId> = reply
-            .into_iter()
-            .flat_map(|r| r.keys)
-            .flat_map(|k| k.ids)
-            .collect();
-        let mut out = Vec::with_capacity(ids.len());
-        let mut gone = Vec::new();
-        for entry in ids {
-            let version = Version::parse(&entry.id).ok_or_else(|| unexpected("log record id"))?;
-            match record(&entry) {
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let (id, fields): (String, Option<HashMap<String, Value>>) =
+                from_redis_value(entry).map_err(|_| unexpected("log record"))?;
+            let version = Version::parse(&id).ok_or_else(|| unexpected("log record id"))?;
+            match fields.as_ref().and_then(record) {
                 Some((key, value)) => out.push(Write::new(key, value, Some(version))),
-                // deleted from the log by hand while pending: nothing to flush
-                None => gone.push(entry.id),
+                // deleted from the log while pending (by hand, or Redis 6.2's XAUTOCLAIM
+                // reply for a deleted record): nothing to flush
+                None => gone.push(id),
             }
         }
         if !gone.is_empty() {
             let _: i64 = self
                 .redis
-                .query(cmd("XACK").arg(log.as_str()).arg(GROUP).arg(&gone))
+                .query(cmd("XACK").arg(s.log.as_str()).arg(GROUP).arg(&gone))
                 .await?;
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     async fn settle(
@@ -771,7 +839,7 @@ impl Store for RedisStore {
                 )
                 .await?;
             for entry in r.ids {
-                let Some((key, value)) = record(&entry) else {
+                let Some((key, value)) = record(&entry.map) else {
                     continue;
                 };
                 let text = |f: &str| {
@@ -795,9 +863,9 @@ impl Store for RedisStore {
 }
 
 /// A log record's key and value (`None`: a removal); `None` for a record without a key.
-fn record(entry: &StreamId) -> Option<(String, Option<Bytes>)> {
-    let key: String = from_redis_value(entry.map.get("k")?.clone()).ok()?;
-    let value = match entry.map.get("v") {
+fn record(map: &HashMap<String, Value>) -> Option<(String, Option<Bytes>)> {
+    let key: String = from_redis_value(map.get("k")?.clone()).ok()?;
+    let value = match map.get("v") {
         Some(v) => Some(Bytes::from(from_redis_value::<Vec<u8>>(v.clone()).ok()?)),
         None => None,
     };
@@ -811,7 +879,8 @@ mod tests {
     #[test]
     fn every_script_names_its_keys_and_stays_in_one_slot() {
         for s in [
-            &*SET, &*FILL, &*UNLOCK, &*DELETE, &*TAG, &*BUMP, &*BEHIND, &*LEASE, &*SETTLE,
+            &*SET, &*FILL, &*BEGIN, &*ABANDON, &*UNLOCK, &*DELETE, &*TAG, &*BUMP, &*BEHIND,
+            &*LEASE, &*READ, &*SETTLE,
         ] {
             assert!(s.code().starts_with("-- KEYS["), "{}", s.name());
         }
@@ -822,18 +891,22 @@ mod tests {
             .child("users")
             .unwrap();
         let g = base.child("g7").unwrap();
-        // an entry and its load lock (fill)
-        let entry = g.tagged("user:1").unwrap();
-        redkit_testkit::assert_same_slot(&[entry.as_str(), entry.child("lock").unwrap().as_str()]);
-        // write-behind: a shard's log, lease, dead letters and entries (behind, settle,
-        // fill on a write-behind cache)
+        let roles = [Role::Entry, Role::Lock, Role::Fill];
+        // an entry, its load lock and its fill markers (set, delete, begin, fill, abandon)
+        let keys: Vec<Key> = roles
+            .iter()
+            .map(|r| key_of(&g, None, "user:1", *r).unwrap())
+            .collect();
+        redkit_testkit::assert_same_slot(&keys.iter().map(Key::as_str).collect::<Vec<_>>());
+        // write-behind: a shard's log, lease, dead letters and entries with their locks
+        // and markers (behind, settle, flush reads, and the fills of a write-behind cache)
         for i in [0, 5] {
             let shard = Shard::new(&base, "users", i).unwrap();
             let mut keys = vec![shard.log.clone(), shard.owner.clone(), shard.dead.clone()];
             for k in ["user:1", "user:2", "a:b:c"] {
-                let e = g.tagged_child(&shard.tag, k).unwrap();
-                keys.push(e.child("lock").unwrap());
-                keys.push(e);
+                for r in roles {
+                    keys.push(key_of(&g, Some(&shard.tag), k, r).unwrap());
+                }
             }
             let names: Vec<&str> = keys.iter().map(Key::as_str).collect();
             redkit_testkit::assert_same_slot(&names);
@@ -843,6 +916,29 @@ mod tests {
         for one in [&*TAG, &*BUMP, &*UNLOCK, &*LEASE] {
             assert!(!one.code().contains("KEYS[2]"), "{}", one.name());
         }
-        assert!(!FILL.code().contains("KEYS[3]") && !SETTLE.code().contains("KEYS[4]"));
+        for two in [&*BEGIN, &*ABANDON, &*READ] {
+            assert!(!two.code().contains("KEYS[3]"), "{}", two.name());
+        }
+        assert!(!FILL.code().contains("KEYS[4]") && !SETTLE.code().contains("KEYS[4]"));
+    }
+
+    #[test]
+    fn no_user_key_names_another_keys_lock_or_markers() {
+        let g = Keyspace::new("app").unwrap().child("g1").unwrap();
+        let names = [
+            "foo", "foo:lock", "foo:fill", "lock:foo", "fill:foo", "e:foo", "foo:e", "lock",
+            "fill", "e", ":", "a:", ":lock",
+        ];
+        for tag in [None, Some("ns#0")] {
+            let mut seen = std::collections::HashMap::new();
+            for name in names {
+                for role in [Role::Entry, Role::Lock, Role::Fill] {
+                    let key = key_of(&g, tag, name, role).unwrap().into_string();
+                    if let Some(other) = seen.insert(key.clone(), (name, role)) {
+                        panic!("{key}: both {other:?} and {:?}", (name, role));
+                    }
+                }
+            }
+        }
     }
 }

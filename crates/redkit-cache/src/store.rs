@@ -9,7 +9,7 @@ use bytes::Bytes;
 use std::future::Future;
 
 use crate::Result;
-use crate::envelope::{Envelope, HEADER};
+use crate::envelope::Envelope;
 use crate::write::{DeadWrite, Version};
 
 /// A duration in whole milliseconds, at least 1 (Redis refuses `PX 0`).
@@ -27,16 +27,6 @@ pub(crate) struct Put {
     pub(crate) tags: Vec<String>,
 }
 
-/// What a load expects to find when it writes its value: the entry it saw, so a write
-/// that happened while it loaded is not overwritten with older data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Expect {
-    /// Overwrite whatever is there (a forced load).
-    Any,
-    /// The header of the entry the load saw, `None` when it saw none (or foreign bytes).
-    Seen(Option<[u8; HEADER]>),
-}
-
 /// What became of a loaded value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Filled {
@@ -44,7 +34,7 @@ pub(crate) enum Filled {
     Written,
     /// Not written: the load's lock expired.
     LockLost,
-    /// Not written: another entry was written while it loaded.
+    /// Not written: the entry was written or deleted since the load began.
     Superseded,
 }
 
@@ -67,23 +57,33 @@ pub(crate) trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> impl Future<Output = Result<(Vec<String>, u64)>> + Send;
     /// Invalidates the whole namespace at once.
     fn clear(&self) -> impl Future<Output = Result<()>> + Send;
-    /// Takes the key's load lock for `ttl` with `token`.
-    fn try_lock(
+    /// A load of the key begins: registers `token`, which any later write or delete of
+    /// the key cancels, for `window`; with `lock`, only if the key's load lock is free,
+    /// which the load then holds for that long. False: the lock is held by another load.
+    fn begin(
         &self,
         key: &str,
         token: &str,
-        ttl: Duration,
+        lock: Option<Duration>,
+        window: Duration,
     ) -> impl Future<Output = Result<bool>> + Send;
-    /// Writes a loaded entry unless another was written since the load looked, and (with
-    /// `token`) only while the load still holds its lock, which it releases.
+    /// Writes a loaded entry only if nothing was written or deleted since the load with
+    /// `token` began, and (with `locked`) only while it still holds the lock; releases
+    /// both.
     fn fill(
         &self,
         write: &Put,
-        token: Option<&str>,
-        expect: Expect,
+        token: &str,
+        locked: bool,
     ) -> impl Future<Output = Result<Filled>> + Send;
-    /// Releases the lock if `token` still holds it.
-    fn unlock(&self, key: &str, token: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Ends a load that writes nothing: withdraws `token` and releases the lock if it
+    /// still holds it.
+    fn abandon(
+        &self,
+        key: &str,
+        token: &str,
+        locked: bool,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// Write-behind: writes entries and appends them to their shards' logs, in one step
     /// per shard.
@@ -99,14 +99,26 @@ pub(crate) trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> impl Future<Output = Result<bool>> + Send;
     /// Gives a shard's flush lease up if `token` holds it.
     fn release(&self, shard: u16, token: &str) -> impl Future<Output = Result<()>> + Send;
-    /// Up to `count` records of a shard's log in version order: those delivered earlier
-    /// and never acknowledged (`pending`), or ones not delivered yet.
+    /// Renews a shard's flush lease if `token` holds it; never takes a lease.
+    fn renew(
+        &self,
+        shard: u16,
+        token: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Up to `count` records of a shard's log in version order, only while `token` holds
+    /// the lease (renewed for `ttl` in the same step; `None` when it does not): records
+    /// delivered earlier and never acknowledged, by any reader, first; only when there
+    /// are none, records not delivered yet. With `tidy`, forgets earlier readers that
+    /// hold nothing.
     fn read_log(
         &self,
         shard: u16,
-        pending: bool,
+        token: &str,
+        ttl: Duration,
         count: usize,
-    ) -> impl Future<Output = Result<Vec<crate::Write>>> + Send;
+        tidy: bool,
+    ) -> impl Future<Output = Result<Option<Vec<crate::Write>>>> + Send;
     /// Acknowledges records (removing them from the log) and keeps the dead ones in the
     /// dead letters, only while `token` holds the shard's lease; false when it does not.
     fn settle(

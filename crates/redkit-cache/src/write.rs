@@ -299,8 +299,8 @@ pub(crate) fn start<S: Store>(core: &Arc<Core<S>>, options: WriteBehind) -> Flus
 #[derive(Debug, Clone, Copy, Default)]
 struct Shard {
     held: bool,
-    /// Records delivered to a previous owner and never acknowledged were read again.
-    recovered: bool,
+    /// The group's other consumers (earlier owners) that hold nothing were deleted.
+    tidied: bool,
 }
 
 async fn run<S: Store>(
@@ -362,14 +362,25 @@ async fn pass<S: Store>(
         tracing::debug!(shard = i, "write-behind shard taken over");
         shard.held = true;
     }
-    // records an earlier owner read but did not acknowledge come first: they are older
-    // than anything not yet read, so versions stay in order per key
-    let pending = !shard.recovered;
-    let records = core.store.read_log(i, pending, options.batch).await?;
+    pause!(core.config, "flusher:before-read");
+    // the read checks and renews the lease in the same step, and claims whatever any
+    // earlier reader left unacknowledged before it reads anything new
+    let Some(records) = core
+        .store
+        .read_log(i, token, options.lease, options.batch, !shard.tidied)
+        .await?
+    else {
+        pause!(core.config, "flusher:after-read");
+        tracing::warn!(shard = i, "write-behind lease lost before a read");
+        *shard = Shard::default();
+        return Ok(false);
+    };
+    pause!(core.config, "flusher:after-read");
+    shard.tidied = true;
     if records.is_empty() {
-        shard.recovered = true;
-        return Ok(pending);
+        return Ok(false);
     }
+    pause!(core.config, "flusher:before-write");
     if !flush(core, options, token, i, records).await? {
         tracing::warn!(shard = i, "write-behind lease lost during a flush");
         *shard = Shard::default();
@@ -378,26 +389,57 @@ async fn pass<S: Store>(
     Ok(true)
 }
 
-/// Runs `work` while renewing the shard's lease; whether the lease held throughout.
+/// Runs `work` while renewing the shard's lease (renewal only: a lost lease is never
+/// taken back here); `None` when the lease was lost, and then `work` was dropped where
+/// it was, so a deposed flusher stops calling its writer.
 async fn leased<S: Store, F: Future>(
     core: &Core<S>,
     options: &WriteBehind,
     token: &str,
     i: u16,
     work: F,
-) -> (F::Output, bool) {
+) -> Option<F::Output> {
     tokio::pin!(work);
-    let mut held = true;
     let mut tick = tokio::time::interval(options.lease / 3);
     tick.tick().await;
     loop {
         tokio::select! {
-            out = &mut work => return (out, held),
+            out = &mut work => return Some(out),
             _ = tick.tick() => {
-                held &= matches!(core.store.lease(i, token, options.lease).await, Ok(true));
+                if !matches!(core.store.renew(i, token, options.lease).await, Ok(true)) {
+                    return None;
+                }
             }
         }
     }
+}
+
+/// What became of the writer calls for one batch.
+enum Tried {
+    /// The writer took the batch.
+    Done,
+    /// The writer kept failing.
+    Failed(BoxError),
+    /// The lease was lost before a call: the writer was not called again.
+    Lost,
+}
+
+/// One writer call, made only after the shard's lease was renewed (not taken back): a
+/// flusher that lost its lease while it waited does not write. What is left is a pause
+/// of the whole process longer than the lease between that renewal and the writer's
+/// commit (see the README); a writer comparing versions makes it harmless.
+async fn fenced<S: Store>(
+    core: &Core<S>,
+    options: &WriteBehind,
+    token: &str,
+    i: u16,
+    writer: &Arc<dyn Writer>,
+    batch: &[Write],
+) -> Option<std::result::Result<(), BoxError>> {
+    if !matches!(core.store.renew(i, token, options.lease).await, Ok(true)) {
+        return None;
+    }
+    Some(call(writer, batch).await)
 }
 
 /// Hands one batch of records to the writer (newest per key), with retries; settles
@@ -425,42 +467,43 @@ async fn flush<S: Store>(
         .map(|(_, r)| r.clone())
         .collect();
     let counters = core.write_counters();
-    counters
-        .coalesced
-        .fetch_add((records.len() - batch.len()) as u64, Ordering::Relaxed);
-    let (outcome, held) = leased(
+    let tried = leased(
         core,
         options,
         token,
         i,
-        attempt(core, writer, options, &batch),
+        attempt(core, writer, options, token, i, &batch),
     )
     .await;
-    if !held {
-        return Ok(false);
-    }
-    let dead = match outcome {
-        Ok(()) => Vec::new(),
-        Err(_) if batch.len() > 1 => {
+    let dead = match tried {
+        None | Some(Tried::Lost) => return Ok(false),
+        Some(Tried::Done) => Vec::new(),
+        Some(Tried::Failed(_)) if batch.len() > 1 => {
             // the batch keeps failing: find the writes that fail alone
             let mut dead = Vec::new();
             for w in &batch {
                 let one = std::slice::from_ref(w);
-                let (r, held) = leased(core, options, token, i, call(writer, one)).await;
-                if !held {
+                let r = leased(
+                    core,
+                    options,
+                    token,
+                    i,
+                    fenced(core, options, token, i, writer, one),
+                );
+                let Some(Some(r)) = r.await else {
                     return Ok(false);
-                }
+                };
                 if let Err(e) = r {
                     dead.push(DeadWrite {
                         write: w.clone(),
                         error: e.to_string(),
-                        attempts: options.attempts + 1,
+                        attempts: options.attempts.saturating_add(1),
                     });
                 }
             }
             dead
         }
-        Err(e) => batch
+        Some(Tried::Failed(e)) => batch
             .iter()
             .map(|w| DeadWrite {
                 write: w.clone(),
@@ -480,6 +523,9 @@ async fn flush<S: Store>(
         return Ok(false);
     }
     counters
+        .coalesced
+        .fetch_add((records.len() - batch.len()) as u64, Ordering::Relaxed);
+    counters
         .flushed
         .fetch_add((batch.len() - dead.len()) as u64, Ordering::Relaxed);
     counters
@@ -496,27 +542,31 @@ async fn call(writer: &Arc<dyn Writer>, batch: &[Write]) -> std::result::Result<
     }
 }
 
-/// Calls the writer up to `attempts` times with exponential backoff and jitter.
+/// Calls the writer up to `attempts` times with exponential backoff and jitter, each
+/// call fenced by a renewal of the lease.
 async fn attempt<S: Store>(
     core: &Core<S>,
     writer: &Arc<dyn Writer>,
     options: &WriteBehind,
+    token: &str,
+    i: u16,
     batch: &[Write],
-) -> std::result::Result<(), BoxError> {
-    let mut pause = options.backoff;
-    let mut n = 1;
+) -> Tried {
+    let mut pause = options.backoff.min(MAX_BACKOFF);
+    let mut n: u32 = 1;
     loop {
-        match call(writer, batch).await {
-            Ok(()) => return Ok(()),
-            Err(e) if n >= options.attempts => return Err(e),
-            Err(e) => {
+        match fenced(core, options, token, i, writer, batch).await {
+            None => return Tried::Lost,
+            Some(Ok(())) => return Tried::Done,
+            Some(Err(e)) if n >= options.attempts => return Tried::Failed(e),
+            Some(Err(e)) => {
                 core.write_counters()
                     .retries
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(attempt = n, writes = batch.len(), error = %e, "write-behind batch failed; retrying");
                 tokio::time::sleep(pause.mul_f64(0.5 + fastrand::f64() / 2.0)).await;
-                pause = (pause * 2).min(MAX_BACKOFF);
-                n += 1;
+                pause = pause.saturating_mul(2).min(MAX_BACKOFF);
+                n = n.saturating_add(1);
             }
         }
     }

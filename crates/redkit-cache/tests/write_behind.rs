@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use redkit_cache::conformance::RecordingWriter;
 use redkit_cache::{
-    BoxError, Cache, CacheConfig, CacheExt, RedisCache, SetOptions, Version, Write, WriteBehind,
-    Writer,
+    BoxError, Cache, CacheConfig, CacheExt, Hooks, RedisCache, SetOptions, Version, Write,
+    WriteBehind, Writer,
 };
 use redkit_core::{Redis, RedisConfig};
 
@@ -239,4 +239,143 @@ async fn a_killed_flusher_process_loses_no_acknowledged_write() {
     let mut all: Vec<(String, Version, String)> = killed.into_iter().flatten().collect();
     all.extend(after);
     check(&all, &acked);
+}
+
+/// A write-behind cache of `prefix` whose flusher stops where `hooks` say.
+async fn flusher(
+    prefix: &str,
+    writer: &Arc<RecordingWriter>,
+    hooks: &Arc<Hooks>,
+    options: WriteBehind,
+) -> RedisCache {
+    let config = CacheConfig::new()
+        .prefix(prefix)
+        .write_behind(writer.clone(), options)
+        .test_hooks(Arc::clone(hooks));
+    RedisCache::new(&redkit_testkit::redis().await, config)
+        .await
+        .unwrap()
+}
+
+fn keys_of(writer: &RecordingWriter) -> Vec<String> {
+    writer.taken().into_iter().map(|w| w.key).collect()
+}
+
+const BEFORE_READ: &str = "flusher:before-read";
+const AFTER_READ: &str = "flusher:after-read";
+const BEFORE_WRITE: &str = "flusher:before-write";
+
+/// Issue 18 item 17: flusher A stops between its lease and its read for longer than the
+/// lease; B takes the shard over and finds nothing pending; A wakes and reads (R6..R10)
+/// and dies. Those acknowledged writes must not wait for B to lose its lease, and A's
+/// writer must never get them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flusher_paused_past_its_lease_strands_no_record() {
+    let prefix = redkit_testkit::prefix("cache");
+    let options = options().lease(Duration::from_millis(400));
+    let writing = RedisCache::new(
+        &redkit_testkit::redis().await,
+        CacheConfig::new()
+            .prefix(&prefix)
+            .write_behind(RecordingWriter::new(), options.flusher(false)),
+    )
+    .await
+    .unwrap();
+    let (hooks_a, hooks_b) = (Hooks::new(), Hooks::new());
+    let (writer_a, writer_b) = (RecordingWriter::new(), RecordingWriter::new());
+    let a = flusher(&prefix, &writer_a, &hooks_a, options).await;
+    for i in 1..=5 {
+        writing
+            .set(&format!("k{i}"), &1, &SetOptions::new())
+            .await
+            .unwrap();
+    }
+    writing.flush(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(writer_a.taken().len(), 5, "A owns the shard");
+    // A stops after taking its lease, before reading, and stays there past the lease
+    hooks_a.arm(BEFORE_READ);
+    hooks_a
+        .reached(BEFORE_READ, hooks_a.count(BEFORE_READ) + 1)
+        .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // B takes over, reads once (nothing pending, nothing new) and stops before its next
+    // read
+    hooks_b.arm(BEFORE_READ);
+    let b = flusher(&prefix, &writer_b, &hooks_b, options).await;
+    hooks_b.reached(BEFORE_READ, 1).await;
+    hooks_b.step(BEFORE_READ);
+    hooks_b.reached(BEFORE_READ, 2).await;
+    for i in 6..=10 {
+        writing
+            .set(&format!("k{i}"), &1, &SetOptions::new())
+            .await
+            .unwrap();
+    }
+    // A wakes and tries to read; it would then stop before its writer, as if it died
+    hooks_a.arm(BEFORE_WRITE);
+    let reads = hooks_a.count(AFTER_READ);
+    hooks_a.release(BEFORE_READ);
+    hooks_a.reached(AFTER_READ, reads + 1).await;
+    // B goes on: every acknowledged write is flushed, by B
+    hooks_b.release(BEFORE_READ);
+    writing.flush(Duration::from_secs(3)).await.unwrap();
+    let by_b = keys_of(&writer_b);
+    for i in 6..=10 {
+        assert!(by_b.contains(&format!("k{i}")), "k{i}: {by_b:?}");
+    }
+    // A, woken, never hands R6..R10 to its writer
+    hooks_a.release(BEFORE_WRITE);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(writer_a.taken().len(), 5, "{:?}", keys_of(&writer_a));
+    assert_eq!(writing.pending_writes().await.unwrap(), 0);
+    drop((a, b));
+}
+
+/// Issue 18 item 17: flusher A read a batch under its lease, then stopped before its
+/// writer for longer than the lease. B claims the batch on its next pass (whoever read
+/// it), flushes it and a newer write of the same key; A, woken, must not write the older
+/// value after B's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_flusher_never_writes_after_its_successor() {
+    let prefix = redkit_testkit::prefix("cache");
+    let options = options().lease(Duration::from_millis(400));
+    let writing = RedisCache::new(
+        &redkit_testkit::redis().await,
+        CacheConfig::new()
+            .prefix(&prefix)
+            .write_behind(RecordingWriter::new(), options.flusher(false)),
+    )
+    .await
+    .unwrap();
+    let (hooks_a, hooks_b) = (Hooks::new(), Hooks::new());
+    let (writer_a, writer_b) = (RecordingWriter::new(), RecordingWriter::new());
+    hooks_a.arm(BEFORE_WRITE);
+    let a = flusher(&prefix, &writer_a, &hooks_a, options).await;
+    for i in 1..=5 {
+        writing
+            .set(&format!("k{i}"), "old", &SetOptions::new())
+            .await
+            .unwrap();
+    }
+    // A read (some of) them and stands before its writer, past its lease
+    hooks_a.reached(BEFORE_WRITE, 1).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let b = flusher(&prefix, &writer_b, &hooks_b, options).await;
+    writing.flush(Duration::from_secs(3)).await.unwrap();
+    // a newer write of k1, flushed by B
+    writing.set("k1", "new", &SetOptions::new()).await.unwrap();
+    writing.flush(Duration::from_secs(3)).await.unwrap();
+    assert_eq!(writer_b.last("k1"), Some(Some("\"new\"".into())));
+    for i in 2..=5 {
+        assert_eq!(
+            writer_b.last(&format!("k{i}")),
+            Some(Some("\"old\"".into()))
+        );
+    }
+    // A wakes: its lease is gone, its writer is not called
+    hooks_a.release(BEFORE_WRITE);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(writer_a.taken().is_empty(), "{:?}", writer_a.taken());
+    assert_eq!(writing.pending_writes().await.unwrap(), 0);
+    drop((a, b));
 }
