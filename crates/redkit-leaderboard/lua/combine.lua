@@ -1,16 +1,16 @@
--- KEYS[1]: board base key (see common.lua). ARGV[9]: the combined board's scope
--- ('x:<name>'), ARGV[10]: aggregate ('s' sum, 'M' max, 'm' min), ARGV[11]: ttl in ms
--- (0 = none), ARGV[12..]: source scopes.
+-- KEYS / ARGV[1..9+S]: see common.lua. Scopes: the combined board ('f'), then the
+-- sources. ARGV[A]: aggregate ('s' sum, 'M' max, 'm' min), ARGV[A + 1]: ttl in ms
+-- (0 = none).
 -- Reads every source (O(total members), in chunks), keeps each member's aggregate score
 -- and the tie-break step that goes with it (the latest contribution for a sum, the
 -- earliest for an equal max or min), and rewrites the combined board with member data.
 -- Reply: the combined board's size, or {-1} when a sum leaves the score budget.
-local dest = scope_key(ARGV[9])
-local agg = ARGV[10]
-local ttl = tonumber(ARGV[11])
+local dest = boards[1]
+local agg = ARGV[A]
+local ttl = tonumber(ARGV[A + 1])
 local acc, order, data = {}, {}, {}
-for a = 12, #ARGV do
-  local key = scope_key(ARGV[a])
+for a = 2, #boards do
+  local key = boards[a].z
   local start = 0
   while true do
     local flat = redis.call('ZRANGE', key, start, start + 499, 'WITHSCORES')
@@ -36,7 +36,7 @@ for a = 12, #ARGV do
         cur[2] = st
       end
     end
-    local d = redis.call('HMGET', key .. ':data', unpack(members))
+    local d = redis.call('HMGET', boards[a].d, unpack(members))
     for i = 1, #members do
       if d[i] and data[members[i]] == nil then data[members[i]] = d[i] end
     end
@@ -48,7 +48,7 @@ for _, m in ipairs(order) do
   if out_of_budget(sign * acc[m][1]) then return { -1 } end
 end
 
-redis.call('DEL', dest, dest .. ':data', dest .. ':ties')
+redis.call('DEL', dest.z, dest.d, dest.t)
 local i = 1
 while i <= #order do
   local zargs, hargs, targs = {}, {}, {}
@@ -66,14 +66,14 @@ while i <= #order do
       targs[#targs + 1] = fmt(g)
     end
   end
-  redis.call('ZADD', dest, unpack(zargs))
-  if #hargs > 0 then redis.call('HSET', dest .. ':data', unpack(hargs)) end
-  if #targs > 0 then redis.call('ZADD', dest .. ':ties', unpack(targs)) end
+  redis.call('ZADD', dest.z, unpack(zargs))
+  if #hargs > 0 then redis.call('HSET', dest.d, unpack(hargs)) end
+  if #targs > 0 then redis.call('ZADD', dest.t, unpack(targs)) end
   i = i + 500
 end
 if ttl > 0 then
-  redis.call('PEXPIRE', dest, ttl)
-  redis.call('PEXPIRE', dest .. ':data', ttl)
-  redis.call('PEXPIRE', dest .. ':ties', ttl)
+  redis.call('PEXPIRE', dest.z, ttl)
+  redis.call('PEXPIRE', dest.d, ttl)
+  redis.call('PEXPIRE', dest.t, ttl)
 end
 return #order

@@ -1,14 +1,25 @@
--- KEYS[1]: the board's base key `<prefix>:lb:{<name>}`. Every key a script touches is
---          base .. ':' .. suffix (same hash tag, so one cluster slot):
---          ':all', ':<period code>:<index>', ':x:<combined name>', each with ':data'
---          (member data hash) and ':ties' (distinct scores, dense ranking only).
+-- KEYS: every key a script touches, passed by the client (no key name is made here),
+--   three per board: the sorted set, its member data hash (`<board>:data`) and its set
+--   of distinct scores (`<board>:ties`, used by dense ranking only, passed for every
+--   board so the layout has one rule). All share the board's hash tag
+--   `<prefix>:lb:{<name>}`, so a script touches one cluster slot.
 -- ARGV[1..8]: the board (sign, tie-break bits, epoch ms, resolution ms, ranking,
---          UTC offset s, finished periods kept, period codes); the rest per script.
+--   UTC offset s, finished periods kept, period codes).
+-- ARGV[9]: the number S of scopes, ARGV[10..9+S] one token per scope; each takes its
+--   boards from KEYS in order:
+--   'f'                       one board, fixed (all-time, combined, a period by date);
+--   '<code>:<back>:<i>,<i>..' the board `back` periods before the current one on the
+--                             SERVER's clock: one board per listed period index (the
+--                             client lists the indexes around its own clock); the one
+--                             whose index is right is taken. When none is, the script
+--                             writes nothing and replies the status
+--                             `PERIOD <code> <current index>`, and the client retries
+--                             with boards around that index.
+-- The script's own arguments start at ARGV[A], A = 10 + S.
 -- Stored scores ascend best-first on either order: stored = group * 2^bits + step, where
 -- group = sign * score (sign -1 on high-first boards) and step counts tie-break
 -- resolution steps since the epoch (0 without a tie-break). Scores go back to the client
 -- as the strings Redis stores, so no Lua number rounding reaches it.
-local base = KEYS[1]
 local sign = tonumber(ARGV[1])
 local bits = tonumber(ARGV[2])
 local pow = 2 ^ bits
@@ -103,45 +114,30 @@ local function now_secs()
   return floor(now_ms() / 1000)
 end
 
--- The key of a scope argument: 'all', 'x:<name>', '<code>-<n>' (n periods ago) or
--- '<code>@<unix s>' (the period containing that time).
-local function scope_key(arg)
-  if arg == 'all' or string.sub(arg, 1, 2) == 'x:' then return base .. ':' .. arg end
-  local code = string.sub(arg, 1, 1)
-  local n = tonumber(string.sub(arg, 3))
-  local index
-  if string.sub(arg, 2, 2) == '-' then
-    index = period_index(code, now_secs()) - n
-  else
-    index = period_index(code, n)
-  end
-  return base .. ':' .. code .. ':' .. string.format('%d', index)
-end
-
 -- The rank of the first of a run of entries that starts at 0-based position `pos`.
-local function first_rank(key, g, pos)
+local function first_rank(b, g, pos)
   if ranking == 'o' then return pos + 1 end
   if ranking == 's' then
-    return redis.call('ZCOUNT', key, '-inf', '(' .. fmt(group_min(g))) + 1
+    return redis.call('ZCOUNT', b.z, '-inf', '(' .. fmt(group_min(g))) + 1
   end
-  return redis.call('ZCOUNT', key .. ':ties', '-inf', '(' .. fmt(g)) + 1
+  return redis.call('ZCOUNT', b.t, '-inf', '(' .. fmt(g)) + 1
 end
 
 -- Entries from a ZRANGE ... WITHSCORES reply whose first entry sits at position `pos`:
 -- a flat array of member, stored score, rank, data (false when none).
-local function ranked(key, flat, pos)
+local function ranked(b, flat, pos)
   local out = {}
   local n = #flat / 2
   if n == 0 then return out end
   local members = {}
   for i = 1, n do members[i] = flat[2 * i - 1] end
-  local data = redis.call('HMGET', key .. ':data', unpack(members))
+  local data = redis.call('HMGET', b.d, unpack(members))
   local prev_g, prev_rank
   for i = 1, n do
     local g = group_of(tonumber(flat[2 * i]))
     local rank
     if i == 1 then
-      rank = first_rank(key, g, pos)
+      rank = first_rank(b, g, pos)
     elseif ranking == 'o' then
       rank = pos + i
     elseif g == prev_g then
@@ -163,17 +159,47 @@ end
 
 -- Keeps the dense-ranking set of distinct groups in step after `member`'s stored value
 -- moved from `old` (false when new) to `new` (false when removed).
-local function retie(key, old, new)
+local function retie(b, old, new)
   if ranking ~= 'd' then return end
-  local ties = key .. ':ties'
+  local ties = b.t
   if new then
     local g = group_of(new)
     redis.call('ZADD', ties, g, fmt(g))
   end
   if old then
     local g = group_of(old)
-    if redis.call('ZCOUNT', key, group_min(g), group_max(g)) == 0 then
+    if redis.call('ZCOUNT', b.z, group_min(g), group_max(g)) == 0 then
       redis.call('ZREM', ties, fmt(g))
     end
   end
 end
+
+-- The scopes' boards, each {z = set, d = data, t = ties, code, index} (code and index
+-- for period boards picked by the server's clock).
+local A = 10 + tonumber(ARGV[9])
+local boards = {}
+local retry
+do
+  local k = 0
+  for s = 1, A - 10 do
+    local token = ARGV[9 + s]
+    if token == 'f' then
+      boards[s] = { z = KEYS[k + 1], d = KEYS[k + 2], t = KEYS[k + 3] }
+      k = k + 3
+    else
+      local code, back, list = string.match(token, '^(%a):(%d+):(.*)$')
+      local current = period_index(code, now_secs())
+      local want = current - tonumber(back)
+      for idx in string.gmatch(list, '[^,]+') do
+        if tonumber(idx) == want then
+          boards[s] = { z = KEYS[k + 1], d = KEYS[k + 2], t = KEYS[k + 3], code = code, index = want }
+        end
+        k = k + 3
+      end
+      if not boards[s] and not retry then
+        retry = 'PERIOD ' .. code .. ' ' .. string.format('%d', current)
+      end
+    end
+  end
+end
+if retry then return { ok = retry } end

@@ -1,21 +1,22 @@
--- KEYS[1]: board base key (see common.lua). ARGV[9]: scope, ARGV[10]: operation:
+-- KEYS / ARGV[1..9+S]: see common.lua; one scope. ARGV[A]: operation:
 --   'range' start count | 'around' member n | 'score' lo hi offset count (stored values)
 --   | 'entries' member... | 'count' | 'pct' member
 -- Replies: entries as flat member, stored score, rank, data; 'entries' puts false in
 -- place of a missing member's four fields; 'count' an integer; 'pct' {worse, total}.
-local key = scope_key(ARGV[9])
-local op = ARGV[10]
+local b = boards[1]
+local key = b.z
+local op = ARGV[A]
 
 if op == 'range' then
-  local start = tonumber(ARGV[11])
-  local flat = redis.call('ZRANGE', key, start, start + tonumber(ARGV[12]) - 1, 'WITHSCORES')
-  return ranked(key, flat, start)
+  local start = tonumber(ARGV[A + 1])
+  local flat = redis.call('ZRANGE', key, start, start + tonumber(ARGV[A + 2]) - 1, 'WITHSCORES')
+  return ranked(b, flat, start)
 end
 
 if op == 'around' then
-  local pos = redis.call('ZRANK', key, ARGV[11])
+  local pos = redis.call('ZRANK', key, ARGV[A + 1])
   if not pos then return {} end
-  local n = tonumber(ARGV[12])
+  local n = tonumber(ARGV[A + 2])
   local last = redis.call('ZCARD', key) - 1
   local start = pos - n
   if start < 0 then start = 0 end
@@ -25,14 +26,14 @@ if op == 'around' then
     start = stop - 2 * n
     if start < 0 then start = 0 end
   end
-  return ranked(key, redis.call('ZRANGE', key, start, stop, 'WITHSCORES'), start)
+  return ranked(b, redis.call('ZRANGE', key, start, stop, 'WITHSCORES'), start)
 end
 
 if op == 'score' then
-  local flat = redis.call('ZRANGEBYSCORE', key, ARGV[11], ARGV[12], 'WITHSCORES', 'LIMIT',
-    ARGV[13], ARGV[14])
+  local flat = redis.call('ZRANGEBYSCORE', key, ARGV[A + 1], ARGV[A + 2], 'WITHSCORES', 'LIMIT',
+    ARGV[A + 3], ARGV[A + 4])
   if #flat == 0 then return {} end
-  return ranked(key, flat, redis.call('ZRANK', key, flat[1]))
+  return ranked(b, flat, redis.call('ZRANK', key, flat[1]))
 end
 
 if op == 'count' then
@@ -40,7 +41,7 @@ if op == 'count' then
 end
 
 if op == 'pct' then
-  local stored = redis.call('ZSCORE', key, ARGV[11])
+  local stored = redis.call('ZSCORE', key, ARGV[A + 1])
   if not stored then return {} end
   local g = group_of(tonumber(stored))
   local worse = redis.call('ZCOUNT', key, '(' .. fmt(group_max(g)), '+inf')
@@ -49,8 +50,8 @@ end
 
 -- 'entries'
 local out = {}
-local data = redis.call('HMGET', key .. ':data', unpack(ARGV, 11))
-for i = 11, #ARGV do
+local data = redis.call('HMGET', b.d, unpack(ARGV, A + 1))
+for i = A + 1, #ARGV do
   local member = ARGV[i]
   local stored = redis.call('ZSCORE', key, member)
   local j = #out
@@ -60,12 +61,12 @@ for i = 11, #ARGV do
     if ranking == 'o' then
       rank = redis.call('ZRANK', key, member) + 1
     else
-      rank = first_rank(key, g, 0)
+      rank = first_rank(b, g, 0)
     end
     out[j + 1] = member
     out[j + 2] = stored
     out[j + 3] = rank
-    out[j + 4] = data[i - 10]
+    out[j + 4] = data[i - A]
   else
     out[j + 1] = false
     out[j + 2] = false

@@ -1,22 +1,16 @@
--- KEYS[1]: board base key (see common.lua). ARGV[9]: number of submissions, then four
--- arguments each from ARGV[10]: member, mode ('r' replace, 'b' best, 'i' increment),
--- score (or delta), data ('-' none, '+<data>').
+-- KEYS / ARGV[1..9+S]: see common.lua. Scopes: 'f' the all-time board, then one token
+-- per period in ARGV[8]'s order, back 0 (the current boards).
+-- ARGV[A]: number of submissions, then four arguments each from ARGV[A + 1]: member,
+-- mode ('r' replace, 'b' best, 'i' increment), score (or delta), data ('-' none,
+-- '+<data>').
 -- Writes the all-time board and the current board of every period, all or nothing.
 -- Reply: {1, stored, changed, ...} with the all-time outcome per submission;
 -- {-1, i} when submission i (0-based) would leave the score budget; {-2} when the
 -- tie-break horizon does not cover the server's time.
-local n = tonumber(ARGV[9])
-local targets = { { base .. ':all', false } }
-if #periods > 0 then
-  local secs = now_secs()
-  for p = 1, #periods do
-    local code = string.sub(periods, p, p)
-    local index = period_index(code, secs)
-    targets[#targets + 1] = {
-      base .. ':' .. code .. ':' .. string.format('%d', index),
-      period_start(code, index + 1 + keep) * 1000,
-    }
-  end
+local n = tonumber(ARGV[A])
+local targets = boards
+for t = 2, #targets do
+  targets[t].at = period_start(targets[t].code, targets[t].index + 1 + keep) * 1000
 end
 local step = 0
 if bits > 0 then
@@ -30,14 +24,14 @@ local current = {}
 for t = 1, #targets do current[t] = {} end
 local out = { 1 }
 for i = 0, n - 1 do
-  local member = ARGV[10 + 4 * i]
-  local mode = ARGV[11 + 4 * i]
-  local score = tonumber(ARGV[12 + 4 * i])
+  local member = ARGV[A + 1 + 4 * i]
+  local mode = ARGV[A + 2 + 4 * i]
+  local score = tonumber(ARGV[A + 3 + 4 * i])
   local changed = 0
   for t = 1, #targets do
     local cur = current[t][member]
     if cur == nil then
-      local s = redis.call('ZSCORE', targets[t][1], member)
+      local s = redis.call('ZSCORE', targets[t].z, member)
       cur = s and tonumber(s) or false
     end
     local g = sign * score
@@ -64,22 +58,22 @@ for i = 0, n - 1 do
 end
 
 for _, w in ipairs(plan) do
-  local key = targets[w[1]][1]
-  redis.call('ZADD', key, w[4], w[2])
-  retie(key, w[3], w[4])
+  local b = targets[w[1]]
+  redis.call('ZADD', b.z, w[4], w[2])
+  retie(b, w[3], w[4])
 end
 for i = 0, n - 1 do
-  local data = ARGV[13 + 4 * i]
+  local data = ARGV[A + 4 + 4 * i]
   if string.sub(data, 1, 1) == '+' then
     for t = 1, #targets do
-      redis.call('HSET', targets[t][1] .. ':data', ARGV[10 + 4 * i], string.sub(data, 2))
+      redis.call('HSET', targets[t].d, ARGV[A + 1 + 4 * i], string.sub(data, 2))
     end
   end
 end
 for t = 2, #targets do
-  local key, at = targets[t][1], targets[t][2]
-  redis.call('PEXPIREAT', key, at)
-  redis.call('PEXPIREAT', key .. ':data', at)
-  if ranking == 'd' then redis.call('PEXPIREAT', key .. ':ties', at) end
+  local b = targets[t]
+  redis.call('PEXPIREAT', b.z, b.at)
+  redis.call('PEXPIREAT', b.d, b.at)
+  if ranking == 'd' then redis.call('PEXPIREAT', b.t, b.at) end
 end
 return out

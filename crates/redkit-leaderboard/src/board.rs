@@ -527,6 +527,12 @@ impl Spec {
                 let secs = at.duration_since(UNIX_EPOCH).map_err(|_| {
                     Error::InvalidArgument("a period before 1970 has no board".into())
                 })?;
+                if secs.as_secs() > MAX_SECS {
+                    return Err(Error::InvalidArgument(format!(
+                        "a period after the year 9999 has no board ({} s since 1970)",
+                        secs.as_secs()
+                    )));
+                }
                 format!("{}@{}", p.code(), secs.as_secs())
             }
             Scope::Combined(name) => {
@@ -558,7 +564,13 @@ impl Spec {
                     "a combined board's ttl must be at least 1 ms".into(),
                 ));
             }
-            Some(t) => u64::try_from(t.as_millis()).unwrap_or(u64::MAX),
+            Some(t) if t > MAX_TTL => {
+                return Err(Error::InvalidArgument(format!(
+                    "a combined board's ttl of {t:?} is over the limit of 100 years"
+                )));
+            }
+            // at most 100 years: fits in u64 milliseconds
+            Some(t) => t.as_millis() as u64,
         };
         Ok((dest, ttl_ms))
     }
@@ -589,6 +601,18 @@ impl Spec {
         (period.start(index + 1 + i64::from(self.board.keep_finished)) - off) * 1000
     }
 }
+
+/// The last second of the year 9999: later dates have no period board (their period
+/// arithmetic would overflow).
+pub(crate) const MAX_SECS: u64 = 253_402_300_799;
+
+/// The longest ttl of a combined board (Redis refuses an expiry past i64 milliseconds).
+pub(crate) const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// Positions from 2^53 on are past the end of every board (and beyond what a script's
+/// numbers hold exactly): reads from there are empty, removals below there remove
+/// nothing.
+pub(crate) const MAX_POSITION: u64 = 1 << 53;
 
 pub(crate) fn period_of(code: char) -> Period {
     match code {

@@ -729,6 +729,110 @@ pub async fn bad_input_is_a_typed_error(s: &Suite) {
     assert!(matches!(e, Error::HorizonPassed(_)), "{e:?}");
 }
 
+/// Item 10 of issue 18: extreme numbers are a typed error before anything is sent, or
+/// the exact answer (nothing lies past position 2^53), never a panic or a wrapped value.
+pub async fn extreme_numbers_are_typed_errors_or_exact_answers(s: &Suite) {
+    let lb = s.board(
+        Board::named("extreme")
+            .member_data(true)
+            .ranking(Ranking::Standard)
+            .periods([Period::Daily])
+            .utc_offset(3600),
+    );
+    lb.submit(Submission::replace("m", 1.0)).await.unwrap();
+    let e = lb.top(ALL, u64::MAX).await.unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+    let e = lb.around(ALL, "m", u64::MAX).await.unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+    for start in [u64::MAX, 1 << 53, (1 << 53) + 1] {
+        assert!(
+            lb.range(ALL, start, 10).await.unwrap().is_empty(),
+            "{start}"
+        );
+        let daily = Scope::Current(Period::Daily);
+        assert!(
+            lb.range(&daily, start, 10).await.unwrap().is_empty(),
+            "{start}"
+        );
+    }
+    let all = lb
+        .by_score(ALL, f64::NEG_INFINITY, f64::INFINITY, u64::MAX, 10)
+        .await
+        .unwrap();
+    assert!(all.is_empty());
+    for n in [u64::MAX, 1 << 53] {
+        assert_eq!(
+            lb.remove_range(ALL, Removal::OutsideTop(n)).await.unwrap(),
+            0
+        );
+    }
+    let e = lb
+        .remove_range(
+            ALL,
+            Removal::ScoreRange {
+                min: f64::NAN,
+                max: 1.0,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidScore(_)), "{e:?}");
+    assert_eq!(lb.count(ALL).await.unwrap(), 1, "nothing was removed");
+    for ttl in [
+        Duration::MAX,
+        Duration::from_millis(u64::MAX),
+        Duration::from_secs(101 * 365 * 86_400),
+    ] {
+        let e = lb
+            .combine("c", &[Scope::AllTime], Aggregate::Sum, Some(ttl))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{ttl:?}: {e:?}");
+    }
+    assert_eq!(
+        lb.combine(
+            "c",
+            &[Scope::AllTime],
+            Aggregate::Sum,
+            Some(Duration::from_secs(3600))
+        )
+        .await
+        .unwrap(),
+        1
+    );
+    // the last second SystemTime holds, and a day after the year 9999
+    for secs in [i64::MAX as u64, 253_402_300_800] {
+        let at = UNIX_EPOCH + Duration::from_secs(secs);
+        let e = lb.top(&Scope::on(Period::Daily, at), 1).await.unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{secs}: {e:?}");
+    }
+    let last_day = UNIX_EPOCH + Duration::from_secs(253_402_300_799);
+    assert!(
+        lb.top(&Scope::on(Period::Yearly, last_day), 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let e = lb
+        .top(&Scope::Previous(Period::Daily, u32::MAX), 1)
+        .await
+        .map(|v| v.len());
+    assert!(matches!(e, Ok(0)), "{e:?}");
+    for tie in [
+        TieBreak::earliest_first(UNIX_EPOCH, Duration::ZERO, Duration::from_secs(60)),
+        TieBreak::earliest_first(UNIX_EPOCH, Duration::MAX, Duration::MAX),
+        TieBreak::earliest_first(UNIX_EPOCH, Duration::from_millis(1), Duration::MAX),
+        TieBreak::earliest_first(
+            UNIX_EPOCH + Duration::from_secs(i64::MAX as u64),
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+        ),
+    ] {
+        let e = s.try_board(Board::named("t").tie_break(tie)).unwrap_err();
+        assert!(matches!(e, Error::InvalidConfig(_)), "{tie:?}: {e:?}");
+    }
+}
+
 pub async fn boards_are_independent(s: &Suite) {
     let a = s.board(Board::named("one"));
     let b = s.board(Board::named("one"));
@@ -761,6 +865,7 @@ macro_rules! conformance_suite {
                 period_boards_are_written_together_and_expire,
                 combined_boards_sum_or_pick_scores,
                 bad_input_is_a_typed_error,
+                extreme_numbers_are_typed_errors_or_exact_answers,
                 boards_are_independent
             );
         }

@@ -6,10 +6,10 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redkit_core::redis::{Value, cmd};
-use redkit_core::{Invocation, Key, Redis, Script};
+use redkit_core::redis::{FromRedisValue, Value, cmd};
+use redkit_core::{Clock, Invocation, Key, Redis, Script, SystemClock};
 
-use crate::board::{Spec, check_batch, check_count, check_member};
+use crate::board::{MAX_POSITION, Spec, check_batch, check_count, check_member};
 use crate::{
     Aggregate, Board, Entry, Error, Leaderboard, Mode, Ranking, Removal, Result, Scope, Submission,
     Submitted,
@@ -39,8 +39,12 @@ static COMBINE: LazyLock<Script> = script!("combine");
 /// Keys: `<prefix>:lb:{<name>}:all` for the all-time board, `...:<period code>:<index>`
 /// for period boards (`d:20415` is the 20,415th day since 1970), `...:x:<name>` for
 /// combined boards, each with `:data` (member data) and, for dense ranking, `:ties`. All
-/// share the board's hash tag, so a board lives on one cluster slot. Periods and the
-/// tie-break time come from the server's clock.
+/// share the board's hash tag, so a board lives on one cluster slot. Every key a script
+/// touches is passed in `KEYS`: for the current (or a previous) period the client passes
+/// the boards of the period its own clock says and of the periods on either side, and
+/// the script takes the one the server's clock says (or, when the clocks disagree by more
+/// than a period, answers which period it is and the client tries again). Periods and
+/// the tie-break time come from the server's clock.
 #[derive(Clone)]
 pub struct RedisLeaderboard {
     inner: Arc<Inner>,
@@ -50,7 +54,12 @@ struct Inner {
     redis: Redis,
     spec: Spec,
     base: Key,
+    /// This machine's clock: only to choose which period boards to pass.
+    clock: Arc<dyn Clock>,
 }
+
+/// How many times a script is sent again with the period the server named.
+const PERIOD_ATTEMPTS: usize = 3;
 
 impl fmt::Debug for RedisLeaderboard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -74,8 +83,24 @@ impl RedisLeaderboard {
                 redis: redis.clone(),
                 spec,
                 base,
+                clock: Arc::new(SystemClock),
             }),
         })
+    }
+
+    /// Replaces the clock this machine uses to choose the candidate period boards it
+    /// passes (tests: a skewed client). The server's clock still decides the period.
+    #[doc(hidden)]
+    pub fn with_client_clock(self, clock: impl Clock) -> RedisLeaderboard {
+        let inner = &self.inner;
+        RedisLeaderboard {
+            inner: Arc::new(Inner {
+                redis: inner.redis.clone(),
+                spec: inner.spec.clone(),
+                base: inner.base.clone(),
+                clock: Arc::new(clock),
+            }),
+        }
     }
 
     /// The board's base key (every key of the board starts with it).
@@ -83,16 +108,91 @@ impl RedisLeaderboard {
         self.inner.base.as_str()
     }
 
-    fn call(&self, script: &'static Script) -> Invocation<'static> {
-        let mut call = script.call().key(self.inner.base.as_str());
+    /// A call of `script` on `scopes`: their boards' keys, the board's arguments, the
+    /// scope tokens; the script's own arguments follow.
+    fn call(
+        &self,
+        script: &'static Script,
+        scopes: &[Scope],
+        centers: &[(char, i64)],
+    ) -> Result<Invocation<'static>> {
+        let mut call = script.call();
+        let mut tokens = Vec::with_capacity(scopes.len());
+        let secs = i64::try_from(self.inner.clock.now().as_secs()).unwrap_or(i64::MAX);
+        for scope in scopes {
+            let (token, keys) = scope_keys(
+                self.inner.base.as_str(),
+                &self.inner.spec,
+                scope,
+                secs,
+                centers,
+            )?;
+            for key in keys {
+                call = call.key(key);
+            }
+            tokens.push(token);
+        }
         for arg in &self.inner.spec.args {
             call = call.arg(arg.as_str());
         }
-        call
+        call = call.arg(tokens.len());
+        for token in tokens {
+            call = call.arg(token);
+        }
+        Ok(call)
     }
 
-    fn read(&self, scope: &Scope) -> Result<Invocation<'static>> {
-        Ok(self.call(&READ).arg(self.inner.spec.scope_arg(scope)?))
+    /// The all-time board and the current board of every period: where writes go.
+    fn write_scopes(&self) -> Vec<Scope> {
+        let mut scopes = vec![Scope::AllTime];
+        scopes.extend(
+            self.inner
+                .spec
+                .board
+                .periods
+                .iter()
+                .map(|p| Scope::Current(*p)),
+        );
+        scopes
+    }
+
+    /// Runs `script` on `scopes` with its own arguments from `args`; when the server's
+    /// period is none of the boards passed, sends it again with the period it named.
+    async fn run<T: FromRedisValue>(
+        &self,
+        script: &'static Script,
+        scopes: &[Scope],
+        args: impl Fn(Invocation<'static>) -> Invocation<'static>,
+    ) -> Result<T> {
+        let mut centers: Vec<(char, i64)> = Vec::new();
+        for _ in 0..PERIOD_ATTEMPTS {
+            let call = args(self.call(script, scopes, &centers)?);
+            let value: Value = call.invoke(&self.inner.redis).await?;
+            if let Value::SimpleString(s) = &value
+                && let Some(named) = s.strip_prefix("PERIOD ")
+            {
+                let (code, index) = named
+                    .split_once(' ')
+                    .and_then(|(c, i)| Some((c.chars().next()?, i.parse::<i64>().ok()?)))
+                    .ok_or_else(|| unexpected(format!("a script replied {s}")))?;
+                centers.retain(|(c, _)| *c != code);
+                centers.push((code, index));
+                continue;
+            }
+            return redkit_core::redis::from_redis_value(value)
+                .map_err(|e| unexpected(format!("{}: {e}", script.name())));
+        }
+        Err(unexpected(
+            "the server's period changed on every attempt to pick it",
+        ))
+    }
+
+    async fn read<T: FromRedisValue>(
+        &self,
+        scope: &Scope,
+        args: impl Fn(Invocation<'static>) -> Invocation<'static>,
+    ) -> Result<T> {
+        self.run(&READ, std::slice::from_ref(scope), args).await
     }
 
     /// The key of a scope that needs no clock (all-time and combined boards): those are
@@ -147,13 +247,61 @@ impl RedisLeaderboard {
             .collect())
     }
 
-    async fn ranked(&self, call: Invocation<'static>) -> Result<Vec<Entry>> {
-        let values: Vec<Value> = call.invoke(&self.inner.redis).await?;
+    async fn ranked(
+        &self,
+        scope: &Scope,
+        args: impl Fn(Invocation<'static>) -> Invocation<'static>,
+    ) -> Result<Vec<Entry>> {
+        let values: Vec<Value> = self.read(scope, args).await?;
         Ok(parse_entries(&self.inner.spec, values)?
             .into_iter()
             .flatten()
             .collect())
     }
+}
+
+/// A scope's token (see lua/common.lua) and the keys of its boards (set, data, ties for
+/// each): one board for fixed scopes, for a current or previous period the boards of the
+/// period this machine's clock (`now_secs`) says and of its neighbours, or around the
+/// current index the server named (`centers`).
+fn scope_keys(
+    base: &str,
+    spec: &Spec,
+    scope: &Scope,
+    now_secs: i64,
+    centers: &[(char, i64)],
+) -> Result<(String, Vec<String>)> {
+    let board = |suffix: &str| {
+        [
+            format!("{base}:{suffix}"),
+            format!("{base}:{suffix}:data"),
+            format!("{base}:{suffix}:ties"),
+        ]
+    };
+    let (period, back) = match scope {
+        Scope::Current(p) => (*p, 0),
+        Scope::Previous(p, n) => (*p, *n),
+        Scope::AllTime | Scope::Combined(_) | Scope::On(..) => {
+            // fixed boards: the period of a date needs no clock
+            let suffix = spec.resolve(&spec.scope_arg(scope)?, 0);
+            return Ok(("f".into(), board(&suffix).into()));
+        }
+    };
+    let code = period.code();
+    let current = match centers.iter().find(|(c, _)| *c == code) {
+        Some((_, index)) => *index,
+        None => period.index(now_secs.saturating_add(i64::from(spec.board.utc_offset))),
+    };
+    let want = current - i64::from(back);
+    let candidates = [want - 1, want, want + 1];
+    let list: Vec<String> = candidates.iter().map(i64::to_string).collect();
+    Ok((
+        format!("{code}:{back}:{}", list.join(",")),
+        candidates
+            .iter()
+            .flat_map(|i| board(&format!("{code}:{i}")))
+            .collect(),
+    ))
 }
 
 fn unexpected(what: impl Into<String>) -> Error {
@@ -254,18 +402,22 @@ impl Leaderboard for RedisLeaderboard {
         if submissions.is_empty() {
             return Ok(Vec::new());
         }
-        let mut call = self.call(&SUBMIT).arg(submissions.len());
-        for s in submissions {
-            call = call
-                .arg(s.member.as_str())
-                .arg(mode_code(s.mode))
-                .arg(s.score.to_string());
-            call = match &s.data {
-                Some(d) => call.arg(format!("+{d}")),
-                None => call.arg("-"),
-            };
-        }
-        let values: Vec<Value> = call.invoke(&self.inner.redis).await?;
+        let values: Vec<Value> = self
+            .run(&SUBMIT, &self.write_scopes(), |call| {
+                let mut call = call.arg(submissions.len());
+                for s in submissions {
+                    call = call
+                        .arg(s.member.as_str())
+                        .arg(mode_code(s.mode))
+                        .arg(s.score.to_string());
+                    call = match &s.data {
+                        Some(d) => call.arg(format!("+{d}")),
+                        None => call.arg("-"),
+                    };
+                }
+                call
+            })
+            .await?;
         match values.first().map(int).transpose()? {
             Some(1) => {}
             Some(-1) => {
@@ -304,33 +456,37 @@ impl Leaderboard for RedisLeaderboard {
         if members.is_empty() {
             return Ok(0);
         }
-        let mut call = self.call(&REMOVE).arg("members");
-        for m in members {
-            call = call.arg(*m);
-        }
-        let n: u64 = call.invoke(&self.inner.redis).await?;
-        Ok(n)
+        self.run(&REMOVE, &self.write_scopes(), |call| {
+            let mut call = call.arg("members");
+            for m in members {
+                call = call.arg(*m);
+            }
+            call
+        })
+        .await
     }
 
     async fn remove_range(&self, scope: &Scope, removal: Removal) -> Result<u64> {
         let spec = &self.inner.spec;
-        let call = match removal {
-            Removal::OutsideTop(n) => self
-                .call(&REMOVE)
-                .arg("outside")
-                .arg(spec.scope_arg(scope)?)
-                .arg(n),
+        let scopes = std::slice::from_ref(scope);
+        match removal {
+            Removal::OutsideTop(n) if n >= MAX_POSITION => {
+                // validate the scope as a removal would, then remove nobody
+                spec.scope_arg(scope)?;
+                Ok(0)
+            }
+            Removal::OutsideTop(n) => {
+                self.run(&REMOVE, scopes, |call| call.arg("outside").arg(n))
+                    .await
+            }
             Removal::ScoreRange { min, max } => {
                 let (lo, hi) = spec.stored_range(min, max)?;
-                self.call(&REMOVE)
-                    .arg("score")
-                    .arg(spec.scope_arg(scope)?)
-                    .arg(bound(lo))
-                    .arg(bound(hi))
+                self.run(&REMOVE, scopes, |call| {
+                    call.arg("score").arg(bound(lo)).arg(bound(hi))
+                })
+                .await
             }
-        };
-        let n: u64 = call.invoke(&self.inner.redis).await?;
-        Ok(n)
+        }
     }
 
     async fn entries(&self, scope: &Scope, members: &[&str]) -> Result<Vec<Option<Entry>>> {
@@ -339,17 +495,21 @@ impl Leaderboard for RedisLeaderboard {
         if members.is_empty() {
             return Ok(Vec::new());
         }
-        let mut call = self.read(scope)?.arg("entries");
-        for m in members {
-            call = call.arg(*m);
-        }
-        let values: Vec<Value> = call.invoke(&self.inner.redis).await?;
+        let values: Vec<Value> = self
+            .read(scope, |call| {
+                let mut call = call.arg("entries");
+                for m in members {
+                    call = call.arg(*m);
+                }
+                call
+            })
+            .await?;
         parse_entries(&self.inner.spec, values)
     }
 
     async fn range(&self, scope: &Scope, start: u64, count: u64) -> Result<Vec<Entry>> {
         check_count(count)?;
-        if start > i64::MAX as u64 / 2 {
+        if start >= MAX_POSITION {
             return Ok(Vec::new());
         }
         if let Some(key) = self.direct_key(scope)?
@@ -357,14 +517,14 @@ impl Leaderboard for RedisLeaderboard {
         {
             return self.range_direct(&key, start, count).await;
         }
-        self.ranked(self.read(scope)?.arg("range").arg(start).arg(count))
+        self.ranked(scope, |call| call.arg("range").arg(start).arg(count))
             .await
     }
 
     async fn around(&self, scope: &Scope, member: &str, n: u64) -> Result<Vec<Entry>> {
         check_member(member)?;
         check_count(n.saturating_mul(2).saturating_add(1))?;
-        self.ranked(self.read(scope)?.arg("around").arg(member).arg(n))
+        self.ranked(scope, |call| call.arg("around").arg(member).arg(n))
             .await
     }
 
@@ -378,34 +538,23 @@ impl Leaderboard for RedisLeaderboard {
     ) -> Result<Vec<Entry>> {
         check_count(count)?;
         let (lo, hi) = self.inner.spec.stored_range(min, max)?;
-        self.ranked(
-            self.read(scope)?
-                .arg("score")
+        self.ranked(scope, |call| {
+            call.arg("score")
                 .arg(bound(lo))
                 .arg(bound(hi))
-                .arg(offset.min(i64::MAX as u64))
-                .arg(count),
-        )
+                .arg(offset.min(MAX_POSITION))
+                .arg(count)
+        })
         .await
     }
 
     async fn count(&self, scope: &Scope) -> Result<u64> {
-        let n: u64 = self
-            .read(scope)?
-            .arg("count")
-            .invoke(&self.inner.redis)
-            .await?;
-        Ok(n)
+        self.read(scope, |call| call.arg("count")).await
     }
 
     async fn percentile(&self, scope: &Scope, member: &str) -> Result<Option<f64>> {
         check_member(member)?;
-        let v: Vec<u64> = self
-            .read(scope)?
-            .arg("pct")
-            .arg(member)
-            .invoke(&self.inner.redis)
-            .await?;
+        let v: Vec<u64> = self.read(scope, |call| call.arg("pct").arg(member)).await?;
         Ok(match v.as_slice() {
             [worse, total] if *total > 0 => Some(100.0 * *worse as f64 / *total as f64),
             _ => None,
@@ -420,16 +569,14 @@ impl Leaderboard for RedisLeaderboard {
         ttl: Option<Duration>,
     ) -> Result<u64> {
         let spec = &self.inner.spec;
-        let (dest, ttl_ms) = spec.check_combine(name, sources, ttl)?;
-        let mut call = self
-            .call(&COMBINE)
-            .arg(dest)
-            .arg(aggregate.code())
-            .arg(ttl_ms);
-        for s in sources {
-            call = call.arg(spec.scope_arg(s)?);
-        }
-        let v: Value = call.invoke(&self.inner.redis).await?;
+        let (_, ttl_ms) = spec.check_combine(name, sources, ttl)?;
+        let mut scopes = vec![Scope::Combined(name.to_string())];
+        scopes.extend(sources.iter().cloned());
+        let v: Value = self
+            .run(&COMBINE, &scopes, |call| {
+                call.arg(aggregate.code()).arg(ttl_ms)
+            })
+            .await?;
         match v {
             Value::Int(n) if n >= 0 => Ok(n as u64),
             Value::Array(_) => Err(Error::InvalidScore(format!(
@@ -474,10 +621,9 @@ impl Leaderboard for RedisLeaderboard {
 
     async fn clear(&self, scope: &Scope) -> Result<()> {
         let _: u64 = self
-            .call(&REMOVE)
-            .arg("clear")
-            .arg(self.inner.spec.scope_arg(scope)?)
-            .invoke(&self.inner.redis)
+            .run(&REMOVE, std::slice::from_ref(scope), |call| {
+                call.arg("clear")
+            })
             .await?;
         Ok(())
     }
@@ -498,33 +644,152 @@ fn bound(x: f64) -> String {
 mod tests {
     use super::*;
 
+    use crate::Period;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// Every scope a script can be given, on a board with every period.
+    fn all_scopes() -> Vec<Scope> {
+        let mut scopes = vec![Scope::AllTime, Scope::combined("week-total")];
+        for p in [
+            Period::Hourly,
+            Period::Daily,
+            Period::Weekly,
+            Period::Monthly,
+            Period::Yearly,
+        ] {
+            scopes.push(Scope::Current(p));
+            scopes.push(Scope::Previous(p, 3));
+            scopes.push(Scope::on(
+                p,
+                UNIX_EPOCH + Duration::from_secs(1_795_409_414),
+            ));
+        }
+        scopes
+    }
+
     #[test]
-    fn every_key_of_a_board_shares_one_slot() {
+    fn every_key_of_every_script_call_shares_one_slot() {
+        let board = Board::named("arena").periods([
+            Period::Hourly,
+            Period::Daily,
+            Period::Weekly,
+            Period::Monthly,
+            Period::Yearly,
+        ]);
+        let spec = Spec::new(board).unwrap();
         let base = redkit_core::Keyspace::new("app")
             .unwrap()
             .child("lb")
             .unwrap()
             .tagged("arena")
             .unwrap();
-        let b = base.as_str();
-        redkit_testkit::assert_same_slot(&[
-            b.to_string(),
-            format!("{b}:all"),
-            format!("{b}:all:data"),
-            format!("{b}:all:ties"),
-            format!("{b}:d:20415"),
-            format!("{b}:d:20415:data"),
-            format!("{b}:w:2916:ties"),
-            format!("{b}:x:week-total"),
-            format!("{b}:x:week-total:data"),
-        ]);
-        for script in [&*SUBMIT, &*READ, &*REMOVE, &*COMBINE] {
-            assert!(script.code().starts_with("-- KEYS[1]"), "{}", script.name());
-            assert!(
-                !script.code().contains("KEYS[2]"),
-                "{} declares one key and derives the rest from it",
-                script.name()
-            );
+        let now = 1_795_409_414;
+        // submit and remove-members: the all-time board and every current period board;
+        // read, remove-range, clear: one scope; combine: a combined board and sources
+        let mut keys = Vec::new();
+        for scope in all_scopes() {
+            let (token, k) = scope_keys(base.as_str(), &spec, &scope, now, &[]).unwrap();
+            assert_eq!(k.len(), if token == "f" { 3 } else { 9 }, "{scope:?}");
+            keys.extend(k);
         }
+        // around an index the server named
+        let (token, k) = scope_keys(
+            base.as_str(),
+            &spec,
+            &Scope::Previous(Period::Daily, 1),
+            now,
+            &[('d', 30)],
+        )
+        .unwrap();
+        assert_eq!(token, "d:1:28,29,30");
+        assert!(k[0].ends_with(":d:28") && k[3].ends_with(":d:29"), "{k:?}");
+        keys.extend(k);
+        redkit_testkit::assert_same_slot(&keys);
+        for key in &keys {
+            assert!(key.starts_with(base.as_str()), "{key}");
+        }
+        for script in [&*SUBMIT, &*READ, &*REMOVE, &*COMBINE] {
+            assert!(script.code().starts_with("-- KEYS"), "{}", script.name());
+        }
+    }
+
+    /// The operands around each `..` of a line of Lua (comments dropped).
+    fn concatenations(line: &str) -> Vec<(String, String)> {
+        let code = line.split("--").next().unwrap_or("");
+        let operand = |c: char| c.is_alphanumeric() || "_[].:'\"".contains(c);
+        let parts: Vec<&str> = code.split("..").collect();
+        parts
+            .windows(2)
+            .map(|w| {
+                let left: String = w[0]
+                    .trim_end()
+                    .chars()
+                    .rev()
+                    .take_while(|c| operand(*c))
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                let right: String = w[1]
+                    .trim_start()
+                    .chars()
+                    .take_while(|c| operand(*c))
+                    .collect();
+                (left, right)
+            })
+            .collect()
+    }
+
+    /// Whether a concatenation operand looks like part of a key name.
+    fn keyish(operand: &str) -> bool {
+        let names = ["key", "base", "dest", "ties", "board", "b.z", "b.d", "b.t"];
+        operand.contains("KEYS")
+            || names.contains(&operand)
+            || operand.ends_with(".z")
+            || operand.ends_with(".d")
+            || operand.ends_with(".t")
+            || operand.starts_with("':")
+            || operand.starts_with("\":")
+    }
+
+    /// No script makes a key name: no `..` concatenation has a key-like operand (`KEYS`,
+    /// a key variable, or a `':<suffix>'` literal).
+    #[test]
+    fn no_script_builds_a_key_name() {
+        assert!(keyish("KEYS[1]") && keyish("key") && keyish("':data'") && keyish("b.z"));
+        assert_eq!(
+            concatenations("local k = base .. ':' .. code -- ok .. here"),
+            [
+                ("base".to_string(), "':'".to_string()),
+                ("':'".into(), "code".into())
+            ]
+        );
+        assert!(
+            !concatenations("x = '(' .. fmt(g)")
+                .iter()
+                .any(|(l, r)| keyish(l) || keyish(r))
+        );
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lua");
+        let mut scanned = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "lua") {
+                continue;
+            }
+            scanned += 1;
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                for (left, right) in concatenations(line) {
+                    assert!(
+                        !keyish(&left) && !keyish(&right),
+                        "{}:{}: `{left} .. {right}` looks like a key name being built; \
+                         pass the key in KEYS instead\n{line}",
+                        path.display(),
+                        n + 1
+                    );
+                }
+            }
+        }
+        assert!(scanned >= 5, "found {scanned} scripts in {}", dir.display());
     }
 }

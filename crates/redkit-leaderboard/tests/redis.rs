@@ -184,3 +184,115 @@ async fn a_server_that_goes_away_is_a_store_error() {
     let e = lb.rank(ALL, "m").await.unwrap_err();
     assert!(matches!(e, Error::Store(_)), "{e:?}");
 }
+
+/// The server's time in ms.
+async fn server_ms(redis: &redkit_core::Redis) -> i64 {
+    let t: (i64, i64) = redis.query(&cmd("TIME")).await.unwrap();
+    t.0 * 1000 + t.1 / 1000
+}
+
+async fn members(lb: &RedisLeaderboard, scope: &Scope) -> Vec<String> {
+    lb.range(scope, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.member)
+        .collect()
+}
+
+/// Item 9 of issue 18: the current period's board is one of the keys the client passes
+/// (KEYS), picked by the server's clock. An hourly board whose UTC offset puts the end
+/// of an hour two seconds ahead on the server: a submission before it and one after it
+/// land on consecutive boards, and reads before and after agree.
+async fn across_a_period_boundary(redis: redkit_core::Redis) {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let now = server_ms(&redis).await;
+        let secs = now / 1000;
+        // the hour ends at `boundary` (server seconds) in this offset
+        let offset = 3598 - secs.rem_euclid(3600);
+        let boundary_ms = (secs + 2) * 1000;
+        let lb = RedisLeaderboard::new(
+            &redis,
+            board("boundary")
+                .periods([Period::Hourly])
+                .utc_offset(i32::try_from(offset).unwrap())
+                .keep_finished(1),
+        )
+        .unwrap();
+        lb.submit(Submission::replace("before", 1.0)).await.unwrap();
+        let current = Scope::Current(Period::Hourly);
+        let read_before = members(&lb, &current).await;
+        if server_ms(&redis).await >= boundary_ms - 200 {
+            // too slow a machine to stay before the boundary: try the next one
+            assert!(attempt < 5, "never managed to write before a boundary");
+            continue;
+        }
+        assert_eq!(read_before, ["before"]);
+        while server_ms(&redis).await < boundary_ms + 50 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        lb.submit(Submission::replace("after", 2.0)).await.unwrap();
+        assert_eq!(members(&lb, &current).await, ["after"]);
+        assert_eq!(
+            members(&lb, &Scope::Previous(Period::Hourly, 1)).await,
+            ["before"]
+        );
+        assert_eq!(members(&lb, ALL).await, ["after", "before"]);
+        // the period boards are separate keys, each declared by the client
+        let hour = |ms: i64| (ms / 1000 + offset).div_euclid(3600);
+        for (index, member) in [
+            (hour(boundary_ms) - 1, "before"),
+            (hour(boundary_ms), "after"),
+        ] {
+            let key = format!("{}:h:{index}", lb.key());
+            let on: Vec<String> = redis
+                .query(cmd("ZRANGE").arg(&key).arg(0).arg(-1))
+                .await
+                .unwrap();
+            assert_eq!(on, [member], "{key}");
+        }
+        return;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_period_boundary_on_the_servers_clock_standalone() {
+    across_a_period_boundary(redkit_testkit::redis().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_period_boundary_on_the_servers_clock_cluster() {
+    across_a_period_boundary(redkit_testkit::cluster().redis().await).await;
+}
+
+/// A client clock an hour off passes the right board among its candidates; five hours
+/// off, it passes none, the script names the server's period, and the retry lands on it.
+/// Either way writes and reads go to the server's current period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skewed_client_clock_still_uses_the_servers_period() {
+    let redis = redkit_testkit::redis().await;
+    let now = server_ms(&redis).await;
+    let server_hour = (now / 1000).div_euclid(3600);
+    for skew_hours in [-5i64, -1, 1, 5] {
+        let at =
+            std::time::Duration::from_millis(u64::try_from(now + skew_hours * 3_600_000).unwrap());
+        let lb = RedisLeaderboard::new(&redis, board("skew").periods([Period::Hourly]))
+            .unwrap()
+            .with_client_clock(redkit_core::ManualClock::new(at));
+        lb.submit(Submission::replace("m", 7.0)).await.unwrap();
+        let current = Scope::Current(Period::Hourly);
+        assert_eq!(members(&lb, &current).await, ["m"], "skew {skew_hours} h");
+        assert_eq!(
+            lb.count(&Scope::Previous(Period::Hourly, 1)).await.unwrap(),
+            0
+        );
+        let key = format!("{}:h:{server_hour}", lb.key());
+        let n: u64 = redis.query(cmd("ZCARD").arg(&key)).await.unwrap();
+        assert_eq!(n, 1, "skew {skew_hours} h: {key}");
+        assert_eq!(lb.remove(&["m"]).await.unwrap(), 1);
+        let n: u64 = redis.query(cmd("ZCARD").arg(&key)).await.unwrap();
+        assert_eq!(n, 0, "removed from the server's current board too");
+    }
+}
