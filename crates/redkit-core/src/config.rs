@@ -79,17 +79,41 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Replaces the password in a URL with `<redacted>`; returns unparseable input unchanged
-/// only when it holds no `@` (otherwise a placeholder, so no secret can leak).
+/// Replaces every credential in a URL with `<redacted>`: the password of `user:pass@`
+/// (how redis-rs reads TCP and TLS URLs) and the value of a `pass` query parameter (how
+/// it reads `unix://` and `redis+unix://` URLs), as well as `password`, `passwd`, `pwd`,
+/// `secret`, `token` and `auth` parameters, which other clients use. User names stay.
+/// Returns unparseable input unchanged only when it holds no `@` and no `?` (otherwise
+/// a placeholder, so no secret can leak).
 pub(crate) fn redact_url(raw: &str) -> String {
     match url::Url::parse(raw) {
         Ok(mut u) => {
             if u.password().is_some() {
                 let _ = u.set_password(Some("<redacted>"));
             }
+            let secret = |k: &str| {
+                [
+                    "pass", "password", "passwd", "pwd", "secret", "token", "auth",
+                ]
+                .iter()
+                .any(|s| k.eq_ignore_ascii_case(s))
+            };
+            if u.query_pairs().any(|(k, _)| secret(&k)) {
+                let pairs: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if secret(&k) { "<redacted>".into() } else { v };
+                        (k.into_owned(), v.into_owned())
+                    })
+                    .collect();
+                u.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            if u.fragment().is_some() {
+                u.set_fragment(Some("<redacted>"));
+            }
             u.to_string()
         }
-        Err(_) if raw.contains('@') => "<unparseable url>".to_string(),
+        Err(_) if raw.contains(['@', '?', '#']) => "<unparseable url>".to_string(),
         Err(_) => raw.to_string(),
     }
 }
@@ -441,6 +465,46 @@ mod tests {
         assert!(!shown.contains("builder-secret"), "{shown}");
         assert!(!shown.contains("key-secret"), "{shown}");
         assert!(shown.contains("alice"), "user names may show: {shown}");
+    }
+
+    #[test]
+    fn every_credential_form_of_a_url_is_redacted() {
+        for (url, shown) in [
+            (
+                "redis://alice:s3cret@localhost:6379/0",
+                "redis://alice:%3Credacted%3E@localhost:6379/0",
+            ),
+            (
+                "unix:///tmp/redis.sock?user=alice&pass=s3cret&db=2",
+                "unix:///tmp/redis.sock?user=alice&pass=%3Credacted%3E&db=2",
+            ),
+            (
+                "redis+unix:///tmp/redis.sock?pass=s3cret",
+                "redis+unix:///tmp/redis.sock?pass=%3Credacted%3E",
+            ),
+            (
+                "unix:///tmp/r.sock?PASSWORD=s3cret&protocol=resp3",
+                "unix:///tmp/r.sock?PASSWORD=%3Credacted%3E&protocol=resp3",
+            ),
+            ("rediss://:s3cret@h:1?token=s3cret#s3cret", ""),
+            ("redis://u:s3cret@[bad", "<unparseable url>"),
+            ("bad url?pass=s3cret", "<unparseable url>"),
+            ("redis://localhost:6379/1", "redis://localhost:6379/1"),
+        ] {
+            let redacted = redact_url(url);
+            assert!(!redacted.contains("s3cret"), "{url}: {redacted}");
+            if !shown.is_empty() {
+                assert_eq!(redacted, shown);
+            }
+        }
+        // the same through a configuration's Debug output
+        let c = RedisConfig::builder()
+            .url("unix:///tmp/redis.sock?user=alice&pass=query-secret")
+            .build()
+            .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("query-secret"), "{shown}");
+        assert!(shown.contains("alice"), "{shown}");
     }
 
     #[test]

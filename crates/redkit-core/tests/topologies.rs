@@ -156,6 +156,53 @@ async fn password_in_the_url_works_and_stays_hidden() {
     assert!(matches!(err, Error::Auth(_)), "{err:?}");
 }
 
+/// Writes the formatted log lines into a shared buffer.
+#[derive(Clone, Default)]
+struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn logs_and_errors_never_show_url_passwords() {
+    let logs = LogBuf::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    for url in [
+        "unix:///nonexistent/redkit.sock?user=alice&pass=log-secret",
+        "redis+unix:///nonexistent/redkit.sock?pass=log-secret&db=1",
+        "redis://alice:log-secret@127.0.0.1:1",
+    ] {
+        let config = RedisConfig::builder()
+            .url(url)
+            .connect_timeout(Duration::from_millis(500))
+            .build()
+            .unwrap();
+        assert!(!format!("{config:?}").contains("log-secret"), "{config:?}");
+        let err = Redis::from_config(config).await.unwrap_err();
+        assert!(!err.to_string().contains("log-secret"), "{err}");
+        assert!(!format!("{err:?}").contains("log-secret"), "{err:?}");
+    }
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("redkit.connect"), "{logs}");
+    assert!(logs.contains("nonexistent/redkit.sock"), "{logs}");
+    assert!(!logs.contains("log-secret"), "{logs}");
+}
+
 trait DbChecked {
     fn get_db_checked(&self) -> i64;
 }
