@@ -4,6 +4,12 @@
 //! answers; add `serve` to listen on 127.0.0.1:3000 instead (then try `curl -i`).
 //!
 //! Uses `REDIS_URL`, else a private `redis-server` from PATH, else the in-memory limiter.
+//!
+//! The key is the peer IP (IPv6 clients by their /64). Behind reverse proxies, key by the
+//! address the proxies forward instead, naming how many you run:
+//! `KeyExtractor::forwarded_for(1)` behind one proxy that appends to `X-Forwarded-For`
+//! (nginx's `$proxy_add_x_forwarded_for`). Never take the header's leftmost entry: the
+//! client writes it. Set `TRUSTED_PROXIES=1` to run the example that way.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
@@ -47,9 +53,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
 
+    // Behind N proxies: the N-th X-Forwarded-For entry from the right; requests that did
+    // not come through them (too few entries) are refused with 400.
+    let trusted_proxies: usize = std::env::var("TRUSTED_PROXIES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let key = if trusted_proxies > 0 {
+        KeyExtractor::forwarded_for(trusted_proxies)
+    } else {
+        KeyExtractor::peer_ip()
+    };
     let app = Router::new()
         .route("/api", get(|| async { "hello\n" }))
-        .layer(RateLimitLayer::new(limiter, KeyExtractor::peer_ip()));
+        .layer(RateLimitLayer::new(limiter, key));
 
     if std::env::args().any(|a| a == "serve") {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
@@ -62,11 +79,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
 
-    // The same app, called in process as from 10.0.0.7.
+    // The same app, called in process as from 10.0.0.7 (through a proxy at 10.0.0.2 when
+    // TRUSTED_PROXIES=1; the client's made-up leftmost entries change nothing).
     for i in 1..=4 {
-        let mut req = Request::get("/api").body(Body::empty())?;
+        let mut req = Request::get("/api")
+            .header("x-forwarded-for", format!("192.0.2.{i}, 10.0.0.7"))
+            .body(Body::empty())?;
+        let peer = if trusted_proxies > 0 {
+            "10.0.0.2:5000"
+        } else {
+            "10.0.0.7:5000"
+        };
         req.extensions_mut()
-            .insert(ConnectInfo("10.0.0.7:5000".parse::<SocketAddr>()?));
+            .insert(ConnectInfo(peer.parse::<SocketAddr>()?));
         let resp = app.clone().oneshot(req).await?;
         let h = resp.headers();
         println!(
