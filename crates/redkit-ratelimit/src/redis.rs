@@ -67,8 +67,9 @@ impl fmt::Debug for OnError {
 
 /// A rate limiter on Redis (standalone, cluster or sentinel).
 ///
-/// Keys: `<prefix>:rl:{<key>}:<algorithm code><window in µs>`, e.g.
-/// `api:rl:{user:42}:fw60000000`; every limit of one key shares its hash tag, so a check
+/// Keys: `<prefix>:rl:{<key>}:<algorithm code><window in µs>_<capacity>...` (every
+/// parameter of the limit, see the README), e.g. `api:rl:{user:42}:fw60000000_100`;
+/// every limit of one key shares its hash tag, so a check
 /// of several limits is one atomic script on one slot. Concurrent calls on one limiter
 /// are coalesced into one script call per batch (per slot on a cluster); a lone call
 /// goes out at once.
