@@ -222,6 +222,8 @@ impl CacheConfig {
                 self.max_value_size
             ));
         }
+        check_window("stale window", self.stale)
+            .map_err(|e| Error::InvalidConfig(e.to_string()))?;
         if let Some(t) = self.negative_ttl {
             check_ttl("negative ttl", t).map_err(|e| Error::InvalidConfig(e.to_string()))?;
         }
@@ -230,6 +232,8 @@ impl CacheConfig {
             if f.wait.is_zero() {
                 return bad("the single flight wait must be positive".into());
             }
+            check_window("the single flight wait", f.wait)
+                .map_err(|e| Error::InvalidConfig(e.to_string()))?;
         }
         if let Some(l) = self.local {
             if l.capacity == 0 {
@@ -245,16 +249,26 @@ impl CacheConfig {
     }
 }
 
-/// A TTL must be at least 1 ms and fit Redis' millisecond expiry.
+/// The longest TTL, stale window or wait accepted: 100 years. A TTL plus a stale window
+/// (at most 200 years, about 6.3 × 10^12 ms) stays far below the largest expiry Redis
+/// takes (`i64::MAX` ms) and below every overflow in the arithmetic on it.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// A TTL must be at least 1 ms and at most [`MAX_DURATION`].
 pub(crate) fn check_ttl(what: &str, ttl: Duration) -> Result<()> {
     if ttl < Duration::from_millis(1) {
         return Err(Error::InvalidArgument(format!(
             "{what} must be at least 1 ms, got {ttl:?}"
         )));
     }
-    if ttl > Duration::from_secs(100 * 365 * 24 * 3600) {
+    check_window(what, ttl)
+}
+
+/// A stale window may be zero, and is at most [`MAX_DURATION`].
+pub(crate) fn check_window(what: &str, window: Duration) -> Result<()> {
+    if window > MAX_DURATION {
         return Err(Error::InvalidArgument(format!(
-            "{what} must be at most 100 years, got {ttl:?}"
+            "{what} must be at most 100 years, got {window:?}"
         )));
     }
     Ok(())
@@ -299,6 +313,22 @@ impl SetOptions {
     }
 }
 
+impl SetOptions {
+    /// Checks what is set (the cache's defaults were checked when it was built).
+    pub(crate) fn validate(&self) -> Result<()> {
+        if let Some(ttl) = self.ttl {
+            check_ttl("ttl", ttl)?;
+        }
+        if let Some(stale) = self.stale {
+            check_window("stale window", stale)?;
+        }
+        for t in &self.tags {
+            crate::core::check_name("tag", t)?;
+        }
+        Ok(())
+    }
+}
+
 /// Options of one `get_or_load`: those of the write it makes, and whether a loader error
 /// is remembered.
 #[derive(Debug, Clone, Default)]
@@ -336,6 +366,15 @@ impl LoadOptions {
         self
     }
 
+    /// Checks every option before a load begins (nothing is sent for bad options).
+    pub(crate) fn validate(&self) -> Result<()> {
+        self.entry.validate()?;
+        if let Some(ttl) = self.cache_errors {
+            check_ttl("cached error ttl", ttl)?;
+        }
+        Ok(())
+    }
+
     /// Remember a loader error for `ttl`: calls within it fail with
     /// [`Error::CachedLoadError`] without running the loader (protects a failing
     /// database from retries).
@@ -361,6 +400,10 @@ mod tests {
             ok.clone().max_value_size(usize::MAX),
             ok.clone().ttl(Duration::from_secs(u64::MAX)),
             ok.clone().prefix(""),
+            ok.clone().local(10, Duration::MAX),
+            ok.clone().stale_while_revalidate(Duration::MAX),
+            ok.clone()
+                .distributed_single_flight(Duration::from_secs(1), Duration::MAX),
         ] {
             let e = bad.validate().unwrap_err();
             assert!(matches!(e, Error::InvalidConfig(_)), "{bad:?}: {e:?}");

@@ -890,6 +890,124 @@ pub async fn bad_input_is_a_typed_error(s: &Suite) {
     }
 }
 
+/// Issue 18 item 10: every `Duration` and integer input at its extremes is a typed
+/// error before anything is sent, or works; never a panic.
+pub async fn extreme_durations_and_counts_are_typed_errors_never_panics(s: &Suite) {
+    let century = Duration::from_secs(100 * 365 * 24 * 3600);
+    let (a, _) = s.pair(CacheConfig::new()).await;
+    let calls = Arc::new(AtomicU32::new(0));
+    for opts in [
+        SetOptions::new().stale(Duration::MAX),
+        SetOptions::new().stale(century + Duration::from_secs(1)),
+        SetOptions::new().ttl(Duration::MAX),
+        SetOptions::new().ttl(century + Duration::from_secs(1)),
+        SetOptions::new().ttl(Duration::from_micros(999)),
+    ] {
+        let e = a.set_bytes("k", b"v", &opts).await.unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{opts:?}: {e:?}");
+        let e = a.set_many_bytes(&[("k", b"v")], &opts).await.unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{opts:?}: {e:?}");
+    }
+    assert_eq!(a.get_bytes("k").await.unwrap(), None, "nothing written");
+    for opts in [
+        LoadOptions::new().stale(Duration::MAX),
+        LoadOptions::new().ttl(Duration::MAX),
+        LoadOptions::new().cache_errors(Duration::MAX),
+        LoadOptions::new().cache_errors(Duration::ZERO),
+    ] {
+        let e = load(&a, "k", &opts, &calls, Some("v"), Duration::ZERO)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{opts:?}: {e:?}");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no loader ran");
+    // the largest accepted values work
+    let longest = SetOptions::new().ttl(century).stale(century);
+    a.set("k", "v", &longest).await.unwrap();
+    assert_eq!(a.get::<String>("k").await.unwrap().as_deref(), Some("v"));
+    let v = load(
+        &a,
+        "k2",
+        &LoadOptions::new().ttl(century).stale(century),
+        &calls,
+        Some("w"),
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
+    assert_eq!(v.as_deref(), Some("w"));
+    assert_eq!(a.get::<String>("k2").await.unwrap().as_deref(), Some("w"));
+    assert_eq!(a.flush(Duration::MAX).await.unwrap(), ());
+    assert!(a.dead_writes(usize::MAX).await.unwrap().is_empty());
+    assert_eq!(a.delete(&[]).await.unwrap(), 0);
+    assert!(a.get_many_bytes(&[]).await.unwrap().is_empty());
+    // configurations (the L1's limits are checked in the crate's unit tests: a suite
+    // may set its own L1)
+    let writer = RecordingWriter::new();
+    let w = |o: WriteBehind| CacheConfig::new().write_behind(writer.clone(), o);
+    for bad in [
+        CacheConfig::new().ttl(Duration::MAX),
+        CacheConfig::new().stale_while_revalidate(Duration::MAX),
+        CacheConfig::new().negative_ttl(Duration::MAX),
+        CacheConfig::new().distributed_single_flight(Duration::MAX, Duration::from_secs(1)),
+        CacheConfig::new().distributed_single_flight(Duration::from_secs(1), Duration::MAX),
+        CacheConfig::new().jitter(f64::NAN, Duration::ZERO),
+        CacheConfig::new().early_refresh(f64::INFINITY),
+        CacheConfig::new().max_value_size(usize::MAX),
+        w(WriteBehind::new().batch_size(usize::MAX)),
+        w(WriteBehind::new().interval(Duration::MAX)),
+        w(WriteBehind::new().retry(3, Duration::MAX)),
+        w(WriteBehind::new().shards(u16::MAX)),
+        w(WriteBehind::new().lease(Duration::MAX)),
+    ] {
+        let e = (s.make)(bad.clone().prefix(redkit_testkit::prefix("cache")))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidConfig(_)), "{bad:?}: {e:?}");
+    }
+    // extreme values that are valid work
+    for good in [
+        CacheConfig::new().local(u64::MAX, Duration::from_secs(1)),
+        CacheConfig::new().jitter(0.5, Duration::MAX),
+        CacheConfig::new().early_refresh(f64::MAX),
+        CacheConfig::new()
+            .ttl(century)
+            .stale_while_revalidate(century),
+        CacheConfig::new()
+            .distributed_single_flight(century, century)
+            .negative_ttl(century),
+        w(WriteBehind::new().retry(u32::MAX, Duration::from_secs(30))),
+    ] {
+        let (c, _) = s.pair(good.clone()).await;
+        let v = load(
+            &c,
+            "k",
+            &LoadOptions::new(),
+            &calls,
+            Some("x"),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+        assert_eq!(v.as_deref(), Some("x"), "{good:?}");
+        let v = load(
+            &c,
+            "k",
+            &LoadOptions::new(),
+            &calls,
+            Some("y"),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+        assert_eq!(v.as_deref(), Some("x"), "{good:?}: a hit");
+        c.set("k2", &1, &SetOptions::new()).await.unwrap();
+        c.flush(Duration::MAX).await.unwrap();
+        let report = c.shutdown(Duration::MAX).await.unwrap();
+        assert!(report.drained, "{good:?}");
+    }
+}
+
 /// Runs every conformance case as a test: `conformance_suite!(name, async { suite })`.
 #[macro_export]
 macro_rules! conformance_suite {
@@ -916,7 +1034,8 @@ macro_rules! conformance_suite {
                 write_through_writes_the_record_before_the_cache,
                 write_behind_flushes_the_newest_write_per_key_in_order,
                 write_behind_retries_and_dead_letters_what_keeps_failing,
-                write_behind_survives_a_flusher_that_stops
+                write_behind_survives_a_flusher_that_stops,
+                extreme_durations_and_counts_are_typed_errors_never_panics
             );
         }
     };

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 
-use crate::config::{WriteMode, check_ttl};
+use crate::config::{WriteMode, check_ttl, check_window};
 use crate::envelope::{Envelope, Kind};
 use crate::store::{Filled, Link, Put, Snapshot, Store, ms};
 use crate::write::{self, DeadWrite, FlushReport, Flusher, Version, Write, WriteCounters, Writer};
@@ -370,6 +370,7 @@ impl<S: Store> Core<S> {
         tags: &[String],
     ) -> Result<(Put, Envelope)> {
         check_ttl("ttl", ttl)?;
+        check_window("stale window", stale)?;
         if payload.len() > self.config.max_value_size {
             return Err(Error::TooLarge {
                 size: payload.len(),
@@ -383,19 +384,23 @@ impl<S: Store> Core<S> {
             .mul_f64(self.config.jitter)
             .min(self.config.max_jitter)
             .mul_f64(fastrand::f64());
-        let fresh = (ttl - jitter).max(Duration::from_millis(1));
+        let fresh = ttl.saturating_sub(jitter).max(Duration::from_millis(1));
+        // both at most 100 years (checked above): the sum cannot overflow, checked anyway
+        let kept = fresh.checked_add(stale).ok_or_else(|| {
+            Error::InvalidArgument(format!("ttl {ttl:?} plus stale window {stale:?}"))
+        })?;
         let now = self.store.now_ms();
         let env = Envelope {
             kind,
             fresh_until: now.saturating_add(ms(fresh)),
-            stale_until: now.saturating_add(ms(fresh + stale)),
+            stale_until: now.saturating_add(ms(kept)),
             delta_ms: u32::try_from(delta.as_millis()).unwrap_or(u32::MAX),
             payload,
         };
         let write = Put {
             key: key.to_string(),
             bytes: env.encode(),
-            ttl: fresh + stale,
+            ttl: kept,
             tags: tags.to_vec(),
         };
         Ok((write, env))
@@ -414,6 +419,7 @@ impl<S: Store> Core<S> {
     }
 
     pub(crate) async fn set_many(&self, items: &[(&str, &[u8])], opts: &SetOptions) -> Result<()> {
+        opts.validate()?;
         let mut writes = Vec::with_capacity(items.len());
         let mut envs = Vec::with_capacity(items.len());
         for (k, v) in items {
@@ -424,15 +430,17 @@ impl<S: Store> Core<S> {
         }
         let snaps: Vec<Snapshot> = items.iter().map(|(k, _)| self.link.snapshot(k)).collect();
         match &self.config.writes {
-            WriteMode::Aside => self.store.write(&writes).await?,
+            WriteMode::Aside => self.write_or_drop(&writes).await?,
             WriteMode::Through(w) => {
                 let changes = items
                     .iter()
                     .map(|(k, v)| Write::new(*k, Some(Bytes::copy_from_slice(v)), None))
                     .collect();
                 self.write_through(&w.0, changes).await?;
-                self.store.write(&writes).await?;
+                self.write_or_drop(&writes).await?;
             }
+            // one script per shard, each all or nothing (see the README: a failure over
+            // several shards leaves the other shards' writes logged)
             WriteMode::Behind(..) => self.store.log_write(&writes).await?,
         }
         // this process reads its own writes from L1 (other processes drop theirs)
@@ -440,6 +448,24 @@ impl<S: Store> Core<S> {
             self.link.insert(k, env, snap).await;
         }
         Ok(())
+    }
+
+    /// Writes entries (one script per slot). When that fails, some slots may have been
+    /// written while the caller gets an error: the batch's keys are then dropped from the
+    /// cache (always safe for a cache: the next read loads), so nothing of a failed call
+    /// stays. If dropping them fails too, it is logged.
+    async fn write_or_drop(&self, writes: &[Put]) -> Result<()> {
+        let Err(e) = self.store.write(writes).await else {
+            return Ok(());
+        };
+        let keys: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();
+        if let Err(r) = self.store.remove(&keys).await {
+            tracing::warn!(error = %r, "could not drop the entries of a failed write");
+        }
+        for k in &keys {
+            self.link.invalidate(k).await;
+        }
+        Err(e)
     }
 
     pub(crate) async fn delete(&self, keys: &[&str]) -> Result<u64> {
@@ -491,6 +517,7 @@ impl<S: Store> Core<S> {
         loader: Loader,
     ) -> Result<Option<Bytes>> {
         check_name("key", key)?;
+        opts.validate()?;
         let now = self.store.now_ms();
         if let Some(env) = self.lookup(key).await? {
             if env.is_fresh(now) {
@@ -519,6 +546,7 @@ impl<S: Store> Core<S> {
         loader: Loader,
     ) -> Result<Option<Bytes>> {
         check_name("key", key)?;
+        opts.validate()?;
         self.flight(key, opts, loader, Some(u64::MAX)).await
     }
 

@@ -825,6 +825,10 @@ impl Store for RedisStore {
     }
 
     async fn dead_writes(&self, limit: usize) -> Result<Vec<DeadWrite>> {
+        // Redis reads COUNT as a signed 64-bit number; no log holds more entries
+        let count = u64::try_from(limit)
+            .unwrap_or(u64::MAX)
+            .min(i64::MAX as u64);
         let mut out = Vec::new();
         for s in &self.shards {
             let r: StreamRangeReply = self
@@ -835,7 +839,7 @@ impl Store for RedisStore {
                         .arg("-")
                         .arg("+")
                         .arg("COUNT")
-                        .arg(limit),
+                        .arg(count),
                 )
                 .await?;
             for entry in r.ids {

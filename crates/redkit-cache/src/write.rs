@@ -209,11 +209,14 @@ impl WriteBehind {
         if self.batch == 0 || self.batch > 4096 {
             return bad("the write-behind batch size must be in 1..=4096");
         }
-        if self.interval.is_zero() {
-            return bad("the write-behind interval must be positive");
+        if self.interval.is_zero() || self.interval > Duration::from_secs(3600) {
+            return bad("the write-behind interval must be in (0, 1 h]");
         }
         if self.attempts == 0 {
             return bad("write-behind needs at least one attempt per batch");
+        }
+        if self.backoff > MAX_BACKOFF {
+            return bad("the write-behind backoff must be at most 30 s");
         }
         if self.shards == 0 || self.shards > 1024 {
             return bad("write-behind shards must be in 1..=1024");
