@@ -434,6 +434,100 @@ pub async fn bad_input_is_a_typed_error(s: &Suite) {
     assert_eq!(some.len(), 5);
 }
 
+/// Counts the searches `nearest` makes through the trait.
+#[derive(Debug)]
+struct Counting {
+    inner: Arc<dyn GeoIndex>,
+    searches: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl GeoIndex for Counting {
+    async fn add(&self, places: &[Place]) -> crate::Result<u64> {
+        self.inner.add(places).await
+    }
+    async fn remove(&self, ids: &[&str]) -> crate::Result<u64> {
+        self.inner.remove(ids).await
+    }
+    async fn positions(&self, ids: &[&str]) -> crate::Result<Vec<Option<Point>>> {
+        self.inner.positions(ids).await
+    }
+    async fn metadata(&self, ids: &[&str]) -> crate::Result<Vec<Option<String>>> {
+        self.inner.metadata(ids).await
+    }
+    async fn distance(&self, a: &str, b: &str, unit: Unit) -> crate::Result<Option<f64>> {
+        self.inner.distance(a, b, unit).await
+    }
+    async fn search(&self, search: &Search) -> crate::Result<Vec<Hit>> {
+        self.searches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.search(search).await
+    }
+    async fn count(&self) -> crate::Result<u64> {
+        self.inner.count().await
+    }
+}
+
+/// Item 10 of issue 18: every number a search takes is checked before anything is sent
+/// (NaN, infinite, zero, negative, counts past the cap), the largest finite radius and box
+/// agree between backends (the whole globe), and `nearest` from a subnormal start radius
+/// stays a handful of searches.
+pub async fn edge_numbers_are_typed_errors_or_agree(s: &Suite) {
+    let geo = s.index("edge-numbers");
+    geo.add(&sicily()).await.unwrap();
+    let at = Point::new(0.0, 0.0);
+    for search in [
+        Search::boxed(at, f64::NAN, 1.0, Unit::Meters),
+        Search::boxed(at, 1.0, f64::INFINITY, Unit::Meters),
+        Search::boxed(at, f64::NEG_INFINITY, 1.0, Unit::Meters),
+        Search::radius(at, f64::NEG_INFINITY, Unit::Meters),
+        Search::radius(at, -0.0, Unit::Meters),
+        Search::radius(Point::new(f64::NAN, 0.0), 1.0, Unit::Meters),
+        Search::radius(Point::new(0.0, f64::INFINITY), 1.0, Unit::Meters),
+        Search::radius(at, 1.0, Unit::Meters).count(usize::MAX),
+    ] {
+        let e = geo.search(&search).await.unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidArgument(_) | Error::InvalidCoordinates(_)),
+            "{search:?}: {e:?}"
+        );
+    }
+    for unit in [Unit::Meters, Unit::Kilometers, Unit::Miles, Unit::Feet] {
+        for search in [
+            Search::radius(at, f64::MAX, unit),
+            Search::boxed(at, f64::MAX, f64::MAX, unit),
+        ] {
+            let hits = geo.search(&search).await.unwrap();
+            assert_eq!(hits.len(), 4, "{search:?}");
+        }
+    }
+    for start in [f64::NAN, f64::INFINITY, -1.0, 0.0] {
+        let e = geo.nearest(Center::Point(at), 1, start).await.unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{start}: {e:?}");
+    }
+    let e = geo
+        .nearest(Center::Point(at), usize::MAX, 1.0)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+    let counting = Counting {
+        inner: geo.clone(),
+        searches: Default::default(),
+    };
+    for start in [f64::MIN_POSITIVE / 2.0, 1e-300, f64::MAX] {
+        counting
+            .searches
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        let hits = counting
+            .nearest(Center::Point(Point::new(-170.0, 0.0)), 1, start)
+            .await
+            .unwrap();
+        assert_eq!(hits.len(), 1, "{start}");
+        let n = counting.searches.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(n <= 14, "{start:e}: {n} searches");
+    }
+}
+
 /// Runs every case of the suite as a test: `conformance_suite!(name, async { Suite })`.
 #[macro_export]
 macro_rules! conformance_suite {
@@ -447,6 +541,7 @@ macro_rules! conformance_suite {
                 radius_searches_sort_and_count,
                 box_searches_measure_width_along_each_parallel,
                 nearest_k_grows_its_radius_until_it_has_k,
+                edge_numbers_are_typed_errors_or_agree,
                 the_antimeridian_and_the_grid_edges_are_searchable,
                 metadata_comes_with_searches_and_goes_with_removals,
                 bad_input_is_a_typed_error

@@ -233,10 +233,12 @@ pub trait GeoIndex: Send + Sync + fmt::Debug {
 
     /// The `k` places nearest to `center`, searched within a radius that starts at
     /// `start_radius` meters and grows fourfold until `k` are found or the whole globe is
-    /// covered: cheap in dense areas, never incomplete.
+    /// covered: cheap in dense areas, never incomplete. A start radius below 1 m starts at
+    /// 1 m (the answer is the same: a search returns the nearest `k` within its radius),
+    /// so at most 13 searches run; above the half circumference it is the whole globe.
     async fn nearest(&self, center: Center, k: usize, start_radius: f64) -> Result<Vec<Hit>> {
         point::check_length("start radius", start_radius)?;
-        let mut radius = start_radius.min(MAX_DISTANCE_M);
+        let mut radius = start_radius.clamp(1.0, MAX_DISTANCE_M);
         loop {
             let search = Search::new(center.clone(), Area::Radius(radius), Unit::Meters).count(k);
             let hits = self.search(&search).await?;
