@@ -243,6 +243,31 @@ pub async fn bad_input_is_a_typed_error(s: &Suite) {
     assert!(matches!(e, Error::Encode(_)), "{e:?}");
 }
 
+/// Item 10 of issue 18: a buffer of 0 messages is a typed error before anything is sent
+/// (it used to become 1 silently); `usize::MAX` is an unbounded buffer, not a panic.
+pub async fn buffer_sizes_at_the_edges(s: &Suite) {
+    let (a, b) = s.pair();
+    let mut zero = Options::new();
+    zero.buffer = Some(0);
+    for options in [Options::new().buffer(0), zero] {
+        let e = a
+            .subscribe_with::<u32>(&chan("edge"), options)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+    }
+    let mut unbounded = a
+        .subscribe_with::<u32>(&chan("edge"), Options::new().buffer(usize::MAX))
+        .await
+        .unwrap();
+    for i in 0..50u32 {
+        b.publish(&chan("edge"), &i).await.unwrap();
+    }
+    for i in 0..50u32 {
+        assert_eq!(next_message(&mut unbounded).await.payload, i);
+    }
+}
+
 /// Runs every case of the suite as a test: `conformance_suite!(name, async { Suite })`.
 #[macro_export]
 macro_rules! conformance_suite {
@@ -257,7 +282,8 @@ macro_rules! conformance_suite {
                 dropping_a_subscription_unsubscribes,
                 undecodable_payloads_are_reported_not_fatal,
                 slow_subscribers_lag_by_their_policy,
-                bad_input_is_a_typed_error
+                bad_input_is_a_typed_error,
+                buffer_sizes_at_the_edges
             );
         }
     };

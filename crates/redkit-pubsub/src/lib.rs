@@ -32,6 +32,9 @@ pub enum Error {
     /// A payload could not be encoded.
     #[error("could not encode the payload: {0}")]
     Encode(String),
+    /// An option is unusable (a buffer of 0 messages), found before anything is sent.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
     /// The store (Redis) failed.
     #[error(transparent)]
     Store(redkit_core::Error),
@@ -83,9 +86,10 @@ impl Options {
         Options::default()
     }
 
-    /// Messages buffered (at least 1).
+    /// Messages buffered: 1 or more (subscribing with 0 is
+    /// [`Error::InvalidArgument`]); `usize::MAX` is unbounded.
     pub fn buffer(mut self, n: usize) -> Options {
-        self.buffer = Some(n.max(1));
+        self.buffer = Some(n);
         self
     }
 
@@ -222,6 +226,16 @@ impl<T: DeserializeOwned> Stream for Subscription<T> {
             })
         })
     }
+}
+
+/// Checks a subscription's options before anything is sent.
+pub(crate) fn check_options(options: &Options) -> Result<()> {
+    if options.buffer == Some(0) {
+        return Err(Error::InvalidArgument(
+            "a subscription buffer of 0 messages could hold nothing".into(),
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn check_topic(topic: &Topic) -> Result<()> {

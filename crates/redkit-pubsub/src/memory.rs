@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use futures_util::Stream;
 use redkit_core::LagQueue;
 
-use crate::{Error, Event, Options, PubSub, RawStream, Received, Result, Topic, check_topic};
+use crate::{
+    Error, Event, Options, PubSub, RawStream, Received, Result, Topic, check_options, check_topic,
+};
 
 /// A [`PubSub`] in process memory, for tests and single-process apps. Topics, glob
 /// patterns, buffers and lag policies behave as on Redis; channels and sharded channels
@@ -155,6 +157,7 @@ impl PubSub for MemoryPubSub {
 
     async fn subscribe_raw(&self, topic: &Topic, options: Options) -> Result<RawStream> {
         check_topic(topic)?;
+        check_options(&options)?;
         let capacity = options.buffer.unwrap_or(1024);
         let queue = Arc::new(Queue::new(capacity, options.lag, |_| true));
         let id = self.next.fetch_add(1, Ordering::Relaxed);

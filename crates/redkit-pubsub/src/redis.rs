@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use redkit_core::{Redis, SubscribeOptions};
 
-use crate::{Error, Event, Options, PubSub, RawStream, Received, Result, Topic, check_topic};
+use crate::{
+    Error, Event, Options, PubSub, RawStream, Received, Result, Topic, check_options, check_topic,
+};
 
 /// A [`PubSub`] on Redis.
 ///
@@ -62,6 +64,7 @@ impl PubSub for RedisPubSub {
 
     async fn subscribe_raw(&self, topic: &Topic, options: Options) -> Result<RawStream> {
         check_topic(topic)?;
+        check_options(&options)?;
         let mut opts = SubscribeOptions::new().lag(options.lag);
         if let Some(b) = options.buffer {
             opts = opts.buffer(b);
