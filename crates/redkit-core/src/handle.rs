@@ -438,7 +438,7 @@ pub(crate) enum Pool {
     #[cfg(feature = "cluster")]
     Cluster(deadpool_redis::cluster::Pool),
     #[cfg(feature = "sentinel")]
-    Sentinel(deadpool_redis::sentinel::Pool),
+    Sentinel(crate::sentinel::SentinelPool),
 }
 
 macro_rules! build_pool {
@@ -495,7 +495,7 @@ enum DedicatedKind {
     #[cfg(feature = "cluster")]
     Cluster(deadpool_redis::cluster::Connection),
     #[cfg(feature = "sentinel")]
-    Sentinel(deadpool_redis::sentinel::Connection),
+    Sentinel(crate::sentinel::SentinelConn),
 }
 
 /// A connection taken from the pool for blocking commands and transactions.
@@ -567,9 +567,7 @@ impl Drop for Dedicated {
                     drop(deadpool_redis::cluster::Connection::take(c))
                 }
                 #[cfg(feature = "sentinel")]
-                Some(DedicatedKind::Sentinel(c)) => {
-                    drop(deadpool_redis::sentinel::Connection::take(c))
-                }
+                Some(DedicatedKind::Sentinel(c)) => drop(crate::sentinel::SentinelConn::take(c)),
                 None => {}
             }
         }

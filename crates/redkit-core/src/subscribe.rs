@@ -403,6 +403,7 @@ impl SubConn {
     /// owners. (Sent while an owner is down, redis-rs would route a `SUBSCRIBE` to another
     /// node, and the channel would be subscribed twice once the owner is back.) On a single
     /// node: always true.
+    #[cfg_attr(not(feature = "cluster"), allow(unused_variables))]
     async fn owners_reachable(&mut self, names: &[&[u8]], timeout: std::time::Duration) -> bool {
         match self {
             SubConn::Single(_) => true,

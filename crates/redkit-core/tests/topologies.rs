@@ -647,3 +647,57 @@ async fn a_slow_subscriber_on_a_cluster_gets_its_gap_in_place() {
         "{event:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_with_tls_reaches_a_tls_only_master_over_tls() {
+    // master, replica and sentinels serve TLS only (`port 0`): a cleartext connection to
+    // the master cannot work, so every success below went over TLS
+    let group = SentinelGroup::start_tls();
+    assert!(
+        group
+            .sentinel_urls()
+            .iter()
+            .all(|u| u.starts_with("rediss://"))
+    );
+    let config = group
+        .config()
+        .password("unused-by-the-test-servers")
+        .build()
+        .unwrap();
+    // the master has no password: AUTH with one is refused by the master itself (the
+    // password is for the data nodes, not the sentinels), reached over TLS
+    let err = Redis::from_config(config).await.unwrap_err();
+    assert!(matches!(err, Error::Auth(_)), "{err:?}");
+
+    let redis = group.redis().await;
+    let key = testkit::prefix("tls-sentinel");
+    let n: i64 = redis.query(redis::cmd("INCR").arg(&key)).await.unwrap();
+    assert_eq!(n, 1);
+    // the dedicated pool
+    let mut conn = redis.dedicated().await.unwrap();
+    let n: i64 = conn.query(redis::cmd("INCR").arg(&key)).await.unwrap();
+    assert_eq!(n, 2);
+    drop(conn);
+    // subscriptions
+    let channel = testkit::prefix("tls-sentinel-chan");
+    let mut sub = redis.subscribe(&channel).await.unwrap();
+    redis.publish(&channel, b"secure").await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(event, Event::Message(m) if m.payload == b"secure"));
+
+    // Sentinels that mix TLS and cleartext are refused before anything is sent.
+    let mut mixed = group.sentinel_urls();
+    mixed[0] = mixed[0].replacen("rediss://", "redis://", 1);
+    let config = RedisConfig::builder()
+        .sentinel(testkit::MASTER_NAME, mixed)
+        .build()
+        .unwrap();
+    let err = Redis::from_config(config).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Config(ref m) if m.contains("mix")),
+        "{err:?}"
+    );
+}

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use redkit_core::{Redis, RedisConfig, RedisConfigBuilder};
 
 use crate::server::{Server, free_port};
+use crate::tls::TlsFiles;
 
 /// The name the sentinels monitor the master under.
 pub const MASTER_NAME: &str = "redkit";
@@ -23,13 +24,40 @@ pub struct SentinelGroup {
 impl SentinelGroup {
     /// Starts the group and waits until every sentinel knows the master and the replica.
     pub fn start() -> SentinelGroup {
-        let master = Server::start();
-        let replica = Server::builder()
-            .config(&format!("replicaof 127.0.0.1 {}", master.port()))
-            .start();
+        Self::start_with(None)
+    }
+
+    /// The same group with TLS only, everywhere: the master, the replica (replicating
+    /// over TLS) and the sentinels serve TLS with certificates of one CA (its PEM is
+    /// `master.tls_files().unwrap().ca_pem`, and [`SentinelGroup::config`] trusts it), and
+    /// the sentinels reach the servers and each other over TLS. The sentinels' URLs are
+    /// `rediss://`.
+    pub fn start_tls() -> SentinelGroup {
+        let dir = tempfile::Builder::new()
+            .prefix("redkit-tls-ca-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("temp dir: {e}"));
+        // the files must outlive every server of the group: keep the directory
+        let files = TlsFiles::generate(&dir.keep());
+        Self::start_with(Some(files))
+    }
+
+    fn start_with(tls: Option<TlsFiles>) -> SentinelGroup {
+        let server = |lines: &[String]| {
+            let mut b = Server::builder();
+            if let Some(files) = &tls {
+                b = b.tls_with(files.clone());
+            }
+            for line in lines {
+                b = b.config(line);
+            }
+            b.start()
+        };
+        let master = server(&[]);
+        let replica = server(&[format!("replicaof 127.0.0.1 {}", master.port())]);
         let sentinels: Vec<Server> = (0..3)
             .map(|_| {
-                Server::start_sentinel(
+                Server::start_sentinel_with(
                     free_port(),
                     &[
                         format!(
@@ -40,6 +68,7 @@ impl SentinelGroup {
                         format!("sentinel failover-timeout {MASTER_NAME} 3000"),
                         format!("sentinel parallel-syncs {MASTER_NAME} 1"),
                     ],
+                    tls.clone(),
                 )
             })
             .collect();
@@ -71,13 +100,18 @@ impl SentinelGroup {
         self.sentinels.iter().map(Server::url).collect()
     }
 
-    /// A configuration builder for the group with short test timeouts.
+    /// A configuration builder for the group with short test timeouts (and the CA, for a
+    /// TLS group).
     pub fn config(&self) -> RedisConfigBuilder {
-        RedisConfig::builder()
+        let b = RedisConfig::builder()
             .sentinel(MASTER_NAME, self.sentinel_urls())
             .connect_timeout(Duration::from_secs(2))
             .response_timeout(Duration::from_secs(2))
-            .reconnect_max_delay(Duration::from_millis(200))
+            .reconnect_max_delay(Duration::from_millis(200));
+        match self.master.tls_files() {
+            Some(tls) => b.tls_root_ca_pem(tls.ca_pem.clone().into_bytes()),
+            None => b,
+        }
     }
 
     /// A new handle that finds the master through the sentinels.

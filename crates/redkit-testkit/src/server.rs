@@ -64,6 +64,7 @@ pub fn free_port() -> u16 {
 pub struct ServerBuilder {
     aof: bool,
     tls: bool,
+    tls_files: Option<TlsFiles>,
     users: Vec<(String, String)>,
     requirepass: Option<String>,
     extra: Vec<String>,
@@ -80,6 +81,15 @@ impl ServerBuilder {
     /// Serve TLS only, with a CA and server certificate generated now.
     pub fn tls(mut self) -> Self {
         self.tls = true;
+        self
+    }
+
+    /// Serve TLS only with these certificates (several servers sharing one CA, as a
+    /// sentinel group does); `tls-replication yes` too, so a replica reaches its master
+    /// over TLS.
+    pub fn tls_with(mut self, files: TlsFiles) -> Self {
+        self.tls = true;
+        self.tls_files = Some(files);
         self
     }
 
@@ -114,7 +124,11 @@ impl ServerBuilder {
             .tempdir()
             .unwrap_or_else(|e| panic!("temp dir: {e}"));
         let port = self.port.unwrap_or_else(free_port);
-        let tls = self.tls.then(|| TlsFiles::generate(dir.path()));
+        let shared_tls = self.tls_files.is_some();
+        let tls = match self.tls_files {
+            Some(files) => Some(files),
+            None => self.tls.then(|| TlsFiles::generate(dir.path())),
+        };
         let mut conf = vec![
             "bind 127.0.0.1".to_string(),
             "protected-mode no".to_string(),
@@ -131,6 +145,9 @@ impl ServerBuilder {
             conf.push(format!("tls-key-file {}", tls.server_key.display()));
             conf.push(format!("tls-ca-cert-file {}", tls.ca_cert.display()));
             conf.push("tls-auth-clients no".into());
+            if shared_tls {
+                conf.push("tls-replication yes".into());
+            }
         } else {
             conf.push(format!("port {port}"));
         }
@@ -187,25 +204,41 @@ impl Server {
         ServerBuilder::default()
     }
 
-    /// Starts `redis-server <conf> --sentinel` from a config file already written in `dir`.
-    pub(crate) fn start_sentinel(port: u16, conf_lines: &[String]) -> Server {
+    /// Starts `redis-server <conf> --sentinel` with these config lines; with `tls`, it
+    /// serves TLS only and reaches the servers and the other sentinels over TLS.
+    pub(crate) fn start_sentinel_with(
+        port: u16,
+        conf_lines: &[String],
+        tls: Option<TlsFiles>,
+    ) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("redkit-sentinel-")
             .tempdir()
             .unwrap_or_else(|e| panic!("temp dir: {e}"));
         let mut conf = vec![
-            format!("port {port}"),
             "bind 127.0.0.1".to_string(),
             "protected-mode no".to_string(),
             format!("dir {}", dir.path().display()),
             "logfile redis.log".to_string(),
         ];
+        match &tls {
+            Some(tls) => conf.extend([
+                "port 0".to_string(),
+                format!("tls-port {port}"),
+                format!("tls-cert-file {}", tls.server_cert.display()),
+                format!("tls-key-file {}", tls.server_key.display()),
+                format!("tls-ca-cert-file {}", tls.ca_cert.display()),
+                "tls-auth-clients no".to_string(),
+                "tls-replication yes".to_string(),
+            ]),
+            None => conf.push(format!("port {port}")),
+        }
         conf.extend(conf_lines.iter().cloned());
         let conf_path = dir.path().join("sentinel.conf");
         fs::write(&conf_path, conf.join("\n") + "\n").unwrap_or_else(|e| panic!("{e}"));
         let mut server = Server {
             port,
-            tls: None,
+            tls,
             conf: conf_path,
             child: None,
             password: None,
