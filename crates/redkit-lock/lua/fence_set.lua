@@ -1,16 +1,37 @@
 -- KEYS[1] protected value (a hash with fields token and value)
--- ARGV[1] fencing token of the writer (decimal u64), ARGV[2] new value
--- Writes only if the token is higher than every token seen before: a holder whose lock
--- expired (and whose token is lower than the next holder's) is rejected. Tokens are
--- compared as decimal strings (length, then digits), exact for the whole u64 range.
--- Returns 1 when written, 0 when rejected as stale.
+-- KEYS[2] the resource's fencing counter (the one the acquire scripts INCR; same slot)
+-- ARGV[1] fencing token of the writer (decimal), ARGV[2] new value
+-- Writes only while ARGV[1] is the highest token issued for the resource, i.e. the
+-- counter's value: once a later holder has acquired the lock, an earlier holder's write
+-- is refused even if the later holder has not written yet, so a read-modify-write under
+-- the lock cannot lose an update. The same holder may write several times. Tokens are
+-- compared as decimal strings (length, then digits), exact over the whole range.
+-- Returns 1 when written, 0 when refused because a later holder exists, -1 when refused
+-- because the counter is behind the token or the stored value's token (the counter was
+-- lost: evicted, or a restart or failover without it); the counter is then raised to the
+-- larger of the two, so the next acquisition's token is above every token seen here.
+local function less(a, b)
+  return #a < #b or (#a == #b and a < b)
+end
 local token = ARGV[1]
 if not string.match(token, '^[1-9]%d*$') then
   return redis.error_reply('ERR fencing token must be a positive integer')
 end
+local issued = redis.call('GET', KEYS[2]) or '0'
+if not string.match(issued, '^%d+$') then
+  return redis.error_reply('ERR the fencing counter is not a non-negative integer')
+end
 local seen = redis.call('HGET', KEYS[1], 'token') or '0'
-if #token < #seen or (#token == #seen and token <= seen) then
+if less(token, issued) then
   return 0
+end
+if less(issued, token) or less(issued, seen) then
+  local top = token
+  if less(token, seen) then
+    top = seen
+  end
+  redis.call('SET', KEYS[2], top)
+  return -1
 end
 redis.call('HSET', KEYS[1], 'token', token, 'value', ARGV[2])
 return 1

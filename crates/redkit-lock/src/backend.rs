@@ -15,6 +15,42 @@ pub(crate) enum Attempt {
     Acquired { fence: u64 },
     /// Held by another owner for about this long (unknown if `None`).
     Busy { retry_after: Option<Duration> },
+    /// A key holds something the lock did not write (see [`Error::Unusable`]); nothing was
+    /// taken.
+    Unusable { reason: &'static str },
+}
+
+impl Attempt {
+    /// An acquire script's answer: `(1, fencing token)`, `(0, holder's remaining ttl)`
+    /// or `(-1, reason)`.
+    pub(crate) fn from_script(status: i64, n: i64) -> Attempt {
+        match status {
+            1 => Attempt::Acquired {
+                fence: u64::try_from(n).unwrap_or(0),
+            },
+            0 => Attempt::Busy {
+                retry_after: u64::try_from(n).ok().map(Duration::from_millis),
+            },
+            _ => Attempt::Unusable {
+                reason: if n == 1 {
+                    "the lock key holds a value of another type"
+                } else {
+                    "the fencing counter cannot be incremented (another type, not an integer, or at its maximum)"
+                },
+            },
+        }
+    }
+
+    /// [`Error::Unusable`] for an unusable answer, the attempt otherwise.
+    pub(crate) fn checked(self, resource: &str) -> Result<Attempt> {
+        match self {
+            Attempt::Unusable { reason } => Err(Error::Unusable {
+                resource: resource.to_string(),
+                reason: reason.to_string(),
+            }),
+            other => Ok(other),
+        }
+    }
 }
 
 /// The atomic steps a backend provides; all compare the owner token.
@@ -67,7 +103,11 @@ pub(crate) async fn try_acquire(
     options.validate()?;
     let token = new_token();
     let sent = Instant::now();
-    match backend.try_lock(resource, &token, options.ttl).await? {
+    match backend
+        .try_lock(resource, &token, options.ttl)
+        .await?
+        .checked(resource)?
+    {
         Attempt::Acquired { fence } => Ok(Some(LockGuard::new(
             Arc::clone(backend),
             resource,
@@ -76,7 +116,7 @@ pub(crate) async fn try_acquire(
             sent,
             options,
         ))),
-        Attempt::Busy { .. } => Ok(None),
+        Attempt::Busy { .. } | Attempt::Unusable { .. } => Ok(None),
     }
 }
 
@@ -86,6 +126,24 @@ const MAX_FALLBACK: Duration = Duration::from_secs(1);
 /// the longest pause between its attempts (the fallback plus its jitter), so it does not
 /// lapse while the writer waits; a writer that vanishes keeps readers out this long.
 pub(crate) const WRITER_INTENT: Duration = Duration::from_millis(3000);
+
+/// Test hook: a writer intent other than [`WRITER_INTENT`] for the writers that record one
+/// while it is set (milliseconds; 0: the default).
+#[cfg(feature = "__test-hooks")]
+pub static WRITER_INTENT_OVERRIDE_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
+/// How long a waiting writer's intent lasts.
+pub(crate) fn writer_intent() -> Duration {
+    #[cfg(feature = "__test-hooks")]
+    {
+        let ms = WRITER_INTENT_OVERRIDE_MS.load(std::sync::atomic::Ordering::SeqCst);
+        if ms > 0 {
+            return Duration::from_millis(ms);
+        }
+    }
+    WRITER_INTENT
+}
 const MIN_FALLBACK: Duration = Duration::from_millis(5);
 
 pub(crate) async fn acquire(
@@ -104,6 +162,7 @@ pub(crate) async fn acquire(
         let retry_after = match backend
             .try_lock_waiting(resource, &token, options.ttl)
             .await?
+            .checked(resource)?
         {
             Attempt::Acquired { fence } => {
                 return Ok(LockGuard::new(
@@ -116,6 +175,7 @@ pub(crate) async fn acquire(
                 ));
             }
             Attempt::Busy { retry_after } => retry_after,
+            Attempt::Unusable { .. } => None,
         };
         let now = Instant::now();
         if now >= deadline {

@@ -208,6 +208,47 @@ pub async fn bad_input_is_a_typed_error(s: &Suite) {
             .await
             .unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+
+    // Durations beyond what the server, Lua numbers or `Instant`s carry are typed errors,
+    // never a panic or a script error (issue 18, item 10).
+    let too_long = crate::MAX_DURATION + Duration::from_millis(1);
+    for ttl in [
+        Duration::from_millis(i64::MAX as u64),
+        Duration::MAX,
+        too_long,
+    ] {
+        let err = s.a.try_acquire(&r, ttl).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{ttl:?}: {err:?}");
+    }
+    for opts in [
+        AcquireOptions::new(TTL).wait(Duration::MAX),
+        AcquireOptions::new(TTL).wait(too_long),
+        AcquireOptions::new(TTL).safety_margin(Duration::MAX),
+        AcquireOptions::new(TTL)
+            .auto_extend(true)
+            .max_hold(Duration::MAX),
+    ] {
+        let err = s.a.acquire(&r, opts.clone()).await.unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidArgument(_)),
+            "{opts:?}: {err:?}"
+        );
+    }
+    // the longest accepted TTL works end to end
+    let g =
+        s.a.try_acquire(&r, crate::MAX_DURATION)
+            .await
+            .unwrap()
+            .expect("free");
+    for ttl in [Duration::MAX, Duration::ZERO, too_long] {
+        let err = g.extend(ttl).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{ttl:?}: {err:?}");
+    }
+    assert!(
+        g.is_held().await.unwrap(),
+        "a refused extend changes nothing"
+    );
+    assert!(g.release().await.unwrap());
 }
 
 pub async fn the_watchdog_keeps_the_lock_until_release(s: &Suite) {

@@ -23,6 +23,13 @@ pub use redis::{RedisLock, RedisLockBuilder};
 #[cfg(feature = "redlock")]
 pub use redlock::{Redlock, RedlockBuilder};
 
+/// Pause points and overrides for this crate's own tests (feature `__test-hooks`).
+#[cfg(feature = "__test-hooks")]
+#[doc(hidden)]
+pub mod __test_hooks {
+    pub use crate::backend::WRITER_INTENT_OVERRIDE_MS;
+}
+
 /// What can go wrong with a lock.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -47,6 +54,27 @@ pub enum Error {
         /// The resource.
         resource: String,
     },
+    /// A key of the resource holds something the lock did not write there (a value of
+    /// another type at the lock key, a fencing counter that is not an integer or is at its
+    /// maximum). Nothing is held after this error: the attempt was undone on the server.
+    #[error("lock `{resource}` cannot be used: {reason}")]
+    Unusable {
+        /// The resource (or group).
+        resource: String,
+        /// Which key is wrong.
+        reason: String,
+    },
+    /// The lock was acquired but fewer replicas than asked acknowledged it in time (see
+    /// [`RedisLockBuilder::wait_for_replicas`]); it was released again, so nothing is held.
+    #[error("lock `{resource}`: {acked} of {wanted} replicas acknowledged the acquisition in time")]
+    NotReplicated {
+        /// The resource.
+        resource: String,
+        /// How many replicas (or, with `WAITAOF`, local and replica fsyncs) were asked for.
+        wanted: u32,
+        /// How many acknowledged.
+        acked: u32,
+    },
 }
 
 /// A `Result` with this crate's [`Error`].
@@ -58,7 +86,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Core(e) => e.is_retryable(),
-            Error::WaitTimeout { .. } => true,
+            Error::WaitTimeout { .. } | Error::NotReplicated { .. } => true,
             _ => false,
         }
     }
@@ -137,17 +165,26 @@ impl AcquireOptions {
             .unwrap_or_else(|| (self.ttl / 10).max(Duration::from_millis(5)))
     }
 
-    /// Checks the options; a TTL too short to leave any safe time is an error.
+    /// Checks the options; a TTL too short to leave any safe time is an error, and so is
+    /// any duration longer than [`MAX_DURATION`] (100 years), which no server-side expiry,
+    /// Lua number or `Instant` arithmetic has to carry.
     pub fn validate(&self) -> Result<()> {
         if self.ttl.is_zero() {
             return Err(Error::InvalidArgument(
                 "ttl must be greater than zero".into(),
             ));
         }
-        if self.ttl.as_millis() > i64::MAX as u128 {
-            return Err(Error::InvalidArgument("ttl is too large".into()));
+        check_duration("ttl", self.ttl)?;
+        check_duration("wait", self.wait)?;
+        if let Some(m) = self.safety_margin {
+            check_duration("safety_margin", m)?;
         }
-        if self.drift() + self.margin() >= self.ttl {
+        if let Some(m) = self.max_hold {
+            check_duration("max_hold", m)?;
+        }
+        // both bounded by MAX_DURATION above, so the sum cannot overflow; checked anyway
+        let unsafe_part = self.drift().checked_add(self.margin());
+        if unsafe_part.is_none_or(|u| u >= self.ttl) {
             return Err(Error::InvalidArgument(format!(
                 "ttl {:?} leaves no safe time after drift ({:?}) and safety margin ({:?})",
                 self.ttl,
@@ -162,6 +199,23 @@ impl AcquireOptions {
         }
         Ok(())
     }
+}
+
+/// The longest duration any lock option takes: 100 years. A TTL beyond it would overflow
+/// the server's expiry arithmetic (`SET ... PX` refuses `now + ttl` past `i64::MAX` ms)
+/// or lose precision as a Lua number; a longer wait or hold is no longer a bound.
+/// Anything longer is [`Error::InvalidArgument`], before anything is sent.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// [`Error::InvalidArgument`] when `value` is longer than [`MAX_DURATION`].
+pub(crate) fn check_duration(what: &str, value: Duration) -> Result<()> {
+    if value > MAX_DURATION {
+        return Err(Error::InvalidArgument(format!(
+            "{what} {value:?} is longer than the longest supported duration ({} years)",
+            MAX_DURATION.as_secs() / (365 * 24 * 3600)
+        )));
+    }
+    Ok(())
 }
 
 /// A distributed mutual-exclusion lock. Object safe: `Arc<dyn Lock>` works.

@@ -243,7 +243,7 @@ impl Backend for MemoryBackend {
         token: &str,
         ttl: Duration,
     ) -> Result<Attempt> {
-        let intent = (self.kind == Kind::Write).then_some(crate::backend::WRITER_INTENT);
+        let intent = (self.kind == Kind::Write).then_some(crate::backend::writer_intent());
         self.attempt(resource, token, ttl, intent)
     }
 

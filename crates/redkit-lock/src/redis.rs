@@ -51,6 +51,8 @@ pub struct RedisLock {
     rw: Keyspace,
     sem: Keyspace,
     notify: bool,
+    /// Which kind of hold this handle takes (mutex, reader, writer, permits).
+    kind: Kind,
     backend: Arc<dyn Backend>,
 }
 
@@ -89,6 +91,7 @@ impl RedisLock {
                 batches: None,
                 notify: self.notify,
             }),
+            kind,
             ..self.clone()
         }
     }
@@ -110,6 +113,22 @@ impl RedisLock {
     /// `permits`.
     pub fn semaphore(&self, permits: u32) -> Result<RedisLock> {
         Ok(self.sibling(Kind::semaphore(permits)?))
+    }
+
+    /// The namespace of this handle's kind (`p:lock`, `p:rw`, `p:sem`), whose
+    /// `<ns>:{resource}:fence` is the resource's fencing counter.
+    pub(crate) fn kind_namespace(&self) -> Result<Keyspace> {
+        namespace(&self.root, self.kind)
+    }
+
+    /// The namespace of all-or-none groups (`p:multi`), whose `<ns>:{group}:fence` is the
+    /// group's fencing counter.
+    pub(crate) fn group_namespace(&self) -> Result<Keyspace> {
+        Ok(self.root.child("multi")?)
+    }
+
+    pub(crate) fn handle(&self) -> &Redis {
+        &self.redis
     }
 }
 
@@ -162,6 +181,7 @@ impl RedisLockBuilder {
             rw: namespace(&root, Kind::Read)?,
             sem: namespace(&root, Kind::Permits(1))?,
             notify: self.notify,
+            kind: Kind::Mutex,
             backend: Arc::new(RedisBackend::mutex(
                 self.redis,
                 &root,
@@ -311,17 +331,9 @@ impl Batches {
     }
 }
 
-/// An acquire script's answer: `(1, fencing token)` or `(0, holder's remaining ttl)`.
+/// An acquire script's answer (see [`Attempt::from_script`]).
 fn attempt(ok: i64, n: i64) -> Attempt {
-    if ok == 1 {
-        Attempt::Acquired {
-            fence: u64::try_from(n).unwrap_or(0),
-        }
-    } else {
-        Attempt::Busy {
-            retry_after: u64::try_from(n).ok().map(Duration::from_millis),
-        }
-    }
+    Attempt::from_script(ok, n)
 }
 
 /// The keys of one resource, all on one hash tag.
@@ -388,7 +400,7 @@ impl RedisBackend {
                 token: token.to_string(),
                 ttl_ms: ms(ttl),
             };
-            return Ok(b.acquire.call(req).await?);
+            return b.acquire.call(req).await?.checked(resource);
         }
         let k = keys(&self.ns, self.kind, resource)?;
         let call = match self.kind {
@@ -418,7 +430,7 @@ impl RedisBackend {
             .arg(third)
             .invoke(&self.redis)
             .await?;
-        Ok(attempt(ok, n))
+        attempt(ok, n).checked(resource)
     }
 }
 
@@ -435,7 +447,7 @@ impl Backend for RedisBackend {
         ttl: Duration,
     ) -> Result<Attempt> {
         let intent = if self.kind == Kind::Write {
-            backend::WRITER_INTENT
+            backend::writer_intent()
         } else {
             Duration::ZERO
         };
@@ -641,15 +653,7 @@ impl Backend for MultiBackend {
             .arg(ms(ttl))
             .invoke(&self.redis)
             .await?;
-        Ok(if ok == 1 {
-            Attempt::Acquired {
-                fence: u64::try_from(n).unwrap_or(0),
-            }
-        } else {
-            Attempt::Busy {
-                retry_after: u64::try_from(n).ok().map(Duration::from_millis),
-            }
-        })
+        Attempt::from_script(ok, n).checked(group)
     }
 
     async fn extend(&self, group: &str, token: &str, ttl: Duration) -> Result<bool> {

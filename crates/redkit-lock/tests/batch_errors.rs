@@ -1,0 +1,147 @@
+//! A key that holds something the lock did not write fails only the request it belongs
+//! to, and leaves nothing held (issue 18, item 7: the Lua part).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redkit_core::{Redis, redis};
+use redkit_lock::{Error, Lock, LockAll, RedisLock};
+use redkit_testkit as testkit;
+
+const TTL: Duration = Duration::from_secs(10);
+
+async fn exists(redis: &Redis, key: &str) -> bool {
+    let n: i64 = redis.query(redis::cmd("EXISTS").arg(key)).await.unwrap();
+    n == 1
+}
+
+/// Twenty concurrent acquisitions, coalesced into batches when `batching` is on: three
+/// of them have a bad key (a list at the fencing counter, a list at the lock key, a
+/// counter at its maximum). Those three get `Error::Unusable` with nothing held; every
+/// other caller gets its lock.
+async fn one_bad_request_leaves_the_others_alone(redis: Redis, batching: bool) {
+    let prefix = testkit::prefix("batch-errors");
+    let locks = Arc::new(
+        RedisLock::builder(redis.clone())
+            .prefix(&prefix)
+            .batching(batching)
+            .build()
+            .unwrap(),
+    );
+    let lock_key = |r: &str| format!("{prefix}:lock:{{{r}}}");
+    let fence_key = |r: &str| format!("{prefix}:lock:{{{r}}}:fence");
+    let _: i64 = redis
+        .query(redis::cmd("RPUSH").arg(fence_key("bad-fence")).arg("x"))
+        .await
+        .unwrap();
+    let _: i64 = redis
+        .query(redis::cmd("RPUSH").arg(lock_key("bad-lock")).arg("x"))
+        .await
+        .unwrap();
+    let _: () = redis
+        .query(redis::cmd("SET").arg(fence_key("exhausted")).arg(i64::MAX))
+        .await
+        .unwrap();
+    let mut names: Vec<String> = (0..17).map(|i| format!("good{i}")).collect();
+    names.insert(5, "bad-fence".into());
+    names.insert(10, "bad-lock".into());
+    names.insert(15, "exhausted".into());
+    let tasks: Vec<_> = names
+        .iter()
+        .map(|r| {
+            let (locks, r) = (Arc::clone(&locks), r.clone());
+            tokio::spawn(async move { locks.try_acquire(&r, TTL).await })
+        })
+        .collect();
+    let mut guards = Vec::new();
+    for (name, task) in names.iter().zip(tasks) {
+        let result = task.await.unwrap();
+        if name.starts_with("good") {
+            guards.push(result.unwrap().expect("a free lock"));
+        } else {
+            let err = result.unwrap_err();
+            assert!(matches!(err, Error::Unusable { .. }), "{name}: {err:?}");
+        }
+    }
+    for bad in ["bad-fence", "exhausted"] {
+        assert!(
+            !exists(&redis, &lock_key(bad)).await,
+            "{bad}: the caller got an error but its lock is held"
+        );
+    }
+    let kind: String = redis
+        .query(redis::cmd("TYPE").arg(lock_key("bad-lock")))
+        .await
+        .unwrap();
+    assert_eq!(kind, "list", "a foreign key is left as it was");
+    for g in guards {
+        assert!(g.release().await.unwrap());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bad_request_leaves_the_others_alone_batched() {
+    one_bad_request_leaves_the_others_alone(testkit::redis().await, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bad_request_leaves_the_others_alone_unbatched() {
+    one_bad_request_leaves_the_others_alone(testkit::redis().await, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bad_request_leaves_the_others_alone_on_cluster() {
+    one_bad_request_leaves_the_others_alone(testkit::cluster().redis().await, true).await;
+}
+
+/// Readers, writers, permits and groups whose fencing counter is unusable: an error, and
+/// no hold written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_counter_leaves_no_hold_of_any_kind() {
+    let redis = testkit::redis().await;
+    let prefix = testkit::prefix("kind-errors");
+    let locks = RedisLock::builder(redis.clone())
+        .prefix(&prefix)
+        .build()
+        .unwrap();
+    let list = |key: String| {
+        let redis = redis.clone();
+        async move {
+            let _: i64 = redis
+                .query(redis::cmd("RPUSH").arg(key).arg("x"))
+                .await
+                .unwrap();
+        }
+    };
+    list(format!("{prefix}:rw:{{r}}:fence")).await;
+    list(format!("{prefix}:sem:{{r}}:fence")).await;
+    list(format!("{prefix}:multi:{{g}}:fence")).await;
+    for (view, held) in [
+        (locks.write(), format!("{prefix}:rw:{{r}}:writer")),
+        (locks.read(), format!("{prefix}:rw:{{r}}:readers")),
+        (
+            locks.semaphore(3).unwrap(),
+            format!("{prefix}:sem:{{r}}:holders"),
+        ),
+    ] {
+        let err = view.try_acquire("r", TTL).await.unwrap_err();
+        assert!(matches!(err, Error::Unusable { .. }), "{err:?}");
+        assert!(
+            !exists(&redis, &held).await,
+            "{held} is held after an error"
+        );
+    }
+    let err = locks
+        .try_acquire_all("g", &["a", "b"], TTL)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unusable { .. }), "{err:?}");
+    for r in ["a", "b"] {
+        assert!(!exists(&redis, &format!("{prefix}:multi:{{g}}:r:{r}")).await);
+    }
+    // a list where the writer key belongs reports the writer key
+    list(format!("{prefix}:rw:{{w}}:writer")).await;
+    let err = locks.write().try_acquire("w", TTL).await.unwrap_err();
+    assert!(matches!(err, Error::Unusable { .. }), "{err:?}");
+}
