@@ -450,7 +450,13 @@ pub async fn bad_input_is_a_typed_error(s: &Suite) {
         SessionConfig::new().absolute_timeout(Duration::from_millis(10)),
         SessionConfig::new().touch_every(Duration::from_secs(3600)),
         SessionConfig::new().max_sessions(MaxSessions::EvictOldest(0)),
+        SessionConfig::new().max_sessions(MaxSessions::Refuse(0)),
         SessionConfig::new().max_size(1),
+        // item 10 of issue 18: durations at the ends are typed errors at construction
+        SessionConfig::new().idle_timeout(Duration::MAX),
+        SessionConfig::new().absolute_timeout(Duration::MAX),
+        SessionConfig::new().absolute_timeout(Duration::from_secs(366 * 86_400 + 1)),
+        SessionConfig::new().touch_every(Duration::MAX),
     ] {
         let e = s.try_pair(config.clone()).unwrap_err();
         assert!(matches!(e, Error::InvalidConfig(_)), "{config:?}: {e:?}");

@@ -124,6 +124,19 @@ async fn undecodable_stored_data_is_a_codec_error_not_a_broken_session() {
         loaded.get::<i32>("bad").unwrap_err(),
         Error::Codec(_)
     ));
+    // stored timestamps at the ends of i64 are checked without overflow (no panic);
+    // a last touch at i64::MAX is in the future, so the session is not idle
+    for touched in [i64::MAX, i64::MIN] {
+        let _: () = redis
+            .query(cmd("HSET").arg(key.as_str()).arg("_t").arg(touched))
+            .await
+            .unwrap();
+        let loaded = store.load(s.id()).await.unwrap();
+        assert_eq!(loaded.is_some(), touched == i64::MAX, "{touched}");
+        if touched == i64::MIN {
+            break;
+        }
+    }
     // a session key of another type fails the call, typed
     let _: () = redis.query(cmd("DEL").arg(key.as_str())).await.unwrap();
     let _: () = redis
