@@ -203,7 +203,7 @@ async fn drive<Req, Resp>(
     let mut in_flight = FuturesUnordered::new();
     let mut queued: VecDeque<Job<Req, Resp>> = VecDeque::new();
     let mut open = true;
-    let cap = limits.max_batch * limits.max_in_flight;
+    let cap = limits.max_batch.saturating_mul(limits.max_in_flight);
     // Pipelined: how many callers the last answers went to, until the next launch. As
     // many new requests queued means that cohort is back: its batch goes at once, behind
     // the one in flight, and waits in the server's socket while that one runs.
@@ -640,6 +640,17 @@ mod tests {
         assert_eq!(c.call(5).await.unwrap(), 105);
         assert_eq!(*orphans.lock().unwrap(), [101, 103]);
         assert_eq!(log.lock().unwrap().len(), 5);
+    }
+
+    #[tokio::test]
+    async fn the_largest_limits_are_usable() {
+        for c in [
+            Coalescer::new(usize::MAX, usize::MAX, |batch: Vec<u8>| async { Ok(batch) }),
+            Coalescer::pipelined(usize::MAX, |batch: Vec<u8>| async { Ok(batch) }),
+            Coalescer::new(0, 0, |batch: Vec<u8>| async { Ok(batch) }),
+        ] {
+            assert_eq!(c.call(7).await.unwrap(), 7);
+        }
     }
 
     #[tokio::test]

@@ -118,6 +118,9 @@ pub(crate) fn redact_url(raw: &str) -> String {
     }
 }
 
+/// The largest [`RedisConfigBuilder::pool_size`] accepted.
+pub const MAX_POOL_SIZE: usize = 10_000;
+
 /// Everything a [`crate::Redis`] handle needs to connect.
 ///
 /// Build one with [`RedisConfig::builder`], or from a URL with [`RedisConfig::from_url`].
@@ -341,7 +344,7 @@ impl RedisConfigBuilder {
         self
     }
 
-    /// The most dedicated connections open at once.
+    /// The most dedicated connections open at once (1 to [`MAX_POOL_SIZE`]).
     pub fn pool_size(mut self, size: usize) -> Self {
         self.config.pool_size = size;
         self
@@ -439,6 +442,13 @@ impl RedisConfigBuilder {
         if c.pool_size == 0 {
             return Err(Error::Config("pool_size must be at least 1".into()));
         }
+        // the pool sizes its bookkeeping by this number up front (a semaphore and a
+        // slot list), so an absurd size would abort the process instead of failing
+        if c.pool_size > MAX_POOL_SIZE {
+            return Err(Error::Config(format!(
+                "pool_size must be at most {MAX_POOL_SIZE} (Redis accepts 10000 clients by default)"
+            )));
+        }
         if c.subscription_buffer == 0 {
             return Err(Error::Config(
                 "subscription_buffer must be at least 1".into(),
@@ -535,6 +545,30 @@ mod tests {
         assert!(matches!(none, Err(Error::Config(_))));
         let db = RedisConfig::builder().database(-1).build();
         assert!(matches!(db, Err(Error::Config(_))));
+        for size in [MAX_POOL_SIZE + 1, usize::MAX] {
+            let pool = RedisConfig::builder().pool_size(size).build();
+            assert!(matches!(pool, Err(Error::Config(_))), "{size}");
+        }
+        assert!(
+            RedisConfig::builder()
+                .pool_size(MAX_POOL_SIZE)
+                .build()
+                .is_ok()
+        );
+        // the largest durations and counts are valid settings ("never"), used as such by
+        // `extreme_settings_connect_and_work` in tests/standalone.rs
+        let max = RedisConfig::builder()
+            .connect_timeout(Duration::MAX)
+            .response_timeout(Duration::MAX)
+            .reconnect_retries(usize::MAX)
+            .reconnect_max_delay(Duration::MAX)
+            .pool_wait_timeout(Duration::MAX)
+            .pool_create_timeout(Duration::MAX)
+            .pool_recycle_timeout(Duration::MAX)
+            .subscription_ping_interval(Duration::MAX)
+            .subscription_buffer(usize::MAX)
+            .build();
+        assert!(max.is_ok(), "{max:?}");
     }
 
     #[test]

@@ -21,7 +21,7 @@ mod topology_url;
 pub use batch::Coalescer;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{Codec, JsonCodec};
-pub use config::{RedisConfig, RedisConfigBuilder, Secret, Topology};
+pub use config::{MAX_POOL_SIZE, RedisConfig, RedisConfigBuilder, Secret, Topology};
 pub use error::{Error, Result};
 pub use handle::{Connection, Dedicated, MIN_SERVER_VERSION, Redis, ServerInfo};
 pub use keyspace::{CLUSTER_SLOTS, Key, Keyspace, MAX_KEY_LEN, key_slot, same_slot};

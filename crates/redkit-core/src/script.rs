@@ -237,14 +237,16 @@ impl Redis {
         if items.is_empty() {
             return Ok(Vec::new());
         }
+        let total = answer_len(items.len(), width)?;
         let groups = self.group_by_slot(items, key);
         let replies = futures_util::future::try_join_all(groups.iter().map(|g| {
             let invocation = call(g);
             async move { invocation.invoke::<PackedInts>(self).await }
         }))
         .await?;
-        let mut out = vec![0; items.len() * width];
+        let mut out = vec![0; total];
         for (g, PackedInts(reply)) in groups.iter().zip(replies) {
+            // (g.len() <= items.len(), so this cannot overflow)
             if reply.len() != g.len() * width {
                 return Err(Error::unexpected_reply(format!(
                     "a script answered {} numbers for {} items of {width}",
@@ -274,6 +276,9 @@ impl Redis {
     ) -> Vec<Result<Vec<i64>>> {
         if items.is_empty() {
             return Vec::new();
+        }
+        if let Err(e) = answer_len(items.len(), width) {
+            return items.iter().map(|_| Err(e.duplicate())).collect();
         }
         let groups = self.group_by_slot(items, key);
         let replies = futures_util::future::join_all(groups.iter().map(|g| {
@@ -311,6 +316,19 @@ impl Redis {
             .map(|r| r.unwrap_or_else(|| Err(Error::unexpected_reply("an item in no slot group"))))
             .collect()
     }
+}
+
+/// How many numbers `items` items of `width` numbers are, or an
+/// [`Error::InvalidArgument`] when that does not fit in memory's address space.
+fn answer_len(items: usize, width: usize) -> Result<usize> {
+    items
+        .checked_mul(width)
+        .filter(|&n| n <= isize::MAX as usize / std::mem::size_of::<i64>())
+        .ok_or_else(|| {
+            Error::invalid_argument(format!(
+                "{items} items of {width} numbers each are too many numbers"
+            ))
+        })
 }
 
 /// A non-transactional pipeline of commands and script calls sent in one round trip.

@@ -702,7 +702,7 @@ async fn ping_loop(hub: std::sync::Weak<Hub>) {
             failures = 0;
             hub.shared.mark_up();
         } else {
-            failures += 1;
+            failures = failures.saturating_add(1);
             hub.shared.mark_down();
             if failures >= 2
                 && matches!(hub.config.topology, Topology::Sentinel { .. })

@@ -507,3 +507,62 @@ async fn sharded_channels_work_on_a_single_node() {
     let m = next_message(&mut sub).await;
     assert_eq!((m.channel, m.payload), (channel, b"hi".to_vec()));
 }
+
+#[tokio::test]
+async fn extreme_settings_connect_and_work() {
+    let server = testkit::Server::start();
+    let config = redkit_core::RedisConfig::builder()
+        .url(server.url())
+        .connect_timeout(Duration::MAX)
+        .response_timeout(Duration::MAX)
+        .reconnect_retries(usize::MAX)
+        .reconnect_max_delay(Duration::MAX)
+        .pool_size(redkit_core::MAX_POOL_SIZE)
+        .pool_wait_timeout(Duration::MAX)
+        .pool_create_timeout(Duration::MAX)
+        .pool_recycle_timeout(Duration::MAX)
+        .subscription_ping_interval(Duration::MAX)
+        .subscription_buffer(usize::MAX)
+        .build()
+        .unwrap();
+    let redis = Redis::from_config(config).await.unwrap();
+    let pong: String = redis.query(&redis::cmd("PING")).await.unwrap();
+    assert_eq!(pong, "PONG");
+    let mut conn = redis.dedicated().await.unwrap();
+    let none: Option<(String, String)> = conn
+        .blocking(
+            redis::cmd("BLPOP").arg("extreme-list").arg(0.05),
+            Duration::MAX,
+        )
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+    drop(conn);
+    let mut sub = redis.subscribe("extreme").await.unwrap();
+    redis.publish("extreme", b"x").await.unwrap();
+    assert_eq!(next_message(&mut sub).await.payload, b"x");
+
+    // a database the server does not have is a typed error, not a panic
+    let config = server.config().database(i64::MAX).build().unwrap();
+    let err = Redis::from_config(config).await.unwrap_err();
+    assert!(matches!(err, Error::Redis(_) | Error::Config(_)), "{err:?}");
+
+    // a batch whose answer could not fit in memory is refused before anything is sent
+    let ks = redis.keyspace("extreme").unwrap();
+    let keys = [ks.tagged("a").unwrap(), ks.tagged("b").unwrap()];
+    let call = |_: &[usize]| PUSH.call();
+    let err = redis
+        .invoke_by_slot(&keys, |k| k, usize::MAX, call)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    let each = redis
+        .invoke_by_slot_each(&keys, |k| k, usize::MAX, call)
+        .await;
+    assert_eq!(each.len(), 2);
+    assert!(
+        each.iter()
+            .all(|r| matches!(r, Err(Error::InvalidArgument(_)))),
+        "{each:?}"
+    );
+}
