@@ -34,8 +34,31 @@ impl PackedInts {
 }
 
 impl PackedInts {
+    /// The largest number a Lua script reads exactly (2^53, as every Lua number).
+    pub const MAX_EXACT: u64 = 1 << 53;
+
+    /// [`PackedInts::pack_unsigned`] that refuses, with an [`Error::InvalidArgument`],
+    /// a number above [`PackedInts::MAX_EXACT`] (Lua would read it rounded) or more
+    /// numbers than a MessagePack array holds (2^32 - 1), instead of packing them.
+    pub fn try_pack_unsigned(numbers: impl IntoIterator<Item = u64>) -> Result<Vec<u8>> {
+        let numbers: Vec<u64> = numbers.into_iter().collect();
+        if let Some(n) = numbers.iter().find(|&&n| n > Self::MAX_EXACT) {
+            return Err(Error::invalid_argument(format!(
+                "{n} is above 2^53: a Lua script would read it rounded"
+            )));
+        }
+        if u32::try_from(numbers.len()).is_err() {
+            return Err(Error::invalid_argument(format!(
+                "{} numbers are more than one MessagePack array holds",
+                numbers.len()
+            )));
+        }
+        Ok(Self::pack_unsigned(numbers))
+    }
+
     /// Packs whole numbers as a MessagePack array, which `cmsgpack.unpack` turns into a
-    /// Lua array of numbers (exact up to 2^53, as every Lua number).
+    /// Lua array of numbers (exact up to 2^53, as every Lua number: larger ones arrive
+    /// rounded; [`PackedInts::try_pack_unsigned`] refuses them).
     pub fn pack_unsigned(numbers: impl IntoIterator<Item = u64>) -> Vec<u8> {
         let mut body = Vec::new();
         let mut len = 0usize;
@@ -176,6 +199,21 @@ mod tests {
         }
         // the smallest encodings: a fixint, and the array header of a short array
         assert_eq!(PackedInts::pack_unsigned([1, 200]), [0x92, 0x01, 0xcc, 200]);
+    }
+
+    #[test]
+    fn numbers_lua_would_round_are_refused() {
+        let max = PackedInts::MAX_EXACT;
+        assert_eq!(
+            PackedInts::try_pack_unsigned([0, max]).unwrap(),
+            PackedInts::pack_unsigned([0, max])
+        );
+        for n in [max + 1, u64::MAX] {
+            assert!(matches!(
+                PackedInts::try_pack_unsigned([1, n]),
+                Err(Error::InvalidArgument(_))
+            ));
+        }
     }
 
     #[test]
