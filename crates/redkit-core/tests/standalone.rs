@@ -335,6 +335,17 @@ async fn dedicated_connections_block_and_time_out() {
     assert_eq!(pong, "PONG");
 }
 
+/// A second subscription to `channel` with room for 100 messages.
+async fn witness(redis: &Redis, channel: &str) -> redkit_core::Subscription {
+    redis
+        .subscriber()
+        .await
+        .unwrap()
+        .subscribe_with(channel, redkit_core::SubscribeOptions::new().buffer(100))
+        .await
+        .unwrap()
+}
+
 async fn next_message(sub: &mut redkit_core::Subscription) -> redkit_core::Message {
     loop {
         let event = tokio::time::timeout(Duration::from_secs(5), sub.recv())
@@ -396,14 +407,18 @@ async fn a_slow_subscriber_is_told_it_lagged_and_memory_stays_bounded() {
     let config = server.config().subscription_buffer(4).build().unwrap();
     let redis = Redis::from_config(config).await.unwrap();
     let mut sub = redis.subscribe("lag").await.unwrap();
+    let mut witness = witness(&redis, "lag").await;
     for i in 0..20 {
         redis
             .publish("lag", format!("{i}").as_bytes())
             .await
             .unwrap();
     }
-    // Let every message arrive before reading any.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every message reached the slow subscriber's queue before any is read: a
+    // subscriber with room for all of them, fed in the same order, has all 20.
+    for _ in 0..20 {
+        next_message(&mut witness).await;
+    }
     // the buffered messages first, then the gap where 4..19 were dropped, then what
     // came after it
     assert_lagged_in_place(&mut sub, &redis, "lag").await;
@@ -457,13 +472,16 @@ async fn drop_oldest_keeps_the_latest_and_disconnect_ends_the_subscription() {
         .subscribe_with(&channel, opts(LagPolicy::Disconnect))
         .await
         .unwrap();
+    let mut witness = witness(&redis, &channel).await;
     for i in 0..20 {
         redis
             .publish(&channel, format!("{i}").as_bytes())
             .await
             .unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..20 {
+        next_message(&mut witness).await;
+    }
     assert_eq!(oldest.recv().await.unwrap(), Event::Lagged { missed: 16 });
     let mut kept = Vec::new();
     for _ in 0..4 {

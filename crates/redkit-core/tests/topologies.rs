@@ -621,14 +621,24 @@ async fn a_slow_subscriber_on_a_cluster_gets_its_gap_in_place() {
     let redis = Redis::from_config(config).await.unwrap();
     let channel = testkit::prefix("lag");
     let mut sub = redis.subscribe(&channel).await.unwrap();
+    // a second subscriber with room for every message, fed in the same order
+    let mut witness = redis
+        .subscriber()
+        .await
+        .unwrap()
+        .subscribe_with(&channel, redkit_core::SubscribeOptions::new().buffer(100))
+        .await
+        .unwrap();
     for i in 0..20 {
         redis
             .publish(&channel, format!("{i}").as_bytes())
             .await
             .unwrap();
     }
-    // let every message arrive before reading any
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // every message reached the slow subscriber's queue before any is read
+    for _ in 0..20 {
+        next_payload(&mut witness).await;
+    }
     for i in 0..4 {
         let event = sub.recv().await.unwrap();
         assert!(
