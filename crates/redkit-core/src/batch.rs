@@ -211,10 +211,19 @@ async fn drive<Req, Resp>(
     loop {
         // Take in what has arrived, without waiting.
         take_in(&mut rx, &mut queued, &mut open, cap);
-        drop_gone(&mut queued);
-        while let Some(take) = next_batch(limits, queued.len(), in_flight.len(), cohort) {
+        // (requests whose caller is gone are taken out only when a batch can go, so a
+        // long queue is not scanned again for every request that joins it)
+        while next_batch(limits, queued.len(), in_flight.len(), cohort).is_some() {
+            drop_gone(&mut queued);
+            let Some(take) = next_batch(limits, queued.len(), in_flight.len(), cohort) else {
+                break;
+            };
             in_flight.push(run(&flush, &mut queued, take));
             cohort = 0;
+        }
+        if queued.len() >= cap {
+            // full: make room for callers still there
+            drop_gone(&mut queued);
         }
         if !open && queued.is_empty() && in_flight.is_empty() {
             return;
@@ -226,8 +235,10 @@ async fn drive<Req, Resp>(
                 // answers, so the server works on it while the answers wake their callers.
                 // (Measured otherwise with two slots, whose batches already overlap.)
                 take_in(&mut rx, &mut queued, &mut open, cap);
-                drop_gone(&mut queued);
                 let mut answered = done.waiters.len();
+                if limits.split && in_flight.is_empty() && !queued.is_empty() {
+                    drop_gone(&mut queued);
+                }
                 if limits.split && in_flight.is_empty() && !queued.is_empty() {
                     let all = queued.len().min(limits.max_batch);
                     in_flight.push(run(&flush, &mut queued, all));
