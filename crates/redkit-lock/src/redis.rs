@@ -265,11 +265,27 @@ struct ReleaseReq {
     channel: String,
 }
 
+/// What a batched acquisition answers: the attempt, and for a lock taken, what releasing
+/// it needs (the answer of a caller who dropped its future goes to the orphan handler,
+/// which releases it).
+type AcquireAnswer = (redkit_core::Result<Attempt>, Option<Held>);
+
+/// A lock taken by a batched acquisition.
+struct Held {
+    lock: Key,
+    token: String,
+}
+
 /// Concurrent acquire and release calls of one lock handle, coalesced into one script
-/// call per batch (per hash slot on a cluster).
+/// call per batch (per hash slot on a cluster). Every request is answered on its own: one
+/// slot's failure fails only the callers of that slot. A caller that dropped its future
+/// before its batch went out is not sent; one that dropped it after has the lock taken
+/// for it released at once (the orphan handler). A caller whose slot's call failed gets
+/// the error, and an owner-checked release follows on the same connection, in case the
+/// call ran on the server although its answer was lost.
 pub(crate) struct Batches {
-    acquire: Coalescer<AcquireReq, Attempt>,
-    release: Coalescer<ReleaseReq, bool>,
+    acquire: Coalescer<AcquireReq, AcquireAnswer>,
+    release: Coalescer<ReleaseReq, redkit_core::Result<bool>>,
 }
 
 impl std::fmt::Debug for Batches {
@@ -278,14 +294,76 @@ impl std::fmt::Debug for Batches {
     }
 }
 
+/// Releases `token`'s hold in the background with `script` (one of the release scripts:
+/// owner-checked, so a no-op when `token` holds nothing). Needs a tokio runtime; without
+/// one the hold expires by its TTL.
+fn release_in_background(
+    redis: &Redis,
+    script: &'static Script,
+    keys: Vec<Key>,
+    token: String,
+    channel: String,
+) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let redis = redis.clone();
+    runtime.spawn(async move {
+        let mut call = script.call();
+        for k in &keys {
+            call = call.key(k);
+        }
+        let released: redkit_core::Result<i64> =
+            call.arg(&token).arg(&channel).invoke(&redis).await;
+        if let Err(e) = released {
+            tracing::warn!(error = %e,
+                "release of a hold whose caller is gone failed; it expires by its ttl");
+        }
+    });
+}
+
+/// Releases a hold in the background when dropped before [`UndoOnDrop::disarm`]: an
+/// acquire future dropped while its script call is under way (sent, or about to be) may
+/// leave a hold that nobody has a guard for. The release goes out on the same connection
+/// after the acquisition, so it runs after it on the server.
+struct UndoOnDrop<'a> {
+    redis: &'a Redis,
+    script: &'static Script,
+    keys: &'a [&'a Key],
+    token: &'a str,
+    channel: &'a str,
+    armed: bool,
+}
+
+impl UndoOnDrop<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for UndoOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            release_in_background(
+                self.redis,
+                self.script,
+                self.keys.iter().map(|k| (*k).clone()).collect(),
+                self.token.to_string(),
+                self.channel.to_string(),
+            );
+        }
+    }
+}
+
 impl Batches {
     fn new(redis: &Redis) -> Batches {
         let r = redis.clone();
+        let orphans = redis.clone();
         let acquire = Coalescer::new(MAX_BATCH, MAX_IN_FLIGHT, move |reqs: Vec<AcquireReq>| {
             let redis = r.clone();
             async move {
-                let numbers = redis
-                    .invoke_by_slot(
+                let answers = redis
+                    .invoke_by_slot_each(
                         &reqs,
                         |q| &q.lock,
                         2,
@@ -298,19 +376,41 @@ impl Batches {
                             call
                         },
                     )
-                    .await?;
-                Ok(numbers
-                    .chunks_exact(2)
-                    .map(|n| attempt(n[0], n[1]))
+                    .await;
+                Ok(reqs
+                    .into_iter()
+                    .zip(answers)
+                    .map(|(q, answer)| match answer {
+                        Ok(n) => {
+                            let attempt = attempt(n[0], n[1]);
+                            let held =
+                                matches!(attempt, Attempt::Acquired { .. }).then_some(Held {
+                                    lock: q.lock,
+                                    token: q.token,
+                                });
+                            (Ok(attempt), held)
+                        }
+                        Err(e) => {
+                            let channel = format!("{}:released", q.lock);
+                            release_in_background(&redis, &RELEASE, vec![q.lock], q.token, channel);
+                            (Err(e), None)
+                        }
+                    })
                     .collect())
+            }
+        })
+        .on_orphan(move |(attempt, held): AcquireAnswer| {
+            if let (Ok(Attempt::Acquired { .. }), Some(held)) = (attempt, held) {
+                let channel = format!("{}:released", held.lock);
+                release_in_background(&orphans, &RELEASE, vec![held.lock], held.token, channel);
             }
         });
         let r = redis.clone();
         let release = Coalescer::new(MAX_BATCH, MAX_IN_FLIGHT, move |reqs: Vec<ReleaseReq>| {
             let redis = r.clone();
             async move {
-                let numbers = redis
-                    .invoke_by_slot(
+                let answers = redis
+                    .invoke_by_slot_each(
                         &reqs,
                         |q| &q.lock,
                         1,
@@ -323,8 +423,8 @@ impl Batches {
                             call
                         },
                     )
-                    .await?;
-                Ok(numbers.into_iter().map(|n| n == 1).collect())
+                    .await;
+                Ok(answers.into_iter().map(|a| a.map(|n| n[0] == 1)).collect())
             }
         });
         Batches { acquire, release }
@@ -400,7 +500,8 @@ impl RedisBackend {
                 token: token.to_string(),
                 ttl_ms: ms(ttl),
             };
-            return b.acquire.call(req).await?.checked(resource);
+            let (attempt, _held) = b.acquire.call(req).await?;
+            return attempt?.checked(resource);
         }
         let k = keys(&self.ns, self.kind, resource)?;
         let call = match self.kind {
@@ -424,12 +525,32 @@ impl RedisBackend {
             Kind::Write if !intent.is_zero() => ms(intent),
             _ => 0,
         };
+        let held = [if self.kind.exclusive() {
+            &k.main
+        } else {
+            &k.holders
+        }];
+        let undo = UndoOnDrop {
+            redis: &self.redis,
+            script: if self.kind.exclusive() {
+                &RELEASE
+            } else {
+                &SHARED_RELEASE
+            },
+            keys: &held,
+            token,
+            channel: &k.channel,
+            armed: true,
+        };
+        // dropped here (this future cancelled) or on an error: the hold, if the script ran,
+        // is released in the background
         let (ok, n): (i64, i64) = call
             .arg(token)
             .arg(ms(ttl))
             .arg(third)
             .invoke(&self.redis)
             .await?;
+        undo.disarm();
         attempt(ok, n).checked(resource)
     }
 }
@@ -484,7 +605,7 @@ impl Backend for RedisBackend {
                 lock,
                 token: token.to_string(),
             };
-            return Ok(b.release.call(req).await?);
+            return Ok(b.release.call(req).await??);
         }
         let k = keys(&self.ns, self.kind, resource)?;
         let call = if self.kind.exclusive() {
@@ -642,17 +763,27 @@ struct MultiBackend {
 #[async_trait]
 impl Backend for MultiBackend {
     async fn try_lock(&self, group: &str, token: &str, ttl: Duration) -> Result<Attempt> {
-        let (locks, fence, _) = multi_keys(&self.root, group, &self.resources)?;
+        let (locks, fence, channel) = multi_keys(&self.root, group, &self.resources)?;
         let mut call = MULTI_ACQUIRE.call();
         for k in &locks {
             call = call.key(k);
         }
+        let held: Vec<&Key> = locks.iter().collect();
+        let undo = UndoOnDrop {
+            redis: &self.redis,
+            script: &MULTI_RELEASE,
+            keys: &held,
+            token,
+            channel: &channel,
+            armed: true,
+        };
         let (ok, n): (i64, i64) = call
             .key(&fence)
             .arg(token)
             .arg(ms(ttl))
             .invoke(&self.redis)
             .await?;
+        undo.disarm();
         Attempt::from_script(ok, n).checked(group)
     }
 
