@@ -1,15 +1,42 @@
 -- KEYS[1]: jobs, KEYS[2]: delayed, KEYS[3]: lease, KEYS[4]: inflight, KEYS[5]: dead,
--- KEYS[6]: completed, KEYS[7]: results, KEYS[8]: errors, KEYS[9]: progress; `<prefix>:queue:{<name>}:…`.
+-- KEYS[6]: completed, KEYS[7]: results, KEYS[8]: errors, KEYS[9]: progress, KEYS[10]:
+-- uniques (hash unique key -> holder id), KEYS[11]: removed (hash id -> levels of ready
+-- lists still holding a removed job's id); `<prefix>:queue:{<name>}:…`.
 -- ARGV[1]: id.
--- Removes a job in whatever state. Its id may stay in a ready list, where fetch skips it
--- (no O(n) list scan); a worker running it can no longer complete or fail it.
+-- Removes a job in whatever state, with what it left (result, error, progress, the
+-- unique key it holds until it finishes if that still names it). A waiting job's id
+-- stays in its ready list (no O(n) list scan): its level is recorded in `removed`, and
+-- the fetch that meets that place in line skips it once — so the same id enqueued again
+-- is delivered once, at its own place. A worker running it can no longer complete or
+-- fail it. Every key's type is checked before the first write.
 -- Reply: 1 removed, 0 no such job.
+local types = {'hash', 'zset', 'zset', 'hash', 'zset', 'zset', 'hash', 'hash', 'hash',
+  'hash', 'hash'}
+for i, want in ipairs(types) do
+  local got = redis.call('TYPE', KEYS[i])['ok']
+  if got ~= 'none' and got ~= want then
+    return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. got .. ', not a ' .. want)
+  end
+end
 local id = ARGV[1]
 local env = redis.call('HGET', KEYS[1], id)
 if not env then return 0 end
-redis.call('ZREM', KEYS[2], string.byte(env, 8) .. id)
-for k = 3, 6 do
-  if k == 4 then redis.call('HDEL', KEYS[4], id) else redis.call('ZREM', KEYS[k], id) end
+local is_job = #env >= 33 and string.byte(env, 1) == 1 and string.byte(env, 8) <= 3
+local waiting = true
+if is_job and redis.call('ZREM', KEYS[2], string.byte(env, 8) .. id) == 1 then
+  waiting = false
+end
+for _, k in ipairs({3, 5, 6}) do
+  if redis.call('ZREM', KEYS[k], id) == 1 then waiting = false end
+end
+redis.call('HDEL', KEYS[4], id)
+if waiting and is_job then
+  local levels = redis.call('HGET', KEYS[11], id) or ''
+  redis.call('HSET', KEYS[11], id, levels .. string.byte(env, 8))
+end
+if is_job and string.byte(env, 31) == 1 then
+  local key = string.sub(env, 34, 33 + struct.unpack('>I2', env, 32))
+  if redis.call('HGET', KEYS[10], key) == id then redis.call('HDEL', KEYS[10], key) end
 end
 redis.call('HDEL', KEYS[7], id)
 redis.call('HDEL', KEYS[8], id)

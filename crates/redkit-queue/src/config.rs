@@ -158,8 +158,14 @@ impl QueueConfig {
         if !(0.0..=1.0).contains(&self.jitter) {
             return bad(format!("jitter must be in [0, 1], got {}", self.jitter));
         }
-        if self.timeout.is_some_and(|t| t.is_zero()) {
-            return bad("the run timeout must be positive".into());
+        crate::check_timeout(self.timeout).map_err(Error::InvalidConfig)?;
+        crate::check_backoff(self.backoff).map_err(Error::InvalidConfig)?;
+        if self.events > crate::MAX_COUNT {
+            return bad(format!(
+                "an event stream of {} entries, over the limit of {}",
+                self.events,
+                crate::MAX_COUNT
+            ));
         }
         if self.max_payload == 0 || self.max_payload > 64 * 1024 * 1024 {
             return bad(format!(
@@ -172,6 +178,10 @@ impl QueueConfig {
                 return bad(
                     "a retention count must be positive (Retention::None keeps none)".into(),
                 );
+            }
+            if let Retention::Keep { age: Some(age), .. } = r {
+                crate::check_duration("a retention age", age)
+                    .map_err(|e| Error::InvalidConfig(e.to_string()))?;
             }
         }
         Ok(())

@@ -1051,6 +1051,271 @@ pub async fn shutdown_hands_back_what_did_not_finish(s: &Suite) {
     }
 }
 
+pub async fn a_removed_id_enqueued_again_is_delivered_once(s: &Suite) {
+    let (a, b) = s.pair(QueueConfig::new()).await;
+    let id = JobId("order-7".into());
+    let opts = JobOptions::new().id("order-7");
+    added(&a.enqueue(&1, &opts).await.unwrap());
+    assert!(a.remove(&id).await.unwrap());
+    added(&a.enqueue(&2, &opts).await.unwrap());
+    // two workers fetch one job each: the job is delivered once
+    let mut got: Vec<crate::Delivery> = a.fetch(1, VIS).await.unwrap().deliveries;
+    got.extend(b.fetch(1, VIS).await.unwrap().deliveries);
+    got.extend(b.fetch(1, VIS).await.unwrap().deliveries);
+    assert_eq!(got.len(), 1, "the job was delivered twice at once");
+    let d = got.remove(0);
+    assert_eq!(serde_json::from_slice::<i32>(&d.payload).unwrap(), 2);
+    assert_eq!(
+        a.complete(&[(d.lease.clone(), Bytes::new())])
+            .await
+            .unwrap(),
+        vec![true],
+        "the one delivery's completion is accepted"
+    );
+    assert!(b.fetch(10, VIS).await.unwrap().deliveries.is_empty());
+    assert_eq!(a.stats().await.unwrap().active, 0);
+
+    // enqueued again at another priority: delivered once, at its new priority
+    let (a, b) = s.pair(QueueConfig::new()).await;
+    added(&a.enqueue(&1, &opts).await.unwrap());
+    assert!(a.remove(&id).await.unwrap());
+    added(
+        &a.enqueue(&1, &opts.clone().priority(Priority::Critical))
+            .await
+            .unwrap(),
+    );
+    let first = a.fetch(1, VIS).await.unwrap().deliveries;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].priority, Priority::Critical);
+    assert!(b.fetch(10, VIS).await.unwrap().deliveries.is_empty());
+
+    // removed twice, enqueued again with a delay: nothing before its time, then once
+    let (a, b) = s.pair(QueueConfig::new()).await;
+    for _ in 0..2 {
+        added(&a.enqueue(&1, &opts).await.unwrap());
+        assert!(a.remove(&id).await.unwrap());
+    }
+    let later = opts.clone().delay(Duration::from_millis(300));
+    added(&a.enqueue(&3, &later).await.unwrap());
+    assert!(
+        b.fetch(10, VIS).await.unwrap().deliveries.is_empty(),
+        "a delayed job ran before its time"
+    );
+    assert_eq!(a.job(&id).await.unwrap().unwrap().state, JobState::Delayed);
+    s.time.pass(Duration::from_millis(400)).await;
+    let mut got = b.fetch(10, VIS).await.unwrap().deliveries;
+    got.extend(a.fetch(10, VIS).await.unwrap().deliveries);
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        b.complete(&[(got[0].lease.clone(), Bytes::new())])
+            .await
+            .unwrap(),
+        vec![true]
+    );
+}
+
+/// Takes job `id` (the only ready one) to the end of one terminal path.
+async fn end(s: &Suite, q: &Handle, id: &JobId, path: &str) {
+    match path {
+        "removed while waiting" => assert!(q.remove(id).await.unwrap()),
+        "delayed, removed" => assert!(q.remove(id).await.unwrap()),
+        _ => {
+            let vis = if path == "stalled" {
+                Duration::from_millis(100)
+            } else {
+                VIS
+            };
+            let d = q.fetch(1, vis).await.unwrap().deliveries.remove(0);
+            assert_eq!(d.id(), id);
+            match path {
+                "completed" => assert_eq!(
+                    q.complete(&[(d.lease, Bytes::new())]).await.unwrap(),
+                    vec![true]
+                ),
+                "dead" => q.fail(&d.lease, "no", None).await.unwrap(),
+                "removed while running" => assert!(q.remove(id).await.unwrap()),
+                "stalled" => {
+                    s.time.pass(Duration::from_millis(300)).await;
+                    assert!(q.fetch(1, VIS).await.unwrap().deliveries.is_empty());
+                }
+                other => panic!("{other}"),
+            }
+        }
+    }
+}
+
+pub async fn a_unique_key_is_released_on_every_terminal_path(s: &Suite) {
+    let until = |k: &str| JobOptions::new().unique(Unique::UntilFinished(k.into()));
+    let throttle =
+        |k: &str| JobOptions::new().unique(Unique::For(k.into(), Duration::from_secs(5)));
+    let kept = Retention::Keep {
+        count: None,
+        age: None,
+    };
+    for config in [
+        QueueConfig::new().max_attempts(1),
+        QueueConfig::new()
+            .max_attempts(1)
+            .keep_completed(kept)
+            .keep_dead(Retention::None),
+    ] {
+        for path in [
+            "completed",
+            "dead",
+            "stalled",
+            "removed while waiting",
+            "removed while running",
+            "delayed, removed",
+        ] {
+            let (a, b) = s.pair(config.clone()).await;
+            let mut opts = until("u");
+            if path == "delayed, removed" {
+                opts = opts.delay(Duration::from_secs(60));
+            }
+            let id = added(&a.enqueue(&"first", &opts).await.unwrap());
+            assert_eq!(
+                b.enqueue(&"second", &throttle("u")).await.unwrap(),
+                Enqueued::Duplicate(id.clone()),
+                "{path}: the key is held while the job lives"
+            );
+            end(s, &a, &id, path).await;
+            assert!(
+                matches!(
+                    b.enqueue(&"third", &throttle("u")).await.unwrap(),
+                    Enqueued::Added(_)
+                ),
+                "{path} ({config:?}): the key was not released"
+            );
+        }
+    }
+    // released only while it still names the job: a dead job retried after another
+    // took the key does not free the other's hold when it completes
+    let (a, _) = s.pair(QueueConfig::new().max_attempts(1)).await;
+    let one = added(&a.enqueue(&"one", &until("k")).await.unwrap());
+    end(s, &a, &one, "dead").await;
+    let two = added(&a.enqueue(&"two", &until("k")).await.unwrap());
+    assert_eq!(a.retry_dead(std::slice::from_ref(&one), 10).await.unwrap(), 1);
+    let got = a.fetch(10, VIS).await.unwrap().deliveries;
+    let d = got.iter().find(|d| d.id() == &one).unwrap();
+    a.complete(&[(d.lease.clone(), Bytes::new())])
+        .await
+        .unwrap();
+    assert_eq!(
+        a.enqueue(&"three", &until("k")).await.unwrap(),
+        Enqueued::Duplicate(two)
+    );
+}
+
+pub async fn overflowing_durations_and_counts_are_typed_errors(s: &Suite) {
+    let (a, _) = s.pair(QueueConfig::new().events(100)).await;
+    let year = Duration::from_secs(365 * 86_400);
+    let far = SystemTime::now() + 200 * year;
+    fn bad<T>(e: crate::Result<T>) -> bool {
+        matches!(e, Err(Error::InvalidArgument(_)))
+    }
+    for opts in [
+        JobOptions::new().delay(Duration::MAX),
+        JobOptions::new().delay(crate::MAX_DURATION + Duration::from_secs(1)),
+        JobOptions::new().run_at(far),
+        JobOptions::new().timeout(Duration::MAX),
+        JobOptions::new().backoff(Backoff::Fixed(Duration::MAX)),
+        JobOptions::new().backoff(Backoff::Exponential {
+            base: Duration::from_secs(1),
+            max: Duration::MAX,
+        }),
+        JobOptions::new().unique(Unique::For("k".into(), Duration::MAX)),
+        JobOptions::new().max_attempts(u32::MAX),
+    ] {
+        let e = a.enqueue(&1, &opts).await;
+        assert!(
+            matches!(e, Err(Error::InvalidArgument(_))),
+            "{opts:?}: {e:?}"
+        );
+    }
+    assert_eq!(a.stats().await.unwrap(), crate::Stats::default());
+    // the longest delay is taken
+    added(
+        &a.enqueue(&1, &JobOptions::new().delay(crate::MAX_DURATION))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(a.stats().await.unwrap().delayed, 1);
+    assert!(bad(a.fetch(1, Duration::MAX).await.map(drop)));
+    assert!(bad(a.extend(&[], Duration::MAX).await.map(drop)));
+    assert!(bad(a.wait(Duration::MAX).await));
+    assert!(bad(a
+        .list(JobState::Waiting, usize::MAX, 10)
+        .await
+        .map(drop)));
+    assert!(bad(a.schedule_lease("me", Duration::MAX).await.map(drop)));
+    assert!(bad(a
+        .events(&EventId::start(), 1, Duration::MAX)
+        .await
+        .map(drop)));
+    assert!(bad(a
+        .fire("s", far, NewJob::new("1", JobOptions::new()))
+        .await
+        .map(drop)));
+    // a retry wait too long for the queue leaves the lease as it was
+    added(&a.enqueue(&2, &JobOptions::new()).await.unwrap());
+    let d = a.fetch(1, VIS).await.unwrap().deliveries.remove(0);
+    assert!(bad(a.fail(&d.lease, "x", Some(Duration::MAX)).await));
+    assert_eq!(
+        a.complete(&[(d.lease, Bytes::new())]).await.unwrap(),
+        vec![true]
+    );
+    // options of the queue, the worker and the scheduler
+    for config in [
+        QueueConfig::new().events(u64::MAX),
+        QueueConfig::new().timeout(Duration::MAX),
+        QueueConfig::new().backoff(Backoff::Fixed(Duration::MAX)),
+        QueueConfig::new().keep_completed(Retention::Keep {
+            count: None,
+            age: Some(Duration::MAX),
+        }),
+    ] {
+        assert!(
+            matches!(config.validate("jobs"), Err(Error::InvalidConfig(_))),
+            "{config:?}"
+        );
+    }
+    let q: Handle = a.clone();
+    for w in [
+        Worker::builder(q.clone()).visibility_timeout(Duration::MAX),
+        Worker::builder(q.clone()).idle_wait(Duration::MAX),
+    ] {
+        assert!(matches!(w.build(), Err(Error::InvalidConfig(_))));
+    }
+    assert!(matches!(
+        crate::Scheduler::builder(q.clone())
+            .lease(Duration::MAX)
+            .build(),
+        Err(Error::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        crate::Schedule::every(Duration::MAX),
+        Err(Error::InvalidArgument(_))
+    ));
+    // a count past anything storable keeps every job
+    let (a, _) = s
+        .pair(QueueConfig::new().keep_completed(Retention::Keep {
+            count: Some(u64::MAX),
+            age: None,
+        }))
+        .await;
+    a.enqueue_many(&[1, 2], &JobOptions::new()).await.unwrap();
+    let done: Vec<_> = a
+        .fetch(2, VIS)
+        .await
+        .unwrap()
+        .deliveries
+        .into_iter()
+        .map(|d| (d.lease, Bytes::new()))
+        .collect();
+    assert_eq!(a.complete(&done).await.unwrap(), vec![true; 2]);
+    assert_eq!(a.stats().await.unwrap().completed, 2);
+}
+
 /// Runs every conformance case as a test: `conformance_suite!(name, async { suite })`.
 #[macro_export]
 macro_rules! conformance_suite {
@@ -1075,7 +1340,10 @@ macro_rules! conformance_suite {
                 bad_input_is_a_typed_error,
                 a_worker_runs_retries_and_dead_letters,
                 a_worker_stops_a_handler_whose_lease_is_lost,
-                shutdown_hands_back_what_did_not_finish
+                shutdown_hands_back_what_did_not_finish,
+                a_removed_id_enqueued_again_is_delivered_once,
+                a_unique_key_is_released_on_every_terminal_path,
+                overflowing_durations_and_counts_are_typed_errors
             );
         }
     };

@@ -315,8 +315,9 @@ impl Delivery {
         if self.jitter <= 0.0 {
             return d;
         }
-        let share = (fastrand::f64() * 2.0 - 1.0) * self.jitter;
-        d.mul_f64((1.0 + share).max(0.0))
+        let share = (fastrand::f64() * 2.0 - 1.0) * self.jitter.min(1.0);
+        // checked: a share of a very long wait must not overflow
+        Duration::try_from_secs_f64(d.as_secs_f64() * (1.0 + share).max(0.0)).unwrap_or(d)
     }
 
     /// Whether this attempt was the last one allowed.
@@ -518,7 +519,9 @@ impl Envelope {
             lease: Lease {
                 id,
                 token,
-                unique: self.unique.map(|(_, k)| k),
+                // a key held until the job finishes is given back when it does; a
+                // time-bound one runs out on its own
+                unique: self.unique.filter(|(mode, _)| *mode == 1).map(|(_, k)| k),
             },
             attempt: u32::from(self.attempts) + 1,
             max_attempts: u32::from(self.max_attempts),
@@ -603,6 +606,27 @@ mod tests {
             Backoff::Fixed(Duration::from_secs(2)).delay(9),
             Duration::from_secs(2)
         );
+    }
+
+    #[test]
+    fn a_retry_delay_of_a_very_long_backoff_does_not_overflow() {
+        let e = Envelope {
+            attempts: 0,
+            stalls: 0,
+            max_attempts: 3,
+            priority: Priority::Normal,
+            enqueued_ms: 0,
+            timeout_ms: 0,
+            backoff: Backoff::Fixed(Duration::from_secs(1)),
+            jitter_pct: 100,
+            unique: None,
+            payload: Bytes::new(),
+        };
+        let mut d = e.delivery(JobId("1".into()), "t".into());
+        d.backoff = Backoff::Fixed(Duration::MAX);
+        for _ in 0..100 {
+            let _ = d.retry_delay();
+        }
     }
 
     #[test]

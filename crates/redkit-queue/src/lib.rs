@@ -36,6 +36,20 @@ pub use bytes;
 
 use crate::job::{Envelope, unix_ms};
 
+/// The longest delay, retry wait, lease, wait, unique-key lifetime, retention age or
+/// schedule interval a queue takes: 100 years of 365 days. Longer ones are
+/// [`Error::InvalidArgument`] (or [`Error::InvalidConfig`] in options), never a silent cut.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// The longest run timeout or backoff wait a job stores: `u32::MAX` milliseconds (about
+/// 49.7 days). Longer ones are [`Error::InvalidArgument`] (or [`Error::InvalidConfig`]
+/// in [`QueueConfig`]).
+pub const MAX_JOB_WAIT: Duration = Duration::from_millis(u32::MAX as u64);
+
+/// The largest listing offset, and the longest event stream ([`QueueConfig::events`]):
+/// 2^53, the largest integer Lua numbers hold exactly.
+pub const MAX_COUNT: u64 = 1 << 53;
+
 /// What one fetch handed out.
 #[derive(Debug, Default)]
 #[non_exhaustive]
@@ -178,24 +192,38 @@ pub trait QueueExt: Queue {
     }
 
     /// Enqueues several jobs with the same options in one round trip per
-    /// [`MAX_BATCH`] jobs.
+    /// [`MAX_BATCH`] jobs. Every payload is encoded and checked before the first chunk
+    /// is sent, so bad input adds nothing; each chunk is added whole or not at all, in
+    /// order: an `Err` from the store after the first chunk means the chunks before it
+    /// were added (give the jobs custom ids to retry the call without duplicates).
     async fn enqueue_many<T: Serialize + Sync>(
         &self,
         payloads: &[T],
         options: &JobOptions,
     ) -> Result<Vec<Enqueued>> {
-        let mut out = Vec::with_capacity(payloads.len());
-        for chunk in payloads.chunks(MAX_BATCH) {
-            let jobs = chunk
-                .iter()
-                .map(|p| {
-                    let bytes = serde_json::to_vec(p).map_err(|e| Error::Codec(e.to_string()))?;
-                    Ok(NewJob::new(bytes, options.clone()))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            out.extend(self.enqueue_bytes(jobs).await?);
+        let jobs = payloads
+            .iter()
+            .map(|p| {
+                let bytes = serde_json::to_vec(p).map_err(|e| Error::Codec(e.to_string()))?;
+                Ok(NewJob::new(bytes, options.clone()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if jobs.len() > MAX_BATCH {
+            // the options once, every payload's size: what `prepare` checks per chunk
+            prepare(self.config(), &jobs[..1])?;
+            for job in &jobs {
+                check_payload(self.config(), &job.payload)?;
+            }
         }
-        Ok(out)
+        let mut out = Vec::with_capacity(jobs.len());
+        let mut jobs = jobs.into_iter();
+        loop {
+            let chunk: Vec<NewJob> = jobs.by_ref().take(MAX_BATCH).collect();
+            if chunk.is_empty() {
+                return Ok(out);
+            }
+            out.extend(self.enqueue_bytes(chunk).await?);
+        }
     }
 }
 
@@ -229,12 +257,7 @@ pub(crate) fn prepare(config: &QueueConfig, jobs: &[NewJob]) -> Result<Vec<Prepa
     jobs.iter()
         .map(|job| {
             let o = &job.options;
-            if job.payload.len() > config.max_payload {
-                return Err(Error::TooLarge {
-                    size: job.payload.len(),
-                    limit: config.max_payload,
-                });
-            }
+            check_payload(config, &job.payload)?;
             let id =
                 o.id.as_ref()
                     .map(|id| JobId::custom(id.clone()))
@@ -252,22 +275,15 @@ pub(crate) fn prepare(config: &QueueConfig, jobs: &[NewJob]) -> Result<Vec<Prepa
                 )));
             }
             let timeout = o.timeout.or(config.timeout);
-            if timeout.is_some_and(|t| t.is_zero()) {
-                return Err(Error::InvalidArgument("a zero run timeout".into()));
-            }
+            check_timeout(timeout).map_err(Error::InvalidArgument)?;
             let backoff = o.backoff.unwrap_or(config.backoff);
-            if let Backoff::Exponential { base, max } = backoff
-                && (base.is_zero() || max < base)
-            {
-                return Err(Error::InvalidArgument(format!(
-                    "exponential backoff needs 0 < base <= max, got {base:?}..{max:?}"
-                )));
-            }
+            check_backoff(backoff).map_err(Error::InvalidArgument)?;
             let mut delay = o.delay.unwrap_or(Duration::ZERO);
             if let Some(at) = o.run_at {
                 // a time already past runs now
                 delay = delay.max(at.duration_since(now).unwrap_or(Duration::ZERO));
             }
+            let delay_ms = check_duration("a delay", delay)?;
             let unique = match &o.unique {
                 None => None,
                 Some(u) => {
@@ -278,7 +294,9 @@ pub(crate) fn prepare(config: &QueueConfig, jobs: &[NewJob]) -> Result<Vec<Prepa
                                 "a unique key's lifetime must be at least 1 ms".into(),
                             ));
                         }
-                        Unique::For(k, ttl) => Some((k.clone(), ms(*ttl))),
+                        Unique::For(k, ttl) => {
+                            Some((k.clone(), check_duration("a unique key's lifetime", *ttl)?))
+                        }
                         _ => Some((u.key().to_string(), 0)),
                     }
                 }
@@ -302,12 +320,83 @@ pub(crate) fn prepare(config: &QueueConfig, jobs: &[NewJob]) -> Result<Vec<Prepa
             Ok(Prepared {
                 id: id.map(|i| i.0),
                 level: o.priority.level(),
-                delay_ms: ms(delay),
+                delay_ms,
                 unique,
                 envelope,
             })
         })
         .collect()
+}
+
+/// Checks a payload's size.
+pub(crate) fn check_payload(config: &QueueConfig, payload: &[u8]) -> Result<()> {
+    if payload.len() > config.max_payload {
+        return Err(Error::TooLarge {
+            size: payload.len(),
+            limit: config.max_payload,
+        });
+    }
+    Ok(())
+}
+
+/// Checks a run timeout (`Err` with the reason).
+pub(crate) fn check_timeout(timeout: Option<Duration>) -> std::result::Result<(), String> {
+    match timeout {
+        Some(t) if t.is_zero() => Err("a zero run timeout".into()),
+        Some(t) if t > MAX_JOB_WAIT => Err(format!(
+            "a run timeout of {t:?} is over the limit of {MAX_JOB_WAIT:?}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a backoff (`Err` with the reason).
+pub(crate) fn check_backoff(backoff: Backoff) -> std::result::Result<(), String> {
+    let longest = match backoff {
+        Backoff::Fixed(d) => d,
+        Backoff::Exponential { base, max } => {
+            if base.is_zero() || max < base {
+                return Err(format!(
+                    "exponential backoff needs 0 < base <= max, got {base:?}..{max:?}"
+                ));
+            }
+            max
+        }
+    };
+    if longest > MAX_JOB_WAIT {
+        return Err(format!(
+            "a backoff of {longest:?} is over the limit of {MAX_JOB_WAIT:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a delay, wait, lease or lifetime against [`MAX_DURATION`]; its whole ms.
+pub(crate) fn check_duration(what: &str, d: Duration) -> Result<u64> {
+    if d > MAX_DURATION {
+        return Err(Error::InvalidArgument(format!(
+            "{what} of {d:?} is over the limit of {MAX_DURATION:?} (100 years)"
+        )));
+    }
+    Ok(ms(d))
+}
+
+/// Checks a schedule occurrence: at most [`MAX_DURATION`] ahead.
+pub(crate) fn check_occurrence(at: SystemTime) -> Result<()> {
+    if let Ok(ahead) = at.duration_since(SystemTime::now()) {
+        check_duration("an occurrence ahead", ahead)?;
+    }
+    Ok(())
+}
+
+/// Checks a listing offset against [`MAX_COUNT`].
+pub(crate) fn check_offset(offset: usize) -> Result<()> {
+    if u64::try_from(offset).map_or(true, |o| o > MAX_COUNT) {
+        return Err(Error::InvalidArgument(format!(
+            "a listing offset of {offset}, over the limit of {MAX_COUNT}"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a fetch's or listing's size.
@@ -351,5 +440,5 @@ pub(crate) fn check_visibility(visibility: Duration) -> Result<()> {
             "the visibility timeout must be at least 1 ms, got {visibility:?}"
         )));
     }
-    Ok(())
+    check_duration("a visibility timeout", visibility).map(drop)
 }

@@ -90,8 +90,12 @@ struct State {
     schedules: HashMap<String, u64>,
     /// the scheduler lease: owner, until (ms)
     scheduler: Option<(String, u64)>,
-    /// unique key -> (job id, expires at ms for time-bound keys)
-    unique: HashMap<String, (String, Option<u64>)>,
+    /// unique key -> the job holding it until it finishes
+    holds: HashMap<String, String>,
+    /// unique key -> (job id, expires at ms): time-bound holds
+    timed: HashMap<String, (String, u64)>,
+    /// removed job -> levels of the ready lists still holding its id (skipped once each)
+    removed: HashMap<String, String>,
     paused: bool,
 }
 
@@ -108,6 +112,15 @@ impl State {
         self.jobs
             .get(id)
             .map_or(2, |e| usize::from(e.priority.level()))
+    }
+
+    /// Gives back a unique key held until the job finishes, if it still names the job.
+    fn release_unique(&mut self, key: Option<&str>, id: &str) {
+        if let Some(k) = key
+            && self.holds.get(k).is_some_and(|h| h == id)
+        {
+            self.holds.remove(k);
+        }
     }
 
     /// Deletes a job's envelope and what it left besides: results, errors, progress.
@@ -233,16 +246,22 @@ impl MemoryQueue {
             if duplicate.is_none()
                 && let Some((key, ttl)) = &p.unique
             {
-                let holder = s
-                    .unique
+                // as on Redis: a live holder until finished, then a time-bound holder
+                // (any for a time-bound job, a live one for the other kind)
+                let held = s.holds.get(key).filter(|h| s.live(h)).cloned();
+                let timed = s
+                    .timed
                     .get(key)
-                    .filter(|(_, until)| until.is_none_or(|u| u > now))
+                    .filter(|(h, until)| *until > now && (*ttl > 0 || s.live(h)))
                     .map(|(h, _)| h.clone());
-                match holder {
-                    Some(h) if *ttl > 0 || s.live(&h) => duplicate = Some(h),
-                    _ => {
-                        let until = (*ttl > 0).then(|| now.saturating_add(*ttl));
-                        s.unique.insert(key.clone(), (id.clone(), until));
+                match held.or(timed) {
+                    Some(h) => duplicate = Some(h),
+                    None if *ttl > 0 => {
+                        s.timed
+                            .insert(key.clone(), (id.clone(), now.saturating_add(*ttl)));
+                    }
+                    None => {
+                        s.holds.insert(key.clone(), id.clone());
                     }
                 }
             }
@@ -288,6 +307,7 @@ impl Queue for MemoryQueue {
 
     async fn fire(&self, schedule: &str, at: SystemTime, job: NewJob) -> Result<Option<Enqueued>> {
         check_name("schedule name", schedule)?;
+        crate::check_occurrence(at)?;
         let prepared = prepare(&self.config, &[job])?;
         Ok(self
             .add(prepared, Some((schedule, unix_ms(at))))
@@ -303,6 +323,7 @@ impl Queue for MemoryQueue {
     }
 
     async fn schedule_lease(&self, owner: &str, ttl: Duration) -> Result<(bool, SystemTime)> {
+        crate::check_duration("a scheduler lease", ttl)?;
         let now = self.now();
         let mut s = self.state();
         let free = match &s.scheduler {
@@ -348,8 +369,13 @@ impl Queue for MemoryQueue {
             let why = format!("stalled: the lease ran out ({} time(s))", env.stalls);
             let dead = env.attempts >= env.max_attempts;
             let level = usize::from(env.priority.level());
+            let unique = match &env.unique {
+                Some((1, k)) => Some(k.clone()),
+                _ => None,
+            };
             s.errors.insert(id.clone(), why.clone());
             let kind = if dead {
+                s.release_unique(unique.as_deref(), &id);
                 s.bury(&id, now, self.config.dead);
                 EventKind::Dead
             } else {
@@ -364,13 +390,29 @@ impl Queue for MemoryQueue {
             for level in 0..4 {
                 while ids.len() < max {
                     match s.ready[level].pop_front() {
-                        Some(id) => ids.push(id),
+                        Some(id) => ids.push((id, level)),
                         None => break,
                     }
                 }
             }
             let until = now.saturating_add(ms(visibility));
-            for id in ids {
+            let mut seen = std::collections::HashSet::new();
+            for (id, level) in ids {
+                // a removed job's place in line: skipped once
+                let digit = char::from(b'0' + level as u8);
+                if let Some(levels) = s.removed.get_mut(&id)
+                    && let Some(at) = levels.find(digit)
+                {
+                    levels.remove(at);
+                    if levels.is_empty() {
+                        s.removed.remove(&id);
+                    }
+                    continue;
+                }
+                // never a job already leased, never twice in one fetch
+                if s.inflight.contains_key(&id) || !seen.insert(id.clone()) {
+                    continue;
+                }
                 let Some(env) = s.jobs.get(&id).cloned() else {
                     continue;
                 };
@@ -395,6 +437,7 @@ impl Queue for MemoryQueue {
     }
 
     async fn wait(&self, timeout: Duration) -> Result<()> {
+        crate::check_duration("a wait", timeout)?;
         let _ = tokio::time::timeout(timeout, self.wake.notified()).await;
         Ok(())
     }
@@ -431,11 +474,7 @@ impl Queue for MemoryQueue {
                 id,
                 Bytes::new(),
             );
-            if let Some(u) = &lease.unique
-                && s.unique.get(u).is_some_and(|(h, _)| h == id)
-            {
-                s.unique.remove(u);
-            }
+            s.release_unique(lease.unique.as_deref(), id);
             out.push(true);
         }
         if keep {
@@ -459,6 +498,9 @@ impl Queue for MemoryQueue {
     }
 
     async fn fail(&self, lease: &Lease, error: &str, retry: Option<Duration>) -> Result<()> {
+        if let Some(d) = retry {
+            crate::check_duration("a retry wait", d)?;
+        }
         let now = self.now();
         let mut s = self.state();
         let id = lease.id.as_str();
@@ -485,11 +527,7 @@ impl Queue for MemoryQueue {
                 EventKind::Failed
             }
             None => {
-                if let Some(u) = &lease.unique
-                    && s.unique.get(u).is_some_and(|(h, _)| h == id)
-                {
-                    s.unique.remove(u);
-                }
+                s.release_unique(lease.unique.as_deref(), id);
                 s.bury(id, now, self.config.dead);
                 EventKind::Dead
             }
@@ -580,6 +618,7 @@ impl Queue for MemoryQueue {
 
     async fn list(&self, state: JobState, offset: usize, limit: usize) -> Result<Vec<JobInfo>> {
         check_batch("a listing", limit)?;
+        crate::check_offset(offset)?;
         let s = self.state();
         let ids: Vec<String> = match state {
             JobState::Waiting => s
@@ -646,6 +685,10 @@ impl Queue for MemoryQueue {
             env.attempts = 0;
             env.stalls = 0;
             let level = usize::from(env.priority.level());
+            if let Some((1, k)) = &env.unique {
+                let k = k.clone();
+                s.holds.entry(k).or_insert_with(|| id.clone());
+            }
             s.errors.remove(&id);
             s.progress.remove(&id);
             s.ready[level].push_back(id);
@@ -661,16 +704,32 @@ impl Queue for MemoryQueue {
     async fn remove(&self, id: &JobId) -> Result<bool> {
         let mut s = self.state();
         let id = id.as_str();
-        if s.jobs.remove(id).is_none() {
+        let Some(env) = s.jobs.remove(id) else {
             return Ok(false);
+        };
+        let mut waiting = true;
+        let st = &mut *s;
+        for set in [
+            &mut st.delayed,
+            &mut st.lease,
+            &mut st.dead,
+            &mut st.completed,
+        ] {
+            if set.remove(id) {
+                waiting = false;
+            }
         }
-        s.delayed.remove(id);
-        s.lease.remove(id);
         s.inflight.remove(id);
-        s.dead.remove(id);
-        s.completed.remove(id);
+        if waiting {
+            // its id stays in its ready list; the fetch that meets it skips it, as on
+            // Redis
+            let digit = char::from(b'0' + env.priority.level());
+            s.removed.entry(id.to_string()).or_default().push(digit);
+        }
+        if let Some((1, k)) = &env.unique {
+            s.release_unique(Some(k), id);
+        }
         s.forget(id);
-        // its id may stay in a ready list: fetch skips it, as on Redis
         Ok(true)
     }
 
@@ -691,6 +750,7 @@ impl Queue for MemoryQueue {
 
     async fn events(&self, after: &EventId, max: usize, wait: Duration) -> Result<Vec<Event>> {
         check_events(&self.config, max)?;
+        crate::check_duration("an event wait", wait)?;
         let after = EventId::split(after.as_str()).unwrap_or((0, 0));
         let deadline = tokio::time::Instant::now() + wait;
         loop {

@@ -12,8 +12,8 @@ use redkit_core::{Invocation, Key, Keyspace, Pipeline, Redis, Script};
 use crate::job::{self, Envelope, unix_ms};
 use crate::{
     Enqueued, Error, Event, EventId, EventKind, Fetched, JobId, JobInfo, JobState, Lease, NewJob,
-    Prepared, Queue, QueueConfig, Result, Retention, Stats, check_batch, check_events,
-    check_progress, check_visibility, ms, prepare,
+    Prepared, Queue, QueueConfig, Result, Retention, Stats, check_batch, check_duration,
+    check_events, check_occurrence, check_offset, check_progress, check_visibility, ms, prepare,
 };
 
 macro_rules! script {
@@ -60,6 +60,8 @@ struct Keys {
     completed: Key,
     results: Key,
     progress: Key,
+    uniques: Key,
+    removed: Key,
     schedules: Key,
     scheduler: Key,
     ready: [Key; 4],
@@ -83,6 +85,8 @@ impl Keys {
             completed: k("completed")?,
             results: k("results")?,
             progress: k("progress")?,
+            uniques: k("uniques")?,
+            removed: k("removed")?,
             schedules: k("schedules")?,
             scheduler: k("scheduler")?,
             ready: [k("ready:0")?, k("ready:1")?, k("ready:2")?, k("ready:3")?],
@@ -231,19 +235,9 @@ impl RedisQueue {
         call = call
             .key(k.completed.as_str())
             .key(k.results.as_str())
-            .key(k.progress.as_str());
-        let mut index = Vec::with_capacity(done.len());
-        let mut uniques = 0u32;
-        for (lease, _) in done {
-            match &lease.unique {
-                Some(u) => {
-                    uniques += 1;
-                    call = call.key(k.unique(u)?.as_str());
-                    index.push(uniques);
-                }
-                None => index.push(0),
-            }
-        }
+            .key(k.progress.as_str())
+            .key(k.uniques.as_str())
+            .key(k.removed.as_str());
         let (keep, count, age) = Self::retention(c.completed);
         call = call
             .arg(max)
@@ -258,14 +252,14 @@ impl RedisQueue {
             .arg(TRIM_LIMIT)
             .arg(if sweep { "1" } else { "0" })
             .arg(self.most_dead());
-        for ((lease, result), uk) in done.iter().zip(index) {
+        for (lease, result) in done {
             // results are stored only when completed jobs are kept
             let result: &[u8] = if keep { result.as_ref() } else { b"" };
             call = call
                 .arg(lease.id.as_str())
                 .arg(lease.token.as_str())
                 .arg(result)
-                .arg(uk);
+                .arg(lease.unique.as_deref().unwrap_or(""));
         }
         let reply: Vec<Value> = call.invoke(&self.inner.redis).await?;
         let mut it = reply.into_iter();
@@ -329,6 +323,7 @@ impl RedisQueue {
             ],
             true,
         );
+        call = call.key(k.uniques.as_str());
         let mut uniques = 0u32;
         for p in prepared {
             if let Some((key, _)) = &p.unique {
@@ -338,19 +333,20 @@ impl RedisQueue {
         let (name, at) = schedule.unwrap_or(("", 0));
         call = call.arg(prepared.len()).arg(name).arg(at);
         for p in prepared {
-            let uk = match &p.unique {
-                Some((_, ttl)) => {
+            let (index, ttl, key) = match &p.unique {
+                Some((key, ttl)) => {
                     uniques += 1;
-                    (uniques, *ttl)
+                    (uniques, *ttl, key.as_str())
                 }
-                None => (0, 0),
+                None => (0, 0, ""),
             };
             call = call
                 .arg(p.id.as_deref().unwrap_or(""))
                 .arg(p.level)
                 .arg(p.delay_ms)
-                .arg(uk.0)
-                .arg(uk.1)
+                .arg(index)
+                .arg(ttl)
+                .arg(key)
                 .arg(p.envelope.encode());
         }
         let reply: Vec<Value> = call.invoke(&self.inner.redis).await?;
@@ -427,6 +423,7 @@ impl Queue for RedisQueue {
 
     async fn fire(&self, schedule: &str, at: SystemTime, job: NewJob) -> Result<Option<Enqueued>> {
         job::check_name("schedule name", schedule)?;
+        check_occurrence(at)?;
         let prepared = prepare(&self.inner.config, &[job])?;
         Ok(self
             .add(&prepared, Some((schedule, unix_ms(at))))
@@ -448,7 +445,8 @@ impl Queue for RedisQueue {
     }
 
     async fn schedule_lease(&self, owner: &str, ttl: Duration) -> Result<(bool, SystemTime)> {
-        self.owner(owner, ms(ttl).max(1)).await
+        let ttl = check_duration("a scheduler lease", ttl)?;
+        self.owner(owner, ttl.max(1)).await
     }
 
     async fn schedule_release(&self, owner: &str) -> Result<()> {
@@ -460,6 +458,7 @@ impl Queue for RedisQueue {
     }
 
     async fn wait(&self, timeout: Duration) -> Result<()> {
+        check_duration("a wait", timeout)?;
         // BLPOP takes seconds with millisecond precision; at least 1 ms (0 would block
         // forever)
         let secs = (timeout.as_secs_f64() * 1000.0).round().max(1.0) / 1000.0;
@@ -492,7 +491,9 @@ impl Queue for RedisQueue {
     async fn fail(&self, lease: &Lease, error: &str, retry: Option<Duration>) -> Result<()> {
         let k = &self.inner.keys;
         let c = &self.inner.config;
-        let unique = lease.unique.as_deref().map(|u| k.unique(u)).transpose()?;
+        let retry = retry
+            .map(|d| check_duration("a retry wait", d))
+            .transpose()?;
         let call = k.call(
             &FAIL,
             &[
@@ -508,17 +509,16 @@ impl Queue for RedisQueue {
             true,
         );
         let done: i64 = call
-            .key(unique.as_ref().unwrap_or(&k.jobs).as_str())
+            .key(k.uniques.as_str())
             .key(k.progress.as_str())
             .arg(lease.id.as_str())
             .arg(lease.token.as_str())
             .arg(error)
             .arg(if retry.is_some() { "retry" } else { "dead" })
-            .arg(retry.map_or(0, ms))
+            .arg(retry.unwrap_or(0))
             .arg(self.most_dead())
             .arg(TRIM_LIMIT)
             .arg(c.events)
-            .arg(if unique.is_some() { "1" } else { "0" })
             .invoke(&self.inner.redis)
             .await?;
         match done {
@@ -601,6 +601,7 @@ impl Queue for RedisQueue {
 
     async fn list(&self, state: JobState, offset: usize, limit: usize) -> Result<Vec<JobInfo>> {
         check_batch("a listing", limit)?;
+        check_offset(offset)?;
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -684,7 +685,9 @@ impl Queue for RedisQueue {
             &[&k.jobs, &k.dead, &k.errors, &k.signal, &k.progress],
             true,
         );
-        call = call.arg(if ids.is_empty() { limit } else { ids.len() });
+        call = call
+            .key(k.uniques.as_str())
+            .arg(if ids.is_empty() { limit } else { ids.len() });
         for id in ids {
             call = call.arg(id.as_str());
         }
@@ -706,6 +709,8 @@ impl Queue for RedisQueue {
                     &k.results,
                     &k.errors,
                     &k.progress,
+                    &k.uniques,
+                    &k.removed,
                 ],
                 false,
             )
@@ -738,6 +743,7 @@ impl Queue for RedisQueue {
 
     async fn events(&self, after: &EventId, max: usize, wait: Duration) -> Result<Vec<Event>> {
         check_events(&self.inner.config, max)?;
+        check_duration("an event wait", wait)?;
         let mut read = cmd("XREAD");
         read.arg("COUNT").arg(max);
         let key = self.inner.keys.events.as_str();
@@ -877,6 +883,8 @@ mod tests {
             k.completed.clone(),
             k.results.clone(),
             k.progress.clone(),
+            k.uniques.clone(),
+            k.removed.clone(),
             k.schedules.clone(),
             k.scheduler.clone(),
             k.unique("order:7").unwrap(),

@@ -44,6 +44,12 @@ impl Schedule {
     /// epoch (`every(1 h)` runs on the hour, in every process alike).
     pub fn every(interval: Duration) -> Result<Schedule> {
         let i = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        if interval > crate::MAX_DURATION {
+            return Err(Error::InvalidArgument(format!(
+                "a schedule's interval of {interval:?} is over the limit of {:?}",
+                crate::MAX_DURATION
+            )));
+        }
         if i == 0 {
             return Err(Error::InvalidArgument(format!(
                 "a schedule's interval must be at least 1 ms, got {interval:?}"
@@ -345,6 +351,13 @@ impl SchedulerBuilder {
             return Err(Error::InvalidConfig(format!(
                 "the scheduler lease must be at least 10 ms, got {:?}",
                 self.lease
+            )));
+        }
+        if self.lease > crate::MAX_DURATION {
+            return Err(Error::InvalidConfig(format!(
+                "the scheduler lease of {:?} is over the limit of {:?}",
+                self.lease,
+                crate::MAX_DURATION
             )));
         }
         if self.tick.is_zero() {

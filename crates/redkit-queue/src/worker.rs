@@ -198,6 +198,17 @@ impl WorkerBuilder {
         if self.idle.is_zero() {
             return bad("the idle wait must be positive".into());
         }
+        for (what, d) in [
+            ("visibility timeout", self.visibility),
+            ("idle wait", self.idle),
+        ] {
+            if d > crate::MAX_DURATION {
+                return bad(format!(
+                    "the {what} of {d:?} is over the limit of {:?}",
+                    crate::MAX_DURATION
+                ));
+            }
+        }
         Ok(Worker {
             cfg: Arc::new(WorkerBuilder {
                 heartbeat: Some(heartbeat),
