@@ -1212,6 +1212,16 @@ pub async fn a_unique_key_is_released_on_every_terminal_path(s: &Suite) {
         a.enqueue(&"three", &until("k")).await.unwrap(),
         Enqueued::Duplicate(two)
     );
+    // a time-bound key outlives its job: a duplicate until its time is up, whatever
+    // became of the first
+    let (a, _) = s.pair(QueueConfig::new()).await;
+    let first = added(&a.enqueue(&"one", &throttle("t")).await.unwrap());
+    let d = a.fetch(1, VIS).await.unwrap().deliveries.remove(0);
+    a.complete(&[(d.lease, Bytes::new())]).await.unwrap();
+    assert_eq!(
+        a.enqueue(&"two", &throttle("t")).await.unwrap(),
+        Enqueued::Duplicate(first)
+    );
 }
 
 pub async fn overflowing_durations_and_counts_are_typed_errors(s: &Suite) {

@@ -79,7 +79,14 @@ pub trait Queue: Send + Sync + fmt::Debug {
     fn config(&self) -> &QueueConfig;
 
     /// Enqueues jobs (at most [`MAX_BATCH`]) in one round trip; all are checked before any
-    /// is added. Returns, in order, each job's id or the id of the live job it duplicates.
+    /// is added, and the batch is added whole or not at all (on Redis one script that
+    /// checks every key and decides every job before its first write). Returns, in
+    /// order, each job's id or the id of the live job it duplicates.
+    ///
+    /// A future dropped before it resolves (or an `Err` from the store, such as a
+    /// timeout) leaves the batch added or not — never half of it — and the caller cannot
+    /// tell which: enqueue is at least once. Give jobs custom ids ([`JobOptions::id`])
+    /// to retry such a call without adding them twice.
     async fn enqueue_bytes(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>>;
 
     /// Leases up to `max` ready jobs (at most [`MAX_BATCH`]) until `visibility` from now.
