@@ -545,7 +545,7 @@ async fn plain_and_pattern_subscriptions_on_a_cluster_report_resubscribed_only_w
     }
     let mut up_while_down = Vec::new();
     for (sub, target) in [(&mut plain, &channel), (&mut pat, &matching)] {
-        let event = event_within(sub, Duration::from_secs(2)).await;
+        let event = event_within(sub, Duration::from_secs(1)).await;
         up_while_down.push(event == Some(Event::Resubscribed));
         match event {
             None => {}
