@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod ack;
 mod backend;
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use redkit_core::{Coalescer, Key, Keyspace, Redis, Script, Subscription};
 use tracing::Instrument;
 
+use crate::ack::{Ack, Acked};
 use crate::backend::{self, Attempt, Backend, Waiter};
 use crate::{AcquireOptions, Lock, LockGuard, Result};
 
@@ -53,6 +54,8 @@ pub struct RedisLock {
     notify: bool,
     /// Which kind of hold this handle takes (mutex, reader, writer, permits).
     kind: Kind,
+    /// What an acquisition waits for before it counts.
+    ack: Option<Ack>,
     backend: Arc<dyn Backend>,
 }
 
@@ -64,6 +67,7 @@ pub struct RedisLockBuilder {
     batching: bool,
     notify: bool,
     allow_eviction: bool,
+    ack: Option<Ack>,
 }
 
 impl RedisLock {
@@ -75,6 +79,7 @@ impl RedisLock {
             batching: true,
             notify: true,
             allow_eviction: false,
+            ack: None,
         }
     }
 
@@ -90,6 +95,7 @@ impl RedisLock {
                 kind,
                 batches: None,
                 notify: self.notify,
+                ack: self.ack,
             }),
             kind,
             ..self.clone()
@@ -164,10 +170,40 @@ impl RedisLockBuilder {
         self
     }
 
+    /// Count an acquisition only once `replicas` replicas acknowledged it (`WAIT replicas
+    /// timeout`, sent in one pipeline with the acquire script on a dedicated connection).
+    /// When fewer acknowledge within `timeout`, the hold is released again and the call
+    /// fails with [`Error::NotReplicated`](crate::Error::NotReplicated) (retryable). This
+    /// narrows, but does not close, the window in which a failover loses a lock: a replica
+    /// that acknowledged may still not be the one promoted, and extensions and releases are
+    /// not waited for. Acknowledged acquisitions are not coalesced; each costs a round trip
+    /// to the replicas (see the README for the measured cost). `replicas` must be at least 1
+    /// and `timeout` at least 1 ms (`WAIT` with 0 would block for ever); the timeout also
+    /// has to be shorter than every TTL used, else the acquisition is refused.
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.ack = Some(Ack::Replicas { replicas, timeout });
+        self
+    }
+
+    /// Count an acquisition only once it is in the append-only file of the primary (when
+    /// `local`) and of `replicas` replicas (`WAITAOF`, Redis 7.2 and later; on an older
+    /// server [`build`](Self::build) fails with `UnsupportedServer`). Otherwise as
+    /// [`wait_for_replicas`](Self::wait_for_replicas). `local` needs `appendonly yes` on
+    /// the primary, or every acquisition fails.
+    pub fn wait_for_aof(mut self, local: bool, replicas: u32, timeout: Duration) -> Self {
+        self.ack = Some(Ack::Aof {
+            local,
+            replicas,
+            timeout,
+        });
+        self
+    }
+
     /// Checks the prefix and the server's eviction policy (see
     /// [`allow_eviction`](Self::allow_eviction)) and builds the lock.
     pub fn build(self) -> Result<RedisLock> {
         let root = Keyspace::new(&self.prefix)?;
+        let ack = self.ack.map(|a| a.check(&self.redis)).transpose()?;
         if !self.allow_eviction {
             self.redis.ensure_no_eviction(
                 "lock",
@@ -182,12 +218,10 @@ impl RedisLockBuilder {
             sem: namespace(&root, Kind::Permits(1))?,
             notify: self.notify,
             kind: Kind::Mutex,
-            backend: Arc::new(RedisBackend::mutex(
-                self.redis,
-                &root,
-                self.batching,
-                self.notify,
-            )?),
+            ack,
+            backend: Arc::new(
+                RedisBackend::mutex(self.redis, &root, self.batching, self.notify)?.acked(ack),
+            ),
         })
     }
 }
@@ -227,6 +261,9 @@ pub(crate) struct RedisBackend {
     batches: Option<Arc<Batches>>,
     /// Whether waiters subscribe to release notifications (else they poll).
     notify: bool,
+    /// What an acquisition waits for before it counts (acknowledged acquisitions are not
+    /// batched).
+    ack: Option<Ack>,
 }
 
 impl RedisBackend {
@@ -243,7 +280,14 @@ impl RedisBackend {
             redis,
             ns: namespace(root, Kind::Mutex)?,
             kind: Kind::Mutex,
+            ack: None,
         })
+    }
+
+    /// Acquisitions wait for `ack` before they count.
+    pub(crate) fn acked(mut self, ack: Option<Ack>) -> RedisBackend {
+        self.ack = ack;
+        self
     }
 }
 
@@ -297,7 +341,7 @@ impl std::fmt::Debug for Batches {
 /// Releases `token`'s hold in the background with `script` (one of the release scripts:
 /// owner-checked, so a no-op when `token` holds nothing). Needs a tokio runtime; without
 /// one the hold expires by its TTL.
-fn release_in_background(
+pub(crate) fn release_in_background(
     redis: &Redis,
     script: &'static Script,
     keys: Vec<Key>,
@@ -491,6 +535,9 @@ impl RedisBackend {
         ttl: Duration,
         intent: Duration,
     ) -> Result<Attempt> {
+        if let Some(ack) = self.ack {
+            return self.attempt_acked(ack, resource, token, ttl, intent).await;
+        }
         if let Some(b) = &self.batches {
             // The mutex fast path builds only the two keys it needs.
             let lock = self.ns.tagged(resource)?;
@@ -553,6 +600,85 @@ impl RedisBackend {
         undo.disarm();
         attempt(ok, n).checked(resource)
     }
+}
+
+impl RedisBackend {
+    /// One attempt that counts only once acknowledged (see [`Ack`]).
+    async fn attempt_acked(
+        &self,
+        ack: Ack,
+        resource: &str,
+        token: &str,
+        ttl: Duration,
+        intent: Duration,
+    ) -> Result<Attempt> {
+        check_ack_timeout(ack, ttl)?;
+        let k = keys(&self.ns, self.kind, resource)?;
+        let (script, keys, args): (&'static Script, Vec<Key>, Vec<u64>) = match self.kind {
+            Kind::Mutex => (
+                &ACQUIRE,
+                vec![k.main.clone(), k.fence.clone()],
+                vec![ms(ttl)],
+            ),
+            Kind::Write => (
+                &WRITE_ACQUIRE,
+                vec![
+                    k.main.clone(),
+                    k.holders.clone(),
+                    k.fence.clone(),
+                    k.waiting.clone(),
+                ],
+                vec![ms(ttl), if intent.is_zero() { 0 } else { ms(intent) }],
+            ),
+            Kind::Read | Kind::Permits(_) => (
+                &SHARED_ACQUIRE,
+                vec![
+                    k.main.clone(),
+                    k.holders.clone(),
+                    k.fence.clone(),
+                    k.waiting.clone(),
+                ],
+                vec![
+                    ms(ttl),
+                    match self.kind {
+                        Kind::Permits(n) => u64::from(n),
+                        _ => 0,
+                    },
+                ],
+            ),
+        };
+        let (release, release_keys): (&'static Script, Vec<Key>) = if self.kind.exclusive() {
+            (&RELEASE, vec![k.main])
+        } else {
+            (&SHARED_RELEASE, vec![k.holders])
+        };
+        let (ok, n) = Acked {
+            redis: self.redis.clone(),
+            ack,
+            resource: resource.to_string(),
+            script,
+            keys,
+            args,
+            token: token.to_string(),
+            release,
+            release_keys,
+            channel: k.channel,
+        }
+        .run()
+        .await?;
+        attempt(ok, n).checked(resource)
+    }
+}
+
+/// An acknowledgement wait must end well within the TTL it protects.
+fn check_ack_timeout(ack: Ack, ttl: Duration) -> Result<()> {
+    if ack.timeout() >= ttl / 2 {
+        return Err(crate::Error::InvalidArgument(format!(
+            "the acknowledgement timeout {:?} must be shorter than half the ttl {ttl:?}",
+            ack.timeout()
+        )));
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -758,12 +884,33 @@ struct MultiBackend {
     redis: Redis,
     root: Keyspace,
     resources: Vec<String>,
+    ack: Option<Ack>,
 }
 
 #[async_trait]
 impl Backend for MultiBackend {
     async fn try_lock(&self, group: &str, token: &str, ttl: Duration) -> Result<Attempt> {
         let (locks, fence, channel) = multi_keys(&self.root, group, &self.resources)?;
+        if let Some(ack) = self.ack {
+            check_ack_timeout(ack, ttl)?;
+            let mut keys = locks.clone();
+            keys.push(fence);
+            let (ok, n) = Acked {
+                redis: self.redis.clone(),
+                ack,
+                resource: group.to_string(),
+                script: &MULTI_ACQUIRE,
+                keys,
+                args: vec![ms(ttl)],
+                token: token.to_string(),
+                release: &MULTI_RELEASE,
+                release_keys: locks,
+                channel,
+            }
+            .run()
+            .await?;
+            return Attempt::from_script(ok, n).checked(group);
+        }
         let mut call = MULTI_ACQUIRE.call();
         for k in &locks {
             call = call.key(k);
@@ -830,6 +977,7 @@ impl RedisLock {
             redis: self.redis.clone(),
             root: self.root.clone(),
             resources: check_resources(resources)?,
+            ack: self.ack,
         }))
     }
 }
