@@ -34,6 +34,7 @@ static TOUCH: LazyLock<Script> = script!("touch");
 static SAVE: LazyLock<Script> = script!("save");
 static CREATE: LazyLock<Script> = script!("create");
 static DELETE: LazyLock<Script> = script!("delete");
+static FREEZE: LazyLock<Script> = script!("freeze");
 /// How often a login tries again after parallel logins of the same user evicted it
 /// before its session was written.
 const LOGIN_ATTEMPTS: usize = 4;
@@ -419,19 +420,43 @@ impl RedisSessionStore {
         Ok(())
     }
 
+    /// Reads a session about to move to a new id and marks it so that saves through the
+    /// old id fail from now on (lua/freeze.lua); `None` when it is gone.
+    async fn freeze(&self, id: &SessionId) -> Result<Option<Session>> {
+        let fields: Option<Vec<(String, String)>> = self
+            .session_call(&FREEZE, &id.handle())?
+            .arg("freeze")
+            .invoke(&self.inner.redis)
+            .await?;
+        fields.map(|f| from_fields(id.clone(), f)).transpose()
+    }
+
+    /// Takes the mark of [`Self::freeze`] off a session whose move failed for another
+    /// reason than the session being gone, so it can be saved again.
+    async fn thaw_after(&self, handle: &SessionHandle, failed: Option<&Error>) {
+        if failed.is_none_or(|e| matches!(e, Error::Unknown)) {
+            return;
+        }
+        let thawed = match self.session_call(&FREEZE, handle) {
+            Ok(call) => call.arg("thaw").invoke::<i64>(&self.inner.redis).await,
+            Err(_) => return,
+        };
+        if let Err(e) = thawed {
+            tracing::warn!(session = handle.short(), error = %e, "could not unmark a session after a failed move");
+        }
+    }
+
     /// Writes `session` under `new_id`: its current stored data with its changes on top,
     /// with its user and client, starting afresh with `deadline` or keeping its start and
-    /// deadline. The old id still works; the caller deletes it.
+    /// deadline. The old id still works for reads, but saves through it fail from the
+    /// read on (see [`Self::freeze`]); the caller deletes it.
     async fn copy_to(
         &self,
         session: &Session,
         new_id: SessionId,
         deadline: Option<i64>,
     ) -> Result<Session> {
-        let mut merged = self
-            .fetch(&session.id, false)
-            .await?
-            .ok_or(Error::Unknown)?;
+        let mut merged = self.freeze(&session.id).await?.ok_or(Error::Unknown)?;
         crate::hooks::point("copy:read", session.handle().as_str()).await;
         merged.changes = session.changes.clone();
         merged.user = session.user.clone();
@@ -577,48 +602,54 @@ impl SessionStore for RedisSessionStore {
     /// A rotation that loses to a revocation fails with [`Error::Unknown`] and deletes
     /// what it wrote. Test: `tests/rotate_race.rs` stops rotate between every two steps.
     async fn rotate(&self, session: &mut Session) -> Result<()> {
-        let old = session.handle();
-        let new_id = SessionId::generate()?;
-        let new = new_id.handle();
-        let user = session.user.clone();
-        if let Some(user) = &user {
-            let deadline = format!("@{}", session.deadline_ms);
-            self.add_to_index(user, &new, &deadline, None, &[]).await?;
-        }
-        crate::hooks::point("rotate:indexed", old.as_str()).await;
-        let next = match self.copy_to(session, new_id, None).await {
-            Ok(next) => next,
-            Err(e) => {
-                if let Some(user) = &user {
-                    self.index(user, &["remove", new.as_str()]).await?;
-                }
-                return Err(e);
+        let moving = session.handle();
+        let result: Result<()> = async {
+            let old = session.handle();
+            let new_id = SessionId::generate()?;
+            let new = new_id.handle();
+            let user = session.user.clone();
+            if let Some(user) = &user {
+                let deadline = format!("@{}", session.deadline_ms);
+                self.add_to_index(user, &new, &deadline, None, &[]).await?;
             }
-        };
-        crate::hooks::point("rotate:written", old.as_str()).await;
-        if let Some(user) = &user {
-            let committed = self
-                .index(user, &["commit", old.as_str(), new.as_str()])
-                .await?;
-            if int(&committed)? != 1 {
-                // the commit already dropped the new handle from the index
-                self.delete_session(&new).await?;
-                tracing::debug!(session = old.short(), "rotation lost to a revocation");
+            crate::hooks::point("rotate:indexed", old.as_str()).await;
+            let next = match self.copy_to(session, new_id, None).await {
+                Ok(next) => next,
+                Err(e) => {
+                    if let Some(user) = &user {
+                        self.index(user, &["remove", new.as_str()]).await?;
+                    }
+                    return Err(e);
+                }
+            };
+            crate::hooks::point("rotate:written", old.as_str()).await;
+            if let Some(user) = &user {
+                let committed = self
+                    .index(user, &["commit", old.as_str(), new.as_str()])
+                    .await?;
+                if int(&committed)? != 1 {
+                    // the commit already dropped the new handle from the index
+                    self.delete_session(&new).await?;
+                    tracing::debug!(session = old.short(), "rotation lost to a revocation");
+                    return Err(Error::Unknown);
+                }
+            }
+            crate::hooks::point("rotate:committed", old.as_str()).await;
+            if !self.delete_session(&old).await? {
+                self.undo_new(user.as_deref(), &new).await?;
+                tracing::debug!(session = old.short(), "rotation lost to a delete");
                 return Err(Error::Unknown);
             }
+            *session = next;
+            if let Some(user) = &user {
+                self.index(user, &["remove", old.as_str()]).await?;
+            }
+            tracing::debug!(from = old.short(), to = new.short(), "session rotated");
+            Ok(())
         }
-        crate::hooks::point("rotate:committed", old.as_str()).await;
-        if !self.delete_session(&old).await? {
-            self.undo_new(user.as_deref(), &new).await?;
-            tracing::debug!(session = old.short(), "rotation lost to a delete");
-            return Err(Error::Unknown);
-        }
-        *session = next;
-        if let Some(user) = &user {
-            self.index(user, &["remove", old.as_str()]).await?;
-        }
-        tracing::debug!(from = old.short(), to = new.short(), "session rotated");
-        Ok(())
+        .await;
+        self.thaw_after(&moving, result.as_ref().err()).await;
+        result
     }
 
     async fn login(
@@ -627,103 +658,109 @@ impl SessionStore for RedisSessionStore {
         user: &str,
         client: ClientInfo,
     ) -> Result<Vec<SessionHandle>> {
-        check_user(user)?;
-        let previous_user = session.user.clone();
-        let policy = self.inner.config.max_sessions;
-        // sessions that ended without a logout do not count against the limit
-        let dead = if policy.is_some() {
-            let listed: Vec<SessionHandle> = self
-                .listed(user)
-                .await?
-                .into_iter()
-                .map(|(h, _)| h)
-                .collect();
-            self.dead_handles(&listed).await?
-        } else {
-            Vec::new()
-        };
-        let absolute = self.inner.config.absolute_ms().to_string();
-        let refused = || Error::TooManySessions {
-            limit: policy.map_or(0, MaxSessions::limit),
-        };
-        let mut next = session.clone();
-        next.user = Some(user.to_string());
-        next.client = client;
-        // the session written by an attempt that a parallel login displaced
-        let mut written: Option<Session> = None;
-        let mut evicted = Vec::new();
-        let mut done = None;
-        for attempt in 0..LOGIN_ATTEMPTS {
-            // the new id is indexed before its session exists: a crash leaves a dangling
-            // entry (pruned after the grace), never a session the index misses
-            let new_id = SessionId::generate()?;
-            let new = new_id.handle();
-            let dead = if attempt == 0 { &dead[..] } else { &[] };
-            let Some((deadline, more)) = self
-                .add_to_index(user, &new, &absolute, policy, dead)
-                .await?
-            else {
-                self.discard(written.as_ref(), &evicted).await?;
-                return Err(refused());
+        let moving = session.handle();
+        let result: Result<Vec<SessionHandle>> = async {
+            check_user(user)?;
+            let previous_user = session.user.clone();
+            let policy = self.inner.config.max_sessions;
+            // sessions that ended without a logout do not count against the limit
+            let dead = if policy.is_some() {
+                let listed: Vec<SessionHandle> = self
+                    .listed(user)
+                    .await?
+                    .into_iter()
+                    .map(|(h, _)| h)
+                    .collect();
+                self.dead_handles(&listed).await?
+            } else {
+                Vec::new()
             };
-            // handles out of the index always have their sessions deleted below
-            evicted.extend(more);
-            // always from the session being logged in: a displaced attempt's copy may be
-            // deleted at any time by the login that evicted it
-            let copied = match self.copy_to(&next, new_id, Some(deadline)).await {
-                Ok(copied) => copied,
-                Err(e) => {
-                    self.index(user, &["remove", new.as_str()]).await?;
+            let absolute = self.inner.config.absolute_ms().to_string();
+            let refused = || Error::TooManySessions {
+                limit: policy.map_or(0, MaxSessions::limit),
+            };
+            let mut next = session.clone();
+            next.user = Some(user.to_string());
+            next.client = client;
+            // the session written by an attempt that a parallel login displaced
+            let mut written: Option<Session> = None;
+            let mut evicted = Vec::new();
+            let mut done = None;
+            for attempt in 0..LOGIN_ATTEMPTS {
+                // the new id is indexed before its session exists: a crash leaves a dangling
+                // entry (pruned after the grace), never a session the index misses
+                let new_id = SessionId::generate()?;
+                let new = new_id.handle();
+                let dead = if attempt == 0 { &dead[..] } else { &[] };
+                let Some((deadline, more)) = self
+                    .add_to_index(user, &new, &absolute, policy, dead)
+                    .await?
+                else {
                     self.discard(written.as_ref(), &evicted).await?;
-                    return Err(e);
+                    return Err(refused());
+                };
+                // handles out of the index always have their sessions deleted below
+                evicted.extend(more);
+                // always from the session being logged in: a displaced attempt's copy may be
+                // deleted at any time by the login that evicted it
+                let copied = match self.copy_to(&next, new_id, Some(deadline)).await {
+                    Ok(copied) => copied,
+                    Err(e) => {
+                        self.index(user, &["remove", new.as_str()]).await?;
+                        self.discard(written.as_ref(), &evicted).await?;
+                        return Err(e);
+                    }
+                };
+                if let Some(w) = written.replace(copied) {
+                    self.delete_session(&w.handle()).await?;
                 }
+                // a parallel login may have evicted the entry before the session existed (its
+                // delete found nothing, or will delete it later): then try again under a
+                // fresh id, which a late delete of this one cannot touch
+                let indexed: Option<f64> = self
+                    .inner
+                    .redis
+                    .query(
+                        cmd("ZSCORE")
+                            .arg(self.user_key(user)?.as_str())
+                            .arg(new.as_str()),
+                    )
+                    .await?;
+                if indexed.is_some() {
+                    done = written.take();
+                    break;
+                }
+            }
+            let Some(next) = done else {
+                self.discard(written.as_ref(), &evicted).await?;
+                return Err(Error::LoginDisplaced { evicted });
             };
-            if let Some(w) = written.replace(copied) {
-                self.delete_session(&w.handle()).await?;
+            let old = session.handle();
+            let new = next.handle();
+            crate::hooks::point("login:written", old.as_str()).await;
+            // the session logged in must still exist: a delete or revocation of it that
+            // overlapped the login ends the new session too, as for a rotation
+            if !self.delete_session(&old).await? {
+                self.undo_new(Some(user), &new).await?;
+                self.delete_handles(&evicted).await?;
+                tracing::debug!(session = old.short(), "login lost to a delete");
+                return Err(Error::Unknown);
             }
-            // a parallel login may have evicted the entry before the session existed (its
-            // delete found nothing, or will delete it later): then try again under a
-            // fresh id, which a late delete of this one cannot touch
-            let indexed: Option<f64> = self
-                .inner
-                .redis
-                .query(
-                    cmd("ZSCORE")
-                        .arg(self.user_key(user)?.as_str())
-                        .arg(new.as_str()),
-                )
-                .await?;
-            if indexed.is_some() {
-                done = written.take();
-                break;
+            *session = next;
+            if let Some(prev) = previous_user {
+                self.index(&prev, &["remove", old.as_str()]).await?;
             }
-        }
-        let Some(next) = done else {
-            self.discard(written.as_ref(), &evicted).await?;
-            return Err(Error::LoginDisplaced { evicted });
-        };
-        let old = session.handle();
-        let new = next.handle();
-        crate::hooks::point("login:written", old.as_str()).await;
-        // the session logged in must still exist: a delete or revocation of it that
-        // overlapped the login ends the new session too, as for a rotation
-        if !self.delete_session(&old).await? {
-            self.undo_new(Some(user), &new).await?;
             self.delete_handles(&evicted).await?;
-            tracing::debug!(session = old.short(), "login lost to a delete");
-            return Err(Error::Unknown);
+            tracing::debug!(
+                session = new.short(),
+                evicted = evicted.len(),
+                "session logged in"
+            );
+            Ok(evicted)
         }
-        *session = next;
-        if let Some(prev) = previous_user {
-            self.index(&prev, &["remove", old.as_str()]).await?;
-        }
-        self.delete_handles(&evicted).await?;
-        tracing::debug!(
-            session = new.short(),
-            evicted = evicted.len(),
-            "session logged in"
-        );
-        Ok(evicted)
+        .await;
+        self.thaw_after(&moving, result.as_ref().err()).await;
+        result
     }
 
     async fn sessions_of(&self, user: &str) -> Result<Vec<SessionInfo>> {
@@ -807,7 +844,7 @@ mod tests {
 
     #[test]
     fn scripts_touch_only_declared_keys_of_one_slot() {
-        for script in [&*TOUCH, &*SAVE, &*CREATE, &*DELETE] {
+        for script in [&*TOUCH, &*SAVE, &*CREATE, &*DELETE, &*FREEZE] {
             assert!(script.code().starts_with("-- KEYS[1]"), "{}", script.name());
             assert!(!script.code().contains("KEYS[2]"), "{}", script.name());
         }

@@ -196,13 +196,67 @@ async fn a_delete_during_login_ends_the_login(a: Redis, b: Redis) {
     }
 }
 
+/// A save through the old id while a rotation or a login moves the session: it fails
+/// with `Error::Unknown` (as after the move), or its change reaches the new session;
+/// never `Ok` and lost. And a move that fails for another reason leaves the session
+/// savable.
+async fn a_save_during_a_move_is_refused_not_lost(a: Redis, b: Redis) {
+    let (one, two) = stores(&a, &b);
+    let user = redkit_testkit::prefix("save-race");
+    for login in [false, true] {
+        let mut session = one.create().await.unwrap();
+        if login {
+            one.login(&mut session, &user, ClientInfo::default())
+                .await
+                .unwrap();
+        }
+        let old = session.id().clone();
+        let mut pause = hooks::pause("copy:read", session.handle().as_str());
+        let moving = tokio::spawn({
+            let (one, user) = (one.clone(), user.clone());
+            async move {
+                let r = if login {
+                    one.login(&mut session, &user, ClientInfo::default())
+                        .await
+                        .map(|_| ())
+                } else {
+                    one.rotate(&mut session).await
+                };
+                (r, session)
+            }
+        });
+        reached(&mut pause, "copy:read").await;
+        let mut late = two.load(&old).await.unwrap().unwrap();
+        late.insert("late", &1).unwrap();
+        let saved = two.save(&mut late).await;
+        pause.resume();
+        let (result, after) = moving.await.unwrap();
+        result.unwrap();
+        let now = two.load(after.id()).await.unwrap().unwrap();
+        let carried = now.get::<i32>("late").unwrap() == Some(1);
+        assert!(
+            matches!(saved, Err(Error::Unknown)) || carried,
+            "login {login}: the save gave {saved:?} and the new session lacks its change"
+        );
+    }
+    // a move refused for another reason (too large) leaves the session savable
+    let mut session = one.create().await.unwrap();
+    session.insert("big", &"x".repeat(70 * 1024)).unwrap();
+    let e = one.rotate(&mut session).await.unwrap_err();
+    assert!(matches!(e, Error::TooLarge { .. }), "{e:?}");
+    let mut again = two.load(session.id()).await.unwrap().unwrap();
+    again.insert("small", &1).unwrap();
+    two.save(&mut again).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_during_rotate_ends_the_session_standalone() {
     let (a, b) = (redkit_testkit::redis().await, redkit_testkit::redis().await);
     all_races(a.clone(), b.clone()).await;
     rotate_during_a_slow_logout(a.clone(), b.clone()).await;
     a_dead_logout_everywhere_is_finished_by_the_next(a.clone(), b.clone()).await;
-    a_delete_during_login_ends_the_login(a, b).await;
+    a_delete_during_login_ends_the_login(a.clone(), b.clone()).await;
+    a_save_during_a_move_is_refused_not_lost(a, b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,5 +266,6 @@ async fn a_revocation_during_rotate_ends_the_session_cluster() {
     all_races(a.clone(), b.clone()).await;
     rotate_during_a_slow_logout(a.clone(), b.clone()).await;
     a_dead_logout_everywhere_is_finished_by_the_next(a.clone(), b.clone()).await;
-    a_delete_during_login_ends_the_login(a, b).await;
+    a_delete_during_login_ends_the_login(a.clone(), b.clone()).await;
+    a_save_during_a_move_is_refused_not_lost(a, b).await;
 }
