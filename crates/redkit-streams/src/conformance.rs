@@ -255,9 +255,120 @@ pub async fn claims_take_idle_entries_and_count_deliveries(s: &Suite) {
     let pending = a.pending("c", "g", 10).await.unwrap();
     assert!(pending.iter().all(|p| p.consumer == "c2"));
     // a restarted consumer re-reads its own pending entries, counted again
-    let own = b.read_own_pending("c", "g", "c2", 10).await.unwrap();
-    assert_eq!(ids(&own), ids(&held));
-    assert!(own.iter().all(|d| d.deliveries == 3), "{own:?}");
+    let own = b.read_own_pending("c", "g", "c2", "0-0", 10).await.unwrap();
+    assert_eq!(ids(&own.deliveries), ids(&held));
+    assert!(own.deliveries.iter().all(|d| d.deliveries == 3), "{own:?}");
+    assert_eq!(own.cursor, "0-0", "the whole backlog in one read");
+}
+
+pub async fn an_own_backlog_is_read_once_from_a_cursor(s: &Suite) {
+    let (a, b) = s.pair();
+    a.create_group("o", "g", StartFrom::Beginning)
+        .await
+        .unwrap();
+    a.append("o", &(1..=5).map(entry).collect::<Vec<_>>(), None)
+        .await
+        .unwrap();
+    // c holds 1, 3 and 5; other holds 2 and 4: c's entries are not at the head
+    let mut mine = Vec::new();
+    for (i, consumer) in ["c", "other", "c", "other", "c"].iter().enumerate() {
+        let got = a.read_new("o", "g", consumer, 1, None).await.unwrap();
+        assert_eq!(got.len(), 1, "{i}");
+        if *consumer == "c" {
+            mine.push(got[0].entry.id.clone());
+        }
+    }
+    let first = b.read_own_pending("o", "g", "c", "0-0", 2).await.unwrap();
+    assert_eq!(ids(&first.deliveries), mine[..2]);
+    assert_eq!(first.cursor, mine[1], "the last id read");
+    assert!(
+        first.deliveries.iter().all(|d| d.deliveries == 2),
+        "{first:?}"
+    );
+    let rest = b
+        .read_own_pending("o", "g", "c", &first.cursor, 2)
+        .await
+        .unwrap();
+    assert_eq!(ids(&rest.deliveries), mine[2..]);
+    assert_eq!(rest.deliveries[0].deliveries, 2);
+    assert_eq!(rest.cursor, "0-0", "fewer than asked: the backlog is read");
+    // each own entry was read once: counted once more, never twice
+    let pending = a.pending("o", "g", 10).await.unwrap();
+    for p in pending {
+        let want = if p.consumer == "c" { 2 } else { 1 };
+        assert_eq!(p.deliveries, want, "{p:?}");
+    }
+    // a read exactly at the end of the backlog reports the end on the next one
+    let whole = b.read_own_pending("o", "g", "c", "0-0", 3).await.unwrap();
+    assert_eq!(whole.cursor, mine[2]);
+    let end = b
+        .read_own_pending("o", "g", "c", &whole.cursor, 3)
+        .await
+        .unwrap();
+    assert!(end.deliveries.is_empty());
+    assert_eq!(end.cursor, "0-0");
+}
+
+pub async fn heartbeats_and_acks_leave_claimed_entries_alone(s: &Suite) {
+    let (a, b) = s.pair();
+    a.create_group("own", "g", StartFrom::Beginning)
+        .await
+        .unwrap();
+    let held = a
+        .append("own", &[entry(1), entry(2), entry(3)], None)
+        .await
+        .unwrap();
+    a.read_new("own", "g", "a", 10, None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    // b finds the first idle and takes it over
+    let claimed = b
+        .claim("own", "g", "b", Duration::from_millis(20), 1, "0-0")
+        .await
+        .unwrap();
+    assert_eq!(ids(&claimed.deliveries), held[..1]);
+    // a's heartbeat leaves it with b, and says so
+    let lost = a.keep_alive("own", "g", "a", &held).await.unwrap();
+    assert_eq!(lost, held[..1]);
+    let owners = |p: Vec<crate::Pending>| -> Vec<(String, String)> {
+        p.into_iter().map(|p| (p.id, p.consumer)).collect()
+    };
+    assert_eq!(
+        owners(a.pending("own", "g", 10).await.unwrap()),
+        [
+            (held[0].clone(), "b".to_string()),
+            (held[1].clone(), "a".to_string()),
+            (held[2].clone(), "a".to_string()),
+        ]
+    );
+    // the heartbeat reset the idle time of a's entries only, without counting a delivery
+    let pending = a.pending("own", "g", 10).await.unwrap();
+    assert!(pending[1].idle < Duration::from_millis(40), "{pending:?}");
+    assert_eq!(pending[1].deliveries, 1);
+    // a's acks: its own go, b's is refused
+    let refused = a.ack_owned("own", "g", "a", &held[..2]).await.unwrap();
+    assert_eq!(refused, held[..1]);
+    assert_eq!(
+        owners(a.pending("own", "g", 10).await.unwrap()),
+        [
+            (held[0].clone(), "b".to_string()),
+            (held[2].clone(), "a".to_string()),
+        ]
+    );
+    // acknowledged or never held: refused too, and a heartbeat reports them lost
+    assert_eq!(
+        a.ack_owned("own", "g", "a", &held[1..2]).await.unwrap(),
+        held[1..2]
+    );
+    assert_eq!(
+        a.keep_alive("own", "g", "a", &held[1..]).await.unwrap(),
+        held[1..2]
+    );
+    assert_eq!(
+        b.ack_owned("own", "g", "b", &held[..1]).await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert!(a.keep_alive("own", "g", "a", &[]).await.unwrap().is_empty());
+    assert!(a.ack_owned("own", "g", "a", &[]).await.unwrap().is_empty());
 }
 
 pub async fn dead_letters_keep_the_entry_and_the_reason(s: &Suite) {
@@ -495,15 +606,146 @@ pub async fn bad_input_is_a_typed_error(s: &Suite) {
         a.append("s", &too_many, None).await.unwrap_err(),
         Error::InvalidArgument(_)
     ));
+    let over = crate::MAX_DURATION + Duration::from_millis(1);
     for builder in [
         Consumer::builder(a.clone(), "s", "g").concurrency(0),
+        Consumer::builder(a.clone(), "s", "g").concurrency(crate::MAX_IDS + 1),
+        Consumer::builder(a.clone(), "s", "g").concurrency(usize::MAX),
         Consumer::builder(a.clone(), "s", "g").batch(0),
+        Consumer::builder(a.clone(), "s", "g").batch(crate::MAX_BATCH + 1),
         Consumer::builder(a.clone(), "s", "g").max_deliveries(0),
         Consumer::builder(a.clone(), "s", "g").block(Duration::ZERO),
+        Consumer::builder(a.clone(), "s", "g").block(Duration::from_micros(999)),
+        Consumer::builder(a.clone(), "s", "g").block(Duration::MAX),
+        Consumer::builder(a.clone(), "s", "g").block(over),
+        Consumer::builder(a.clone(), "s", "g").claim_after(Duration::ZERO),
+        Consumer::builder(a.clone(), "s", "g").claim_after(Duration::MAX),
+        Consumer::builder(a.clone(), "s", "g").claim_every(Duration::ZERO),
+        Consumer::builder(a.clone(), "s", "g").claim_every(Duration::MAX),
+        Consumer::builder(a.clone(), "s", "g").remove_idle_consumers(Duration::ZERO),
+        Consumer::builder(a.clone(), "s", "g").remove_idle_consumers(Duration::MAX),
         Consumer::builder(a.clone(), "s{x}", "g"),
     ] {
-        assert!(builder.build().is_err());
+        let e = builder.build().unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidArgument(_) | Error::InvalidName(_)),
+            "{e:?}"
+        );
     }
+    // the extremes that are allowed
+    for builder in [
+        Consumer::builder(a.clone(), "s", "g")
+            .concurrency(crate::MAX_IDS)
+            .batch(crate::MAX_BATCH)
+            .max_deliveries(u64::MAX)
+            .block(crate::MAX_DURATION)
+            .claim_after(crate::MAX_DURATION)
+            .claim_every(crate::MAX_DURATION)
+            .remove_idle_consumers(crate::MAX_DURATION),
+        Consumer::builder(a.clone(), "s", "g")
+            .concurrency(1)
+            .batch(1)
+            .max_deliveries(1)
+            .block(Duration::from_millis(1))
+            .claim_after(Duration::from_millis(1))
+            .claim_every(Duration::from_millis(1))
+            .remove_idle_consumers(Duration::from_millis(1)),
+    ] {
+        builder.build().unwrap();
+    }
+    let invalid = |e: Error| assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+    // durations past the limit: an error before anything is sent, never saturated
+    for d in [Duration::MAX, over] {
+        invalid(a.read_new("s", "g", "c", 1, Some(d)).await.unwrap_err());
+        invalid(a.claim("s", "g", "c", d, 1, "0-0").await.unwrap_err());
+        invalid(a.remove_idle_consumers("s", "g", d).await.unwrap_err());
+    }
+    // trims and ids are checked before the entry is written
+    for trim in [
+        Trim::MaxLen(0),
+        Trim::MaxLen(u64::MAX),
+        Trim::MaxLen(i64::MAX as u64 + 1),
+        Trim::MinId("nope".into()),
+        Trim::MinId("-1-0".into()),
+    ] {
+        invalid(
+            a.append("t", &[entry(1)], Some(trim.clone()))
+                .await
+                .unwrap_err(),
+        );
+        invalid(
+            a.append_with_id("t", "5-1", &entry(1), Some(trim))
+                .await
+                .unwrap_err(),
+        );
+    }
+    assert_eq!(a.len("t").await.unwrap(), 0, "nothing half-written");
+    a.append("t", &[entry(1)], Some(Trim::MaxLen(i64::MAX as u64)))
+        .await
+        .unwrap();
+    for bad in ["x", "1-x", "+1", "1-2-3", ""] {
+        invalid(
+            a.claim("s", "g", "c", Duration::from_millis(1), 1, bad)
+                .await
+                .unwrap_err(),
+        );
+        invalid(a.read_own_pending("s", "g", "c", bad, 1).await.unwrap_err());
+        invalid(a.ack("s", "g", &[bad.to_string()]).await.unwrap_err());
+        invalid(
+            a.ack_owned("s", "g", "c", &[bad.to_string()])
+                .await
+                .unwrap_err(),
+        );
+        invalid(
+            a.keep_alive("s", "g", "c", &[bad.to_string()])
+                .await
+                .unwrap_err(),
+        );
+        invalid(a.range("s", bad, "+", 1).await.unwrap_err());
+        invalid(a.range("s", "-", bad, 1).await.unwrap_err());
+        invalid(
+            a.create_group("s", "g2", StartFrom::After(bad.to_string()))
+                .await
+                .unwrap_err(),
+        );
+    }
+    invalid(
+        a.read_own_pending("s", "g", "c", "0-0", 0)
+            .await
+            .unwrap_err(),
+    );
+    invalid(
+        a.read_own_pending("s", "g", "c", "0-0", crate::MAX_BATCH + 1)
+            .await
+            .unwrap_err(),
+    );
+    let too_many: Vec<String> = (0..=crate::MAX_IDS).map(|i| format!("{i}-0")).collect();
+    invalid(a.ack("s", "g", &too_many).await.unwrap_err());
+    invalid(a.ack_owned("s", "g", "c", &too_many).await.unwrap_err());
+    invalid(a.keep_alive("s", "g", "c", &too_many).await.unwrap_err());
+    // the largest id: taken once, then appends are refused, not wrapped
+    let top = format!("{}-{}", u64::MAX, u64::MAX);
+    assert_eq!(
+        a.append_with_id("top", &top, &entry(1), None)
+            .await
+            .unwrap(),
+        top
+    );
+    invalid(
+        a.append_with_id("top", &format!("{}-*", u64::MAX), &entry(2), None)
+            .await
+            .unwrap_err(),
+    );
+    invalid(a.append("top", &[entry(3)], None).await.unwrap_err());
+    assert_eq!(a.len("top").await.unwrap(), 1);
+    // a group past the last possible id reads nothing and lags by nothing
+    a.create_group("top", "g", StartFrom::End).await.unwrap();
+    assert!(
+        a.read_new("top", "g", "c", 1, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Runs every case of the suite as a test: `conformance_suite!(name, async { Suite })`.
@@ -520,6 +762,8 @@ macro_rules! conformance_suite {
                 reads_stay_pending_until_acked,
                 a_blocking_read_wakes_on_append,
                 claims_take_idle_entries_and_count_deliveries,
+                an_own_backlog_is_read_once_from_a_cursor,
+                heartbeats_and_acks_leave_claimed_entries_alone,
                 dead_letters_keep_the_entry_and_the_reason,
                 only_consumers_with_nothing_pending_are_removed,
                 a_consumer_handles_everything_and_dead_letters_poison,

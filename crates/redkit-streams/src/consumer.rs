@@ -1,10 +1,11 @@
 //! A consumer that runs a handler over a group's entries: batched blocking reads, a
 //! concurrency limit, acks after success, claims of abandoned entries, dead letters.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use redkit_core::Coalescer;
@@ -14,7 +15,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    Delivery, Error, Fields, MAX_BATCH, PAYLOAD_FIELD, Result, StartFrom, StreamStore, check_name,
+    Delivery, Error, Fields, MAX_BATCH, MAX_IDS, PAYLOAD_FIELD, Result, StartFrom, StreamStore,
+    check_duration, check_name,
 };
 
 /// One entry for the handler: its payload decoded, its id and how often it was
@@ -47,6 +49,11 @@ pub struct Report {
     /// Handlers still running at the shutdown deadline, stopped; their entries stay
     /// pending for another consumer.
     pub abandoned: u64,
+    /// Entries another consumer claimed while their handler ran here (this consumer
+    /// stalled past `claim_after`): found by a heartbeat or refused at the ack, they are
+    /// neither acknowledged nor dead-lettered by this consumer and stay with their new
+    /// owner.
+    pub lost: u64,
 }
 
 #[derive(Debug, Default)]
@@ -55,6 +62,46 @@ struct Counters {
     failed: AtomicU64,
     dead_lettered: AtomicU64,
     store_errors: AtomicU64,
+    lost: AtomicU64,
+}
+
+/// An entry whose handler runs in this consumer.
+#[derive(Debug, Clone, Copy)]
+struct Flight {
+    /// When the request that last showed this consumer holds the entry was sent (the
+    /// read or claim that delivered it, or a heartbeat that found it still held): the
+    /// server reset its idle time after that instant.
+    confirmed: Instant,
+    /// A heartbeat found it claimed by another consumer.
+    lost: bool,
+}
+
+/// The entries whose handlers run in this consumer. An id in here is never handed to a
+/// second handler.
+type InFlight = Arc<Mutex<HashMap<String, Flight>>>;
+
+fn flights(f: &InFlight) -> MutexGuard<'_, HashMap<String, Flight>> {
+    f.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the handle shares with the running loop.
+#[derive(Debug, Default)]
+struct Control {
+    /// The shutdown grace period, set by [`ConsumerHandle::shutdown`].
+    deadline: Mutex<Duration>,
+    /// Test hook: heartbeats are skipped while set (a stalled process).
+    #[cfg(feature = "__test-hooks")]
+    hold_heartbeats: std::sync::atomic::AtomicBool,
+}
+
+/// Aborts the task when dropped: the heartbeat task ends with the consumer's loop, also
+/// when that is aborted.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Builds a [`Consumer`].
@@ -88,50 +135,58 @@ impl ConsumerBuilder {
         self
     }
 
-    /// Handlers running at once (default 8).
+    /// Handlers running at once (default 8, at most [`MAX_IDS`]).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n;
         self
     }
 
-    /// Entries read per call (default 32).
+    /// Entries read per call (default 32, at most [`MAX_BATCH`]).
     pub fn batch(mut self, n: usize) -> Self {
         self.batch = n;
         self
     }
 
-    /// How long a read waits for new entries (default 1 s). Shutdown is noticed between
-    /// reads, never by cancelling one.
+    /// How long a read waits for new entries (default 1 s; 1 ms to
+    /// [`MAX_DURATION`](crate::MAX_DURATION)). Shutdown is noticed between reads, never by
+    /// cancelling one.
     pub fn block(mut self, d: Duration) -> Self {
         self.block = d;
         self
     }
 
-    /// Entries pending this long with any consumer are claimed (default 30 s): the
-    /// visibility timeout, and the retry delay after a handler failure. A running handler
-    /// keeps its entry from being claimed: the consumer resets the idle time of its
-    /// in-flight entries every `claim_after / 3` (a consumer that dies stops doing so).
+    /// Entries pending this long with any consumer are claimed (default 30 s; 1 ms to
+    /// [`MAX_DURATION`](crate::MAX_DURATION)): the visibility timeout, and the retry delay
+    /// after a handler failure. A running handler keeps its entry from being claimed: a
+    /// heartbeat task resets the idle time of the in-flight entries every
+    /// `claim_after / 3`, whether handler slots are free or not and through the shutdown
+    /// grace period (a consumer that dies stops doing so). A heartbeat touches only
+    /// entries this consumer still holds: one claimed away while this consumer stalled
+    /// stays with its new owner, and its handler here is reported in
+    /// [`Report::lost`] instead of acknowledged.
     pub fn claim_after(mut self, d: Duration) -> Self {
         self.claim_after = d;
         self
     }
 
-    /// How often to look for entries to claim (default 5 s).
+    /// How often to look for entries to claim (default 5 s; 1 ms to
+    /// [`MAX_DURATION`](crate::MAX_DURATION)).
     pub fn claim_every(mut self, d: Duration) -> Self {
         self.claim_every = d;
         self
     }
 
-    /// Deliveries after which a failing entry goes to the dead-letter stream (default 5).
-    /// Counted by Redis, so entries whose handler crashed the process count too.
+    /// Deliveries after which a failing entry goes to the dead-letter stream (default 5,
+    /// at least 1). Counted by Redis, so entries whose handler crashed the process count
+    /// too; a restart re-reads its own backlog once, so each restart counts one.
     pub fn max_deliveries(mut self, n: u64) -> Self {
         self.max_deliveries = n;
         self
     }
 
-    /// At each claim round, removes the group's consumers idle this long that hold
-    /// nothing pending (consumers named per process start otherwise pile up). Off by
-    /// default.
+    /// At each claim round, removes the group's consumers idle this long (1 ms to
+    /// [`MAX_DURATION`](crate::MAX_DURATION)) that hold nothing pending (consumers named
+    /// per process start otherwise pile up). Off by default.
     pub fn remove_idle_consumers(mut self, idle: Duration) -> Self {
         self.remove_idle = Some(idle);
         self
@@ -142,9 +197,9 @@ impl ConsumerBuilder {
         check_name("stream", &self.stream)?;
         check_name("group", &self.group)?;
         check_name("consumer", &self.name)?;
-        if self.concurrency == 0 || self.concurrency > 10_000 {
+        if self.concurrency == 0 || self.concurrency > MAX_IDS {
             return Err(Error::InvalidArgument(format!(
-                "a concurrency of {} is outside 1..=10000",
+                "a concurrency of {} is outside 1..={MAX_IDS}",
                 self.concurrency
             )));
         }
@@ -160,15 +215,18 @@ impl ConsumerBuilder {
             ));
         }
         for (what, d) in [
-            ("block", self.block),
-            ("claim_after", self.claim_after),
-            ("claim_every", self.claim_every),
+            ("block", Some(self.block)),
+            ("claim_after", Some(self.claim_after)),
+            ("claim_every", Some(self.claim_every)),
+            ("remove_idle_consumers", self.remove_idle),
         ] {
+            let Some(d) = d else { continue };
             if d < Duration::from_millis(1) {
                 return Err(Error::InvalidArgument(format!(
                     "{what} must be at least 1 ms"
                 )));
             }
+            check_duration(what, d)?;
         }
         Ok(Consumer {
             cfg: Arc::new(self),
@@ -196,19 +254,29 @@ impl fmt::Debug for Consumer {
 #[derive(Debug)]
 pub struct ConsumerHandle {
     cancel: CancellationToken,
-    deadline: Arc<std::sync::Mutex<Duration>>,
+    control: Arc<Control>,
     task: tokio::task::JoinHandle<Report>,
 }
 
 impl ConsumerHandle {
-    /// Stops reading, lets running handlers finish for up to `deadline`, then stops the
-    /// rest (their entries stay pending for another consumer). Returns the report.
+    /// Stops reading, lets running handlers finish for up to `deadline` (heartbeats go
+    /// on meanwhile, so their entries are not claimed; `Duration::MAX` waits for them
+    /// all), then stops the rest (their entries stay pending for another consumer).
+    /// Returns the report.
     pub async fn shutdown(self, deadline: Duration) -> Report {
-        if let Ok(mut d) = self.deadline.lock() {
+        if let Ok(mut d) = self.control.deadline.lock() {
             *d = deadline;
         }
         self.cancel.cancel();
         self.task.await.unwrap_or_default()
+    }
+
+    /// Test hook: stops (`true`) or resumes the consumer's heartbeats, as if its process
+    /// stalled while its handlers run.
+    #[cfg(feature = "__test-hooks")]
+    #[doc(hidden)]
+    pub fn hold_heartbeats(&self, hold: bool) {
+        self.control.hold_heartbeats.store(hold, Ordering::SeqCst);
     }
 
     /// Stops everything at once, as a crash would: entries being handled stay pending.
@@ -257,16 +325,16 @@ impl Consumer {
         E: fmt::Display + Send + 'static,
     {
         let cancel = CancellationToken::new();
-        let deadline = Arc::new(std::sync::Mutex::new(Duration::ZERO));
+        let control = Arc::new(Control::default());
         let task = tokio::spawn(run_loop(
             self.cfg.clone(),
             Arc::new(handler),
             cancel.clone(),
-            deadline.clone(),
+            control.clone(),
         ));
         ConsumerHandle {
             cancel,
-            deadline,
+            control,
             task,
         }
     }
@@ -276,7 +344,7 @@ async fn run_loop<T, F, Fut, E>(
     cfg: Arc<ConsumerBuilder>,
     handler: Arc<F>,
     cancel: CancellationToken,
-    deadline: Arc<std::sync::Mutex<Duration>>,
+    control: Arc<Control>,
 ) -> Report
 where
     T: DeserializeOwned + Send + 'static,
@@ -285,20 +353,34 @@ where
     E: fmt::Display + Send + 'static,
 {
     let counters = Arc::new(Counters::default());
-    // acks of concurrent handlers go out together: one XACK per batch of completions
+    // acks of concurrent handlers go out together: one XACK per batch of completions.
+    // An entry not shown to be held since half of claim_after (its consumer stalled:
+    // another may have claimed it) is acknowledged only if this consumer still holds
+    // it; that check costs a command per entry on the server, so it is kept for them
     let acker: Arc<Acker> = {
         let cfg = cfg.clone();
-        Arc::new(Coalescer::new(256, 2, move |ids: Vec<String>| {
+        Arc::new(Coalescer::new(256, 2, move |acks: Vec<(String, bool)>| {
             let cfg = cfg.clone();
             async move {
-                cfg.store
-                    .ack(&cfg.stream, &cfg.group, &ids)
+                let store_error = |e| match e {
+                    Error::Store(e) => e,
+                    other => redkit_core::Error::invalid_argument(other.to_string()),
+                };
+                let checked = acks.iter().any(|(_, fresh)| !fresh);
+                let ids: Vec<String> = acks.into_iter().map(|(id, _)| id).collect();
+                if !checked {
+                    cfg.store
+                        .ack(&cfg.stream, &cfg.group, &ids)
+                        .await
+                        .map_err(store_error)?;
+                    return Ok(vec![true; ids.len()]);
+                }
+                let refused = cfg
+                    .store
+                    .ack_owned(&cfg.stream, &cfg.group, &cfg.name, &ids)
                     .await
-                    .map_err(|e| match e {
-                        Error::Store(e) => e,
-                        other => redkit_core::Error::invalid_argument(other.to_string()),
-                    })?;
-                Ok(vec![(); ids.len()])
+                    .map_err(store_error)?;
+                Ok(ids.iter().map(|id| !refused.contains(id)).collect())
             }
         }))
     };
@@ -306,16 +388,24 @@ where
     let mut running: JoinSet<()> = JoinSet::new();
     let mut backoff = Duration::from_millis(50);
     let mut last_claim: Option<Instant> = None;
-    let mut own_drained = false;
+    // where the next read of this consumer's own backlog starts; none once it is read
+    let mut own_cursor = Some(String::from("0-0"));
     let mut claim_cursor = String::from("0-0");
-    // entries whose handlers run: kept from being claimed while they do
-    let in_flight: Arc<std::sync::Mutex<std::collections::HashSet<String>>> = Arc::default();
-    let heartbeat_every = cfg.claim_after / 3;
-    let mut last_heartbeat = Instant::now();
+    let in_flight: InFlight = Arc::default();
+    // heartbeats in their own task: they go on while every slot is busy, while the loop
+    // waits in a read, and through the shutdown grace period
+    let heartbeat = AbortOnDrop(tokio::spawn(heartbeats(
+        cfg.clone(),
+        in_flight.clone(),
+        counters.clone(),
+        control.clone(),
+    )));
     let mut group_ready = false;
 
     while !cancel.is_cancelled() {
         while running.try_join_next().is_some() {}
+        // whatever this step reads or claims had its idle time reset after this instant
+        let sent = Instant::now();
         let step: Result<Vec<Delivery>> = async {
             if !group_ready {
                 cfg.store
@@ -325,31 +415,20 @@ where
             }
             let free = permits.available_permits().min(cfg.batch);
             if free == 0 {
-                // wait for a slot, but not past the next heartbeat
-                let slot = permits.clone().acquire_owned();
-                let _ = tokio::time::timeout(heartbeat_every, slot).await;
+                // every slot busy: wait for one, or for shutdown
+                cancel.run_until_cancelled(permits.acquire()).await;
                 return Ok(Vec::new());
             }
-            if !own_drained {
-                // entries this consumer name held when it last stopped
+            if let Some(after) = &own_cursor {
+                // the entries this consumer name held when it last stopped, read once:
+                // the cursor moves past what was read, so an entry whose handler runs is
+                // not read (and counted as a delivery) again
                 let own = cfg
                     .store
-                    .read_own_pending(&cfg.stream, &cfg.group, &cfg.name, free)
+                    .read_own_pending(&cfg.stream, &cfg.group, &cfg.name, after, free)
                     .await?;
-                if own.is_empty() {
-                    own_drained = true;
-                }
-                return Ok(own);
-            }
-            if last_heartbeat.elapsed() >= heartbeat_every {
-                last_heartbeat = Instant::now();
-                let ids: Vec<String> = in_flight
-                    .lock()
-                    .map(|s| s.iter().cloned().collect())
-                    .unwrap_or_default();
-                cfg.store
-                    .keep_alive(&cfg.stream, &cfg.group, &cfg.name, &ids)
-                    .await?;
+                own_cursor = (own.cursor != "0-0").then_some(own.cursor);
+                return Ok(own.deliveries);
             }
             if last_claim.is_none_or(|t| t.elapsed() >= cfg.claim_every) {
                 last_claim = Some(Instant::now());
@@ -393,9 +472,8 @@ where
             if !ready.is_empty() {
                 return Ok(ready);
             }
-            let block = cfg.block.min(heartbeat_every).max(Duration::from_millis(1));
             cfg.store
-                .read_new(&cfg.stream, &cfg.group, &cfg.name, free, Some(block))
+                .read_new(&cfg.stream, &cfg.group, &cfg.name, free, Some(cfg.block))
                 .await
         }
         .await;
@@ -406,18 +484,28 @@ where
                     let Ok(permit) = permits.clone().acquire_owned().await else {
                         break;
                     };
-                    let (cfg, handler, counters) = (cfg.clone(), handler.clone(), counters.clone());
-                    let acker = acker.clone();
-                    let in_flight = in_flight.clone();
                     let id = d.entry.id.clone();
-                    if let Ok(mut set) = in_flight.lock() {
-                        set.insert(id.clone());
-                    }
-                    running.spawn(async move {
-                        handle(&cfg, &*handler, &counters, &acker, d).await;
-                        if let Ok(mut set) = in_flight.lock() {
-                            set.remove(&id);
+                    {
+                        let mut running_ids = flights(&in_flight);
+                        if running_ids.contains_key(&id) {
+                            // already running here (a claim took it back after a late
+                            // heartbeat): never two handlers of one entry at once
+                            tracing::debug!(%id, "entry already in flight; not started again");
+                            continue;
                         }
+                        running_ids.insert(
+                            id.clone(),
+                            Flight {
+                                confirmed: sent,
+                                lost: false,
+                            },
+                        );
+                    }
+                    let (cfg, handler, counters) = (cfg.clone(), handler.clone(), counters.clone());
+                    let (acker, in_flight) = (acker.clone(), in_flight.clone());
+                    running.spawn(async move {
+                        handle(&cfg, &*handler, &counters, &acker, &in_flight, d).await;
+                        flights(&in_flight).remove(&id);
                         drop(permit);
                     });
                 }
@@ -434,7 +522,8 @@ where
         }
     }
 
-    let wait = deadline.lock().map(|d| *d).unwrap_or_default();
+    // the grace period; the heartbeat task keeps the running handlers' entries
+    let wait = control.deadline.lock().map(|d| *d).unwrap_or_default();
     let mut abandoned = 0;
     if tokio::time::timeout(wait, async { while running.join_next().await.is_some() {} })
         .await
@@ -444,22 +533,94 @@ where
         running.abort_all();
         while running.join_next().await.is_some() {}
     }
+    drop(heartbeat);
     Report {
         processed: counters.processed.load(Ordering::Relaxed),
         failed: counters.failed.load(Ordering::Relaxed),
         dead_lettered: counters.dead_lettered.load(Ordering::Relaxed),
         store_errors: counters.store_errors.load(Ordering::Relaxed),
         abandoned,
+        lost: counters.lost.load(Ordering::Relaxed),
     }
 }
 
-type Acker = Coalescer<String, ()>;
+/// Every `claim_after / 3`, one call resets the idle time of all in-flight entries this
+/// consumer still holds; entries found claimed away are marked, so their handlers do
+/// not acknowledge them.
+async fn heartbeats(
+    cfg: Arc<ConsumerBuilder>,
+    in_flight: InFlight,
+    counters: Arc<Counters>,
+    #[cfg_attr(not(feature = "__test-hooks"), allow(unused_variables))] control: Arc<Control>,
+) {
+    // claim_after is at least 1 ms (checked at build), so the period is never zero
+    let mut tick = tokio::time::interval(cfg.claim_after / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate
+    loop {
+        tick.tick().await;
+        #[cfg(feature = "__test-hooks")]
+        if control.hold_heartbeats.load(Ordering::SeqCst) {
+            continue;
+        }
+        let ids: Vec<String> = flights(&in_flight)
+            .iter()
+            .filter(|(_, f)| !f.lost)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let sent = Instant::now();
+        match cfg
+            .store
+            .keep_alive(&cfg.stream, &cfg.group, &cfg.name, &ids)
+            .await
+        {
+            Ok(lost) => {
+                let mut running = flights(&in_flight);
+                for id in &ids {
+                    if let Some(f) = running.get_mut(id) {
+                        f.confirmed = sent;
+                    }
+                }
+                if lost.is_empty() {
+                    continue;
+                }
+                for id in &lost {
+                    if let Some(f) = running.get_mut(id) {
+                        f.lost = true;
+                    }
+                }
+                tracing::warn!(
+                    count = lost.len(),
+                    stream = %cfg.stream,
+                    "entries of running handlers were claimed by another consumer; they will not be acknowledged here"
+                );
+            }
+            Err(e) => {
+                counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, stream = %cfg.stream, "heartbeat failed");
+            }
+        }
+    }
+}
+
+/// Acknowledges ids, each with whether it was shown to be held recently (else only if
+/// still held); `false` for one it no longer holds.
+type Acker = Coalescer<(String, bool), bool>;
+
+/// Whether a heartbeat found the entry claimed away.
+fn is_lost(in_flight: &InFlight, id: &str) -> bool {
+    flights(in_flight).get(id).is_some_and(|f| f.lost)
+}
 
 async fn handle<T, F, Fut, E>(
     cfg: &ConsumerBuilder,
     handler: &F,
     counters: &Counters,
     acker: &Acker,
+    in_flight: &InFlight,
     d: Delivery,
 ) where
     T: DeserializeOwned,
@@ -468,6 +629,13 @@ async fn handle<T, F, Fut, E>(
     E: fmt::Display,
 {
     let d = &d;
+    let lost = || {
+        counters.lost.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            id = %d.entry.id,
+            "another consumer claimed this entry while its handler ran here; left with it, not acknowledged"
+        );
+    };
     let dead = |reason: String| async move {
         match cfg
             .store
@@ -502,19 +670,34 @@ async fn handle<T, F, Fut, E>(
         fields: d.entry.fields.clone(),
     };
     match handler(message).await {
-        Ok(()) => match acker.call(d.entry.id.clone()).await {
-            Ok(_) => {
-                counters.processed.fetch_add(1, Ordering::Relaxed);
+        Ok(()) if is_lost(in_flight, &d.entry.id) => lost(),
+        Ok(()) => {
+            // held since less than half the visibility timeout: no other consumer using
+            // this claim_after can have claimed it, so a plain XACK is right
+            let fresh = flights(in_flight)
+                .get(&d.entry.id)
+                .is_some_and(|f| f.confirmed.elapsed() < cfg.claim_after / 2);
+            match acker.call((d.entry.id.clone(), fresh)).await {
+                Ok(true) => {
+                    counters.processed.fetch_add(1, Ordering::Relaxed);
+                }
+                // claimed away after the last heartbeat: the ack was refused
+                Ok(false) => lost(),
+                Err(e) => {
+                    counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "ack failed; the entry will be delivered again");
+                }
             }
-            Err(e) => {
-                counters.store_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "ack failed; the entry will be delivered again");
-            }
-        },
+        }
         Err(e) => {
             counters.failed.fetch_add(1, Ordering::Relaxed);
             if d.deliveries >= cfg.max_deliveries {
-                dead(format!("failed {} times, last: {e}", d.deliveries)).await;
+                if is_lost(in_flight, &d.entry.id) {
+                    // its new owner runs it: not ours to dead-letter
+                    lost();
+                } else {
+                    dead(format!("failed {} times, last: {e}", d.deliveries)).await;
+                }
             } else {
                 tracing::debug!(id = %d.entry.id, error = %e, "handler failed; retried after claim_after");
             }

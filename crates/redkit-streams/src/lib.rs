@@ -21,6 +21,14 @@ pub use redis::RedisStreamStore;
 pub const PAYLOAD_FIELD: &str = "p";
 /// The most entries one call appends or reads.
 pub const MAX_BATCH: usize = 1000;
+/// The most ids one [`StreamStore::ack`], [`StreamStore::ack_owned`] or
+/// [`StreamStore::keep_alive`] takes (a consumer's concurrency is capped to match).
+pub const MAX_IDS: usize = 10_000;
+/// The longest duration the API takes: a read's block time, a claim's minimum idle
+/// time, the consumer's `block`, `claim_after`, `claim_every` and idle-consumer
+/// timeout (365 days). Longer ones are [`Error::InvalidArgument`] before anything is
+/// sent, never saturated or wrapped.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// An entry's fields, in order.
 pub type Fields = Vec<(String, String)>;
@@ -185,19 +193,35 @@ pub trait StreamStore: Send + Sync + fmt::Debug {
         block: Option<Duration>,
     ) -> Result<Vec<Delivery>>;
 
-    /// Entries pending for `consumer` itself (after a restart under the same name),
-    /// each delivery counted again. Entries deleted from the stream meanwhile are
-    /// acknowledged and left out.
+    /// Up to `count` entries pending for `consumer` itself with ids above `after`
+    /// (`"0-0"`: from the start): a restarted consumer's backlog. Each is counted as a
+    /// delivery, and comes with its own count (read for exactly these ids). The returned
+    /// cursor is the last id read, or `"0-0"` once the backlog is exhausted: pass it as
+    /// the next `after`, so no entry is read (and counted) twice in one pass over the
+    /// backlog. Entries deleted from the stream meanwhile are acknowledged and left out.
     async fn read_own_pending(
         &self,
         stream: &str,
         group: &str,
         consumer: &str,
+        after: &str,
         count: usize,
-    ) -> Result<Vec<Delivery>>;
+    ) -> Result<Claimed>;
 
-    /// Acknowledges entries. Returns how many were pending.
+    /// Acknowledges entries, whoever holds them. Returns how many were pending.
     async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> Result<u64>;
+
+    /// Acknowledges those of `ids` that `consumer` still holds, atomically; the others
+    /// (claimed by another consumer meanwhile, already acknowledged, or deleted) are
+    /// left alone and returned. A consumer whose entry was claimed away while its
+    /// handler ran must not acknowledge the entry another consumer now runs.
+    async fn ack_owned(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> Result<Vec<String>>;
 
     /// Takes over up to `count` entries that other consumers left pending for at least
     /// `min_idle` (each counted as a delivery), scanning the pending list from `cursor`
@@ -214,16 +238,18 @@ pub trait StreamStore: Send + Sync + fmt::Debug {
         cursor: &str,
     ) -> Result<Claimed>;
 
-    /// Keeps entries that `consumer` is still working on from being claimed: resets their
-    /// idle time (`XCLAIM ... JUSTID`, which does not count a delivery). Returns how many
-    /// it still held.
+    /// Keeps entries that `consumer` is still working on from being claimed: resets the
+    /// idle time of those it still holds (`XCLAIM ... JUSTID`, which does not count a
+    /// delivery), in one atomic step with the ownership check. Entries another consumer
+    /// claimed meanwhile are left with it (never taken back), and entries acknowledged
+    /// or deleted are skipped. Returns the ids it no longer holds.
     async fn keep_alive(
         &self,
         stream: &str,
         group: &str,
         consumer: &str,
         ids: &[String],
-    ) -> Result<u64>;
+    ) -> Result<Vec<String>>;
 
     /// Moves a delivery to the stream's dead-letter stream with `reason` and acknowledges
     /// it, atomically. Returns the dead letter's id.
@@ -362,8 +388,116 @@ pub(crate) fn check_count(count: usize) -> Result<()> {
     Ok(())
 }
 
-/// Redis's ordering of entry ids.
+/// Redis's ordering of entry ids: `<ms>-<seq>`, or `<ms>` for `<ms>-0`, both decimal
+/// without sign.
 pub(crate) fn parse_id(id: &str) -> Option<(u64, u64)> {
     let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-    Some((ms.parse().ok()?, seq.parse().ok()?))
+    let num = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    Some((num(ms)?, num(seq)?))
+}
+
+/// An entry id argument, checked before it is sent.
+pub(crate) fn check_id(what: &str, id: &str) -> Result<(u64, u64)> {
+    parse_id(id).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "the {what} `{id}` is not a stream id (`<ms>-<seq>`)"
+        ))
+    })
+}
+
+/// Ids to acknowledge or keep alive: at most [`MAX_IDS`], each well formed. Returned in
+/// Redis's `<ms>-<seq>` form.
+pub(crate) fn check_ids(ids: &[String]) -> Result<Vec<String>> {
+    if ids.len() > MAX_IDS {
+        return Err(Error::InvalidArgument(format!(
+            "{} ids in one call is over the limit of {MAX_IDS}",
+            ids.len()
+        )));
+    }
+    ids.iter()
+        .map(|id| check_id("entry id", id).map(|(ms, seq)| format!("{ms}-{seq}")))
+        .collect()
+}
+
+/// A duration argument in whole milliseconds for Redis: rounded up (a sub-millisecond
+/// remainder never shortens a wait or an idle time), at most [`MAX_DURATION`].
+pub(crate) fn check_duration(what: &str, d: Duration) -> Result<u64> {
+    if d > MAX_DURATION {
+        return Err(Error::InvalidArgument(format!(
+            "a {what} of {d:?} is over the limit of {MAX_DURATION:?}"
+        )));
+    }
+    let ms = d.as_millis() + u128::from(!d.subsec_nanos().is_multiple_of(1_000_000));
+    u64::try_from(ms).map_err(|_| Error::InvalidArgument(format!("a {what} of {d:?}")))
+}
+
+/// A trim, checked before the entry is written: `MaxLen` in `1..=i64::MAX` (0 would
+/// trim the entry being appended; Redis takes a signed 64-bit length), `MinId` a
+/// well-formed id.
+pub(crate) fn check_trim(trim: Option<&Trim>) -> Result<()> {
+    match trim {
+        Some(Trim::MaxLen(n)) if *n == 0 || *n > i64::MAX as u64 => Err(Error::InvalidArgument(
+            format!("a MaxLen of {n} is outside 1..={}", i64::MAX),
+        )),
+        Some(Trim::MinId(id)) => check_id("MinId", id).map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
+/// A range bound of [`StreamStore::range`]: `-`, `+` or an id.
+pub(crate) fn check_bound(what: &str, b: &str) -> Result<()> {
+    if b == "-" || b == "+" {
+        return Ok(());
+    }
+    check_id(what, b).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_up_to_milliseconds_and_stop_at_the_limit() {
+        let ms = |d| check_duration("test", d).unwrap();
+        assert_eq!(ms(Duration::ZERO), 0);
+        assert_eq!(ms(Duration::from_nanos(1)), 1, "never down to zero");
+        assert_eq!(ms(Duration::from_micros(999)), 1);
+        assert_eq!(ms(Duration::from_millis(1)), 1);
+        assert_eq!(ms(Duration::from_millis(1) + Duration::from_nanos(1)), 2);
+        assert_eq!(ms(MAX_DURATION), 365 * 24 * 60 * 60 * 1000);
+        for d in [MAX_DURATION + Duration::from_nanos(1), Duration::MAX] {
+            assert!(matches!(
+                check_duration("test", d),
+                Err(Error::InvalidArgument(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn ids_are_decimal_pairs() {
+        assert_eq!(parse_id("5"), Some((5, 0)));
+        assert_eq!(parse_id("5-7"), Some((5, 7)));
+        assert_eq!(
+            parse_id("18446744073709551615-18446744073709551615"),
+            Some((u64::MAX, u64::MAX))
+        );
+        for bad in [
+            "",
+            "-",
+            "+1",
+            "1-+2",
+            "1-",
+            "-1",
+            "18446744073709551616-0",
+            "1-2-3",
+            "a",
+        ] {
+            assert_eq!(parse_id(bad), None, "{bad}");
+        }
+        assert_eq!(check_ids(&["5".into()]).unwrap(), ["5-0"]);
+    }
 }

@@ -11,7 +11,8 @@ use tokio::sync::Notify;
 
 use crate::{
     Claimed, ConsumerInfo, Delivery, Entry, Error, Fields, GroupInfo, MAX_BATCH, Pending,
-    PendingSummary, Result, StartFrom, StreamStore, Trim, check_count, check_name, parse_id,
+    PendingSummary, Result, StartFrom, StreamStore, Trim, check_bound, check_count, check_duration,
+    check_id, check_ids, check_name, check_trim, parse_id,
 };
 
 type Id = (u64, u64);
@@ -81,12 +82,25 @@ fn now_ms() -> u64 {
     u64::try_from(SystemClock.now().as_millis()).unwrap_or(u64::MAX)
 }
 
-fn next_id(last: Id) -> Id {
+/// The id after `id`, if there is one.
+fn succ(id: Id) -> Option<Id> {
+    match id {
+        (ms, seq) if seq < u64::MAX => Some((ms, seq + 1)),
+        (ms, _) if ms < u64::MAX => Some((ms + 1, 0)),
+        _ => None,
+    }
+}
+
+/// The id of an entry appended now (`*`); none once the last possible id is taken, as
+/// Redis refuses then too.
+fn next_id(last: Id) -> Result<Id> {
     let ms = now_ms();
     if ms > last.0 {
-        (ms, 0)
+        Ok((ms, 0))
     } else {
-        (last.0, last.1 + 1)
+        succ(last).ok_or_else(|| {
+            Error::InvalidArgument("the stream has exhausted the last possible id".into())
+        })
     }
 }
 
@@ -148,6 +162,7 @@ impl StreamStore for MemoryStreamStore {
         trim: Option<Trim>,
     ) -> Result<Vec<String>> {
         check_name("stream", stream)?;
+        check_trim(trim.as_ref())?;
         if entries.len() > MAX_BATCH {
             return Err(Error::InvalidArgument(format!(
                 "{} entries in one append is over the limit of {MAX_BATCH}",
@@ -163,7 +178,8 @@ impl StreamStore for MemoryStreamStore {
         let log = state.entry(stream.to_string()).or_default();
         let mut ids = Vec::with_capacity(entries.len());
         for fields in entries {
-            let id = next_id(log.last);
+            // Redis appends the entries before the failing one too (a pipeline of XADDs)
+            let id = next_id(log.last)?;
             log.last = id;
             log.entries.insert(id, fields.clone());
             ids.push(fmt_id(id));
@@ -187,6 +203,7 @@ impl StreamStore for MemoryStreamStore {
                 "an entry needs at least one field".into(),
             ));
         }
+        check_trim(trim.as_ref())?;
         let bad = || {
             Error::InvalidArgument(format!(
                 "the id `{id}` is malformed or not above the stream's last id"
@@ -197,7 +214,7 @@ impl StreamStore for MemoryStreamStore {
         let (ms, seq) = id.split_once('-').ok_or_else(bad)?;
         let ms: u64 = ms.parse().map_err(|_| bad())?;
         let seq = match seq {
-            "*" if ms == log.last.0 => log.last.1 + 1,
+            "*" if ms == log.last.0 => log.last.1.checked_add(1).ok_or_else(bad)?,
             "*" => 0,
             s => s.parse().map_err(|_| bad())?,
         };
@@ -224,7 +241,7 @@ impl StreamStore for MemoryStreamStore {
         let last_delivered = match start {
             StartFrom::Beginning => (0, 0),
             StartFrom::End => log.last,
-            StartFrom::After(id) => bound(&id, true)?,
+            StartFrom::After(id) => check_id("start id", &id)?,
         };
         log.groups.insert(
             group.to_string(),
@@ -246,7 +263,11 @@ impl StreamStore for MemoryStreamStore {
     ) -> Result<Vec<Delivery>> {
         check_name("consumer", consumer)?;
         check_count(count)?;
-        let until = block.map(|b| Instant::now() + b);
+        if let Some(b) = block {
+            check_duration("block", b)?;
+        }
+        // past Instant's range (not on any platform for MAX_DURATION): no deadline
+        let until = block.map(|b| Instant::now().checked_add(b));
         loop {
             let notified = self.appended.notified();
             tokio::pin!(notified);
@@ -256,7 +277,9 @@ impl StreamStore for MemoryStreamStore {
                     return Vec::new();
                 };
                 g.consumers.insert(consumer.to_string(), Instant::now());
-                let from = (g.last_delivered.0, g.last_delivered.1.saturating_add(1));
+                let Some(from) = succ(g.last_delivered) else {
+                    return Vec::new();
+                };
                 let fresh: Vec<(Id, Fields)> = log
                     .entries
                     .range(from..)
@@ -288,12 +311,15 @@ impl StreamStore for MemoryStreamStore {
             if !got.is_empty() {
                 return Ok(got);
             }
-            let Some(until) = until else {
-                return Ok(got);
-            };
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
-                return Ok(Vec::new());
+            match until {
+                None => return Ok(got),
+                Some(None) => notified.await,
+                Some(Some(until)) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
+                        return Ok(Vec::new());
+                    }
+                }
             }
         }
     }
@@ -303,48 +329,63 @@ impl StreamStore for MemoryStreamStore {
         stream: &str,
         group: &str,
         consumer: &str,
+        after: &str,
         count: usize,
-    ) -> Result<Vec<Delivery>> {
+    ) -> Result<Claimed> {
+        check_name("group", group)?;
         check_name("consumer", consumer)?;
         check_count(count)?;
+        let after = check_id("cursor", after)?;
         self.with_group(stream, group, |log, group| {
             let Some(g) = log.groups.get_mut(group) else {
-                return Vec::new();
+                return Claimed::default();
             };
             g.consumers.insert(consumer.to_string(), Instant::now());
-            let own: Vec<Id> = g
+            let Some(from) = succ(after) else {
+                return Claimed {
+                    deliveries: Vec::new(),
+                    cursor: "0-0".into(),
+                };
+            };
+            // as XREADGROUP from a cursor: the next `count` of its own, deleted ones too
+            let read: Vec<Id> = g
                 .pending
-                .iter()
+                .range(from..)
                 .filter(|(_, h)| h.consumer == consumer)
                 .map(|(id, _)| *id)
+                .take(count)
                 .collect();
             let mut out = Vec::new();
-            for id in own {
-                let Some(fields) = log.entries.get(&id) else {
-                    g.pending.remove(&id);
+            for id in &read {
+                let Some(fields) = log.entries.get(id) else {
+                    g.pending.remove(id);
                     continue;
                 };
-                if out.len() == count {
-                    break;
-                }
-                if let Some(h) = g.pending.get_mut(&id) {
-                    h.deliveries += 1;
+                if let Some(h) = g.pending.get_mut(id) {
+                    h.deliveries = h.deliveries.saturating_add(1);
                     h.since = Instant::now();
                     out.push(Delivery {
                         entry: Entry {
-                            id: fmt_id(id),
+                            id: fmt_id(*id),
                             fields: fields.clone(),
                         },
                         deliveries: h.deliveries,
                     });
                 }
             }
-            out
+            Claimed {
+                deliveries: out,
+                cursor: match read.last() {
+                    Some(last) if read.len() == count => fmt_id(*last),
+                    _ => "0-0".into(),
+                },
+            }
         })
     }
 
     async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> Result<u64> {
         check_name("group", group)?;
+        check_ids(ids)?;
         self.with_group(stream, group, |log, group| {
             let Some(g) = log.groups.get_mut(group) else {
                 return 0;
@@ -353,6 +394,35 @@ impl StreamStore for MemoryStreamStore {
                 .filter_map(|id| parse_id(id))
                 .filter(|id| g.pending.remove(id).is_some())
                 .count() as u64
+        })
+    }
+
+    async fn ack_owned(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> Result<Vec<String>> {
+        check_name("group", group)?;
+        check_name("consumer", consumer)?;
+        let ids = check_ids(ids)?;
+        self.with_group(stream, group, |log, group| {
+            let Some(g) = log.groups.get_mut(group) else {
+                return ids;
+            };
+            ids.into_iter()
+                .filter(|id| {
+                    let Some(key) = parse_id(id) else {
+                        return true;
+                    };
+                    let mine = g.pending.get(&key).is_some_and(|h| h.consumer == consumer);
+                    if mine {
+                        g.pending.remove(&key);
+                    }
+                    !mine
+                })
+                .collect()
         })
     }
 
@@ -367,7 +437,8 @@ impl StreamStore for MemoryStreamStore {
     ) -> Result<Claimed> {
         check_name("consumer", consumer)?;
         check_count(count)?;
-        let from = bound(cursor, true)?;
+        check_duration("claim idle time", min_idle)?;
+        let from = check_id("cursor", cursor)?;
         let deliveries = self.with_group(stream, group, |log, group| {
             let Some(g) = log.groups.get_mut(group) else {
                 return Vec::new();
@@ -391,7 +462,7 @@ impl StreamStore for MemoryStreamStore {
                 if let Some(h) = g.pending.get_mut(&id) {
                     h.consumer = consumer.to_string();
                     h.since = Instant::now();
-                    h.deliveries += 1;
+                    h.deliveries = h.deliveries.saturating_add(1);
                     out.push(Delivery {
                         entry: Entry {
                             id: fmt_id(id),
@@ -416,24 +487,32 @@ impl StreamStore for MemoryStreamStore {
         group: &str,
         consumer: &str,
         ids: &[String],
-    ) -> Result<u64> {
+    ) -> Result<Vec<String>> {
+        check_name("group", group)?;
         check_name("consumer", consumer)?;
+        let ids = check_ids(ids)?;
         self.with_group(stream, group, |log, group| {
             let Some(g) = log.groups.get_mut(group) else {
-                return 0;
+                return ids;
             };
-            let mut kept = 0;
-            for id in ids.iter().filter_map(|id| parse_id(id)) {
-                if !log.entries.contains_key(&id) {
-                    continue;
-                }
-                if let Some(h) = g.pending.get_mut(&id) {
-                    h.consumer = consumer.to_string();
+            ids.into_iter()
+                .filter(|id| {
+                    let Some(key) = parse_id(id) else {
+                        return true;
+                    };
+                    let Some(h) = g.pending.get_mut(&key).filter(|h| h.consumer == consumer) else {
+                        // claimed by another consumer, acknowledged, or never held
+                        return true;
+                    };
+                    if !log.entries.contains_key(&key) {
+                        // deleted from the stream: it leaves the pending list
+                        g.pending.remove(&key);
+                        return true;
+                    }
                     h.since = Instant::now();
-                    kept += 1;
-                }
-            }
-            kept
+                    false
+                })
+                .collect()
         })
     }
 
@@ -445,21 +524,22 @@ impl StreamStore for MemoryStreamStore {
         reason: &str,
     ) -> Result<String> {
         check_name("group", group)?;
+        check_id("entry id", &delivery.entry.id)?;
         self.with_group(stream, group, |log, group| {
             let mut fields = delivery.entry.fields.clone();
             fields.push(("_source_id".into(), delivery.entry.id.clone()));
             fields.push(("_group".into(), group.to_string()));
             fields.push(("_deliveries".into(), delivery.deliveries.to_string()));
             fields.push(("_reason".into(), reason.to_string()));
-            let id = next_id(log.dead_last);
+            let id = next_id(log.dead_last)?;
             log.dead_last = id;
             log.dead.insert(id, fields);
             if let (Some(g), Some(src)) = (log.groups.get_mut(group), parse_id(&delivery.entry.id))
             {
                 g.pending.remove(&src);
             }
-            fmt_id(id)
-        })
+            Ok(fmt_id(id))
+        })?
     }
 
     async fn pending_summary(&self, stream: &str, group: &str) -> Result<PendingSummary> {
@@ -514,9 +594,8 @@ impl StreamStore for MemoryStreamStore {
                 pending: g.pending.len() as u64,
                 last_delivered: fmt_id(g.last_delivered),
                 lag: Some(
-                    log.entries
-                        .range((g.last_delivered.0, g.last_delivered.1.saturating_add(1))..)
-                        .count() as u64,
+                    succ(g.last_delivered)
+                        .map_or(0, |from| log.entries.range(from..).count() as u64),
                 ),
             })
             .collect())
@@ -544,6 +623,7 @@ impl StreamStore for MemoryStreamStore {
         group: &str,
         idle: Duration,
     ) -> Result<Vec<String>> {
+        check_duration("consumer idle time", idle)?;
         self.with_group(stream, group, |log, group| {
             let Some(g) = log.groups.get_mut(group) else {
                 return Vec::new();
@@ -566,6 +646,8 @@ impl StreamStore for MemoryStreamStore {
     async fn range(&self, stream: &str, from: &str, to: &str, count: usize) -> Result<Vec<Entry>> {
         check_name("stream", stream)?;
         check_count(count)?;
+        check_bound("range start", from)?;
+        check_bound("range end", to)?;
         let (lo, hi) = (bound(from, true)?, bound(to, false)?);
         let state = self.lock();
         let Some(log) = state.get(stream).filter(|_| lo <= hi) else {

@@ -10,11 +10,18 @@ use redkit_core::{Keyspace, Pipeline, Redis, Script};
 
 use crate::{
     Claimed, ConsumerInfo, Delivery, Entry, Error, Fields, GroupInfo, MAX_BATCH, Pending,
-    PendingSummary, Result, StartFrom, StreamStore, Trim, check_count, check_name,
+    PendingSummary, Result, StartFrom, StreamStore, Trim, check_bound, check_count, check_duration,
+    check_id, check_ids, check_name, check_trim,
 };
 
 static CLAIM: LazyLock<Script> =
     LazyLock::new(|| Script::new("claim", include_str!("../lua/claim.lua")));
+static READ_OWN: LazyLock<Script> =
+    LazyLock::new(|| Script::new("read_own", include_str!("../lua/read_own.lua")));
+static KEEP_ALIVE: LazyLock<Script> =
+    LazyLock::new(|| Script::new("keep_alive", include_str!("../lua/keep_alive.lua")));
+static ACK_OWNED: LazyLock<Script> =
+    LazyLock::new(|| Script::new("ack_owned", include_str!("../lua/ack_owned.lua")));
 static DEAD_LETTER: LazyLock<Script> =
     LazyLock::new(|| Script::new("dead_letter", include_str!("../lua/dead_letter.lua")));
 static REMOVE_IDLE: LazyLock<Script> =
@@ -118,9 +125,28 @@ fn read_reply(v: &Value) -> Result<Vec<(String, Option<Fields>)>> {
     }
 }
 
-/// Milliseconds for a Redis argument, saturating at the largest value Redis accepts.
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).map_or(i64::MAX as u64, |v| v.min(i64::MAX as u64))
+/// `[cursor, id, deliveries, fields, ...]` from the claim and read_own scripts.
+fn claimed(reply: &[Value]) -> Result<Claimed> {
+    let Some((next, triples)) = reply.split_first() else {
+        return Err(unexpected("an empty claim reply"));
+    };
+    let deliveries = triples
+        .chunks(3)
+        .map(|t| match t {
+            [id, n, f] => Ok(Delivery {
+                entry: Entry {
+                    id: text(id)?,
+                    fields: fields(f)?,
+                },
+                deliveries: int(n)?,
+            }),
+            _ => Err(unexpected("a claim reply of odd length")),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Claimed {
+        deliveries,
+        cursor: text(next)?,
+    })
 }
 
 /// `XADD key [MAXLEN|MINID ~ n] id field value ...`
@@ -186,6 +212,34 @@ impl RedisStreamStore {
         })
     }
 
+    /// Runs a script that acts on the ids `consumer` holds and returns the others.
+    async fn owned_ids(
+        &self,
+        script: &Script,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> Result<Vec<String>> {
+        check_name("group", group)?;
+        check_name("consumer", consumer)?;
+        let ids = check_ids(ids)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut call = script
+            .call()
+            .key(self.key(stream)?)
+            .arg(group)
+            .arg(consumer);
+        for id in &ids {
+            call = call.arg(id.as_str());
+        }
+        call.invoke(&self.inner.redis)
+            .await
+            .map_err(|e| Self::no_group(&e, stream, group).unwrap_or_else(|| e.into()))
+    }
+
     async fn query<T: redkit_core::redis::FromRedisValue>(
         &self,
         c: &Cmd,
@@ -209,6 +263,7 @@ impl StreamStore for RedisStreamStore {
         trim: Option<Trim>,
     ) -> Result<Vec<String>> {
         let key = self.key(stream)?;
+        check_trim(trim.as_ref())?;
         if entries.len() > MAX_BATCH {
             return Err(Error::InvalidArgument(format!(
                 "{} entries in one append is over the limit of {MAX_BATCH}",
@@ -224,7 +279,14 @@ impl StreamStore for RedisStreamStore {
             }
             pipe.cmd(xadd(&key, trim.as_ref(), "*", fields));
         }
-        Ok(pipe.query(&self.inner.redis).await?)
+        match pipe.query(&self.inner.redis).await {
+            Ok(ids) => Ok(ids),
+            // the entries before the refused one were appended (a pipeline of XADDs)
+            Err(e) if e.to_string().contains("exhausted the last possible ID") => Err(
+                Error::InvalidArgument("the stream has exhausted the last possible id".into()),
+            ),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn append_with_id(
@@ -239,12 +301,14 @@ impl StreamStore for RedisStreamStore {
                 "an entry needs at least one field".into(),
             ));
         }
+        check_trim(trim.as_ref())?;
         let c = xadd(&self.key(stream)?, trim.as_ref(), id, fields);
         match self.inner.redis.query::<String>(&c).await {
             Ok(id) => Ok(id),
             Err(e)
                 if e.to_string().contains("ID specified in XADD")
-                    || e.to_string().contains("Invalid stream ID") =>
+                    || e.to_string().contains("Invalid stream ID")
+                    || e.to_string().contains("exhausted the last possible ID") =>
             {
                 Err(Error::InvalidArgument(format!(
                     "the id `{id}` is malformed or not above the stream's last id"
@@ -259,7 +323,10 @@ impl StreamStore for RedisStreamStore {
         let start = match start {
             StartFrom::Beginning => "0".to_string(),
             StartFrom::End => "$".to_string(),
-            StartFrom::After(id) => id,
+            StartFrom::After(id) => {
+                check_id("start id", &id)?;
+                id
+            }
         };
         let c = cmd("XGROUP")
             .arg("CREATE")
@@ -286,14 +353,15 @@ impl StreamStore for RedisStreamStore {
         check_name("group", group)?;
         check_name("consumer", consumer)?;
         check_count(count)?;
+        let block_ms = block.map(|b| check_duration("block", b)).transpose()?;
         let mut c = cmd("XREADGROUP");
         c.arg("GROUP")
             .arg(group)
             .arg(consumer)
             .arg("COUNT")
             .arg(count);
-        if let Some(b) = block {
-            c.arg("BLOCK").arg(ms(b).max(1));
+        if let Some(ms) = block_ms {
+            c.arg("BLOCK").arg(ms.max(1));
         }
         c.arg("STREAMS").arg(self.key(stream)?).arg(">");
         let reply: Value = match block {
@@ -324,57 +392,49 @@ impl StreamStore for RedisStreamStore {
         stream: &str,
         group: &str,
         consumer: &str,
+        after: &str,
         count: usize,
-    ) -> Result<Vec<Delivery>> {
+    ) -> Result<Claimed> {
+        check_name("group", group)?;
         check_name("consumer", consumer)?;
         check_count(count)?;
-        let key = self.key(stream)?;
-        let c = cmd("XREADGROUP")
-            .arg("GROUP")
+        check_id("cursor", after)?;
+        let reply: Vec<Value> = READ_OWN
+            .call()
+            .key(self.key(stream)?)
             .arg(group)
             .arg(consumer)
-            .arg("COUNT")
+            .arg(after)
             .arg(count)
-            .arg("STREAMS")
-            .arg(&key)
-            .arg("0")
-            .to_owned();
-        let reply: Value = self.query(&c, stream, group).await?;
-        let read = read_reply(&reply)?;
-        let (live, gone): (Vec<_>, Vec<_>) = read.into_iter().partition(|(_, f)| f.is_some());
-        if !gone.is_empty() {
-            let ids: Vec<String> = gone.into_iter().map(|(id, _)| id).collect();
-            self.ack(stream, group, &ids).await?;
-        }
-        let counts: std::collections::HashMap<String, u64> = self
-            .pending(stream, group, MAX_BATCH)
-            .await?
-            .into_iter()
-            .map(|p| (p.id, p.deliveries))
-            .collect();
-        Ok(live
-            .into_iter()
-            .map(|(id, f)| Delivery {
-                deliveries: counts.get(&id).copied().unwrap_or(1),
-                entry: Entry {
-                    id,
-                    fields: f.unwrap_or_default(),
-                },
-            })
-            .collect())
+            .invoke(&self.inner.redis)
+            .await
+            .map_err(|e| Self::no_group(&e, stream, group).unwrap_or_else(|| e.into()))?;
+        claimed(&reply)
     }
 
     async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> Result<u64> {
         check_name("group", group)?;
+        let ids = check_ids(ids)?;
         if ids.is_empty() {
             return Ok(0);
         }
         let mut c = cmd("XACK");
         c.arg(self.key(stream)?).arg(group);
-        for id in ids {
+        for id in &ids {
             c.arg(id.as_str());
         }
         self.query(&c, stream, group).await
+    }
+
+    async fn ack_owned(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> Result<Vec<String>> {
+        self.owned_ids(&ACK_OWNED, stream, group, consumer, ids)
+            .await
     }
 
     async fn claim(
@@ -389,37 +449,20 @@ impl StreamStore for RedisStreamStore {
         check_name("group", group)?;
         check_name("consumer", consumer)?;
         check_count(count)?;
+        let min_idle = check_duration("claim idle time", min_idle)?;
+        check_id("cursor", cursor)?;
         let reply: Vec<Value> = CLAIM
             .call()
             .key(self.key(stream)?)
             .arg(group)
             .arg(consumer)
-            .arg(ms(min_idle))
+            .arg(min_idle)
             .arg(count)
             .arg(cursor)
             .invoke(&self.inner.redis)
             .await
             .map_err(|e| Self::no_group(&e, stream, group).unwrap_or_else(|| e.into()))?;
-        let Some((next, triples)) = reply.split_first() else {
-            return Err(unexpected("an empty claim reply"));
-        };
-        let deliveries = triples
-            .chunks(3)
-            .map(|t| match t {
-                [id, n, f] => Ok(Delivery {
-                    entry: Entry {
-                        id: text(id)?,
-                        fields: fields(f)?,
-                    },
-                    deliveries: int(n)?,
-                }),
-                _ => Err(unexpected("a claim reply of odd length")),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Claimed {
-            deliveries,
-            cursor: text(next)?,
-        })
+        claimed(&reply)
     }
 
     async fn keep_alive(
@@ -428,20 +471,9 @@ impl StreamStore for RedisStreamStore {
         group: &str,
         consumer: &str,
         ids: &[String],
-    ) -> Result<u64> {
-        check_name("group", group)?;
-        check_name("consumer", consumer)?;
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let mut c = cmd("XCLAIM");
-        c.arg(self.key(stream)?).arg(group).arg(consumer).arg(0);
-        for id in ids {
-            c.arg(id.as_str());
-        }
-        c.arg("JUSTID");
-        let kept: Vec<String> = self.query(&c, stream, group).await?;
-        Ok(kept.len() as u64)
+    ) -> Result<Vec<String>> {
+        self.owned_ids(&KEEP_ALIVE, stream, group, consumer, ids)
+            .await
     }
 
     async fn dead_letter(
@@ -452,6 +484,7 @@ impl StreamStore for RedisStreamStore {
         reason: &str,
     ) -> Result<String> {
         check_name("group", group)?;
+        check_id("entry id", &delivery.entry.id)?;
         let mut call = DEAD_LETTER
             .call()
             .key(self.key(stream)?)
@@ -570,11 +603,12 @@ impl StreamStore for RedisStreamStore {
         idle: Duration,
     ) -> Result<Vec<String>> {
         check_name("group", group)?;
+        let idle = check_duration("consumer idle time", idle)?;
         REMOVE_IDLE
             .call()
             .key(self.key(stream)?)
             .arg(group)
-            .arg(ms(idle))
+            .arg(idle)
             .invoke(&self.inner.redis)
             .await
             .map_err(|e| Self::no_group(&e, stream, group).unwrap_or_else(|| e.into()))
@@ -582,6 +616,8 @@ impl StreamStore for RedisStreamStore {
 
     async fn range(&self, stream: &str, from: &str, to: &str, count: usize) -> Result<Vec<Entry>> {
         check_count(count)?;
+        check_bound("range start", from)?;
+        check_bound("range end", to)?;
         let c = cmd("XRANGE")
             .arg(self.key(stream)?)
             .arg(from)
@@ -647,7 +683,14 @@ mod tests {
             key.as_str().to_string(),
             format!("{}:dead", key.as_str()),
         ]);
-        for s in [&*CLAIM, &*DEAD_LETTER, &*REMOVE_IDLE] {
+        for s in [
+            &*CLAIM,
+            &*READ_OWN,
+            &*KEEP_ALIVE,
+            &*ACK_OWNED,
+            &*DEAD_LETTER,
+            &*REMOVE_IDLE,
+        ] {
             assert!(s.code().starts_with("-- KEYS[1]"), "{}", s.name());
         }
     }

@@ -120,9 +120,13 @@ async fn entries_deleted_while_pending_leave_the_pending_list() {
         .await
         .unwrap();
     // the own re-read acks the deleted one; a claim would not return it either
-    let own = s.read_own_pending("d", "g", "c1", 10).await.unwrap();
+    let own = s.read_own_pending("d", "g", "c1", "0-0", 10).await.unwrap();
+    assert_eq!(own.cursor, "0-0");
     assert_eq!(
-        own.iter().map(|d| d.entry.id.clone()).collect::<Vec<_>>(),
+        own.deliveries
+            .iter()
+            .map(|d| d.entry.id.clone())
+            .collect::<Vec<_>>(),
         [ids[0].clone(), ids[2].clone()]
     );
     let _: i64 = redis
