@@ -127,7 +127,7 @@ const MAX_FALLBACK: Duration = Duration::from_secs(1);
 /// lapse while the writer waits; a writer that vanishes keeps readers out this long.
 pub(crate) const WRITER_INTENT: Duration = Duration::from_millis(3000);
 
-/// Test hook: a writer intent other than [`WRITER_INTENT`] for the writers that record one
+/// Test hook: a writer intent other than the default (3 s) for the writers that record one
 /// while it is set (milliseconds; 0: the default).
 #[cfg(feature = "__test-hooks")]
 pub static WRITER_INTENT_OVERRIDE_MS: std::sync::atomic::AtomicU64 =
