@@ -375,7 +375,7 @@ pub struct JobInfo {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Ready to run (removed jobs not yet skipped by a fetch included).
+    /// Ready to run (places in line of removed jobs that no fetch passed yet included).
     pub waiting: u64,
     /// Scheduled for later, retries included.
     pub delayed: u64,
