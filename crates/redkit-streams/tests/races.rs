@@ -60,6 +60,16 @@ struct Runs {
 type Shared = Arc<Mutex<Runs>>;
 
 fn run_slow(consumer: Consumer, runs: Shared, delay: Duration) -> ConsumerHandle {
+    run_staggered(consumer, runs, delay, Duration::ZERO)
+}
+
+/// Handler `n` takes `delay + n * step`.
+fn run_staggered(
+    consumer: Consumer,
+    runs: Shared,
+    delay: Duration,
+    step: Duration,
+) -> ConsumerHandle {
     consumer.run(move |m: Message<u32>| {
         let n = m.payload;
         {
@@ -74,7 +84,7 @@ fn run_slow(consumer: Consumer, runs: Shared, delay: Duration) -> ConsumerHandle
         }
         let runs = runs.clone();
         async move {
-            tokio::time::sleep(delay).await;
+            tokio::time::sleep(delay + step * n).await;
             *runs.lock().unwrap().active.entry(n).or_default() -= 1;
             Ok::<(), String>(())
         }
@@ -113,14 +123,41 @@ async fn a_restarted_consumer_handles_each_own_pending_entry_once() {
         .max_deliveries(3)
         .build()
         .unwrap();
-    let running = run_slow(consumer, runs.clone(), Duration::from_millis(600));
-    let all_started = wait_for(Duration::from_secs(10), || {
-        runs.lock().unwrap().started.len() == 6
-    })
-    .await;
-    // room for duplicates to show up
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // handlers end one after another, so a slot frees while others still run
+    let running = run_staggered(
+        consumer,
+        runs.clone(),
+        Duration::from_millis(300),
+        Duration::from_millis(150),
+    );
+    // Redis's delivery counts while the handlers run: a re-read of an entry in flight
+    // would raise its count even if it were not started again
+    let mut most_counted = 0;
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until && runs.lock().unwrap().started.len() < 6 {
+        for p in s.pending("own", "g", 10).await.unwrap() {
+            most_counted = most_counted.max(p.deliveries);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all_started = runs.lock().unwrap().started.len() == 6;
+    // room for duplicates to show up, counts sampled until all are acknowledged
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let pending = s.pending("own", "g", 10).await.unwrap();
+        for p in &pending {
+            most_counted = most_counted.max(p.deliveries);
+        }
+        if pending.is_empty() || Instant::now() > until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let report = running.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(
+        most_counted, 2,
+        "each counted once for the restart, not per re-read"
+    );
     let runs = std::mem::take(&mut *runs.lock().unwrap());
     assert!(all_started, "started: {:?}", runs.started);
     for n in 0..6 {
