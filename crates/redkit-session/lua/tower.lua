@@ -5,6 +5,10 @@
 --   'create'  only if the key is free. Reply: 1, or 0 when taken.
 --   'save'    only if the session lives; replaces the data fields. Reply: {previous
 --             user or false}, or false when the session is gone (never resurrected).
+--             When the record logs in a user (ARGV[4]) the session is not stored with,
+--             it writes nothing and replies the status INDEX: the caller adds the
+--             session to that user's index first, then sends 'save!', which writes.
+--             So a logged-in session never exists before its index entry.
 --   'load'    Reply: the fields, or false when the session is gone or past its expiry
 --             or deadline.
 -- The key expires at min(expiry, deadline); an expiry already past deletes it.
@@ -45,9 +49,10 @@ if op == 'load' then
   return redis.call('HGETALL', key)
 end
 
--- 'save'
+-- 'save', 'save!'
 local v = redis.call('HMGET', key, '_x', '_u')
 if not v[1] then return false end
+if op == 'save' and user ~= '' and user ~= v[2] then return { ok = 'INDEX' } end
 local deadline = tonumber(v[1])
 if now >= deadline then
   redis.call('DEL', key)

@@ -5,12 +5,12 @@ use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use redkit_core::Script;
-use redkit_core::redis::Value;
+use redkit_core::redis::{Value, cmd};
 use time::OffsetDateTime;
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store;
 
-use crate::{RedisSessionStore, SessionId, SessionStore};
+use crate::{RedisSessionStore, SessionHandle, SessionId, SessionStore};
 
 static TOWER: LazyLock<Script> =
     LazyLock::new(|| Script::new("tower", include_str!("../lua/tower.lua")));
@@ -67,59 +67,101 @@ impl RedisSessionStore {
         call.invoke(self.redis_handle()).await.map_err(backend)
     }
 
-    /// Brings the user index in line after a write: adds the session to its user's
-    /// index, drops it from a previous user's.
-    async fn tower_index(
+    /// Whether `handle` is in `user`'s index.
+    async fn tower_indexed(
         &self,
-        record: &Record,
-        previous: Option<String>,
-    ) -> session_store::Result<()> {
-        let user = self.tower_user(record);
-        if user == previous {
-            return Ok(());
-        }
-        let handle = Self::tower_id(&record.id).handle();
-        if let Some(u) = &user {
-            self.index_add(u, &handle).await.map_err(backend)?;
-        }
-        if let Some(p) = &previous {
-            self.index_remove(p, &handle).await.map_err(backend)?;
-        }
-        Ok(())
+        user: &str,
+        handle: &SessionHandle,
+    ) -> session_store::Result<bool> {
+        let key = self.user_key(user).map_err(backend)?;
+        let score: Option<f64> = self
+            .redis_handle()
+            .query(cmd("ZSCORE").arg(key.as_str()).arg(handle.as_str()))
+            .await
+            .map_err(backend)?;
+        Ok(score.is_some())
     }
 }
 
 #[async_trait]
 impl tower_sessions_core::SessionStore for RedisSessionStore {
     /// Writes a new record under a fresh id: a taken id is re-rolled, never overwritten.
+    /// A logged-in record is indexed before it is written and checked afterwards (as a
+    /// rotation is), so a crash leaves at most a dangling index entry, and a
+    /// `logout_everywhere` in between makes it start again under a fresh id.
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let user = self.tower_user(record);
+        if let Some(u) = &user {
+            crate::check_user(u).map_err(backend)?;
+        }
         for _ in 0..8 {
-            if let Value::Int(1) = self.tower_call("create", record).await? {
-                return self.tower_index(record, None).await;
+            let handle = Self::tower_id(&record.id).handle();
+            if let Some(u) = &user {
+                self.index_add(u, &handle).await.map_err(backend)?;
+            }
+            crate::hooks::point("tower:step", handle.as_str()).await;
+            let created = matches!(self.tower_call("create", record).await?, Value::Int(1));
+            match &user {
+                Some(u) if created && !self.tower_indexed(u, &handle).await? => {
+                    // revoked between the two steps: this id must not live
+                    SessionStore::delete(self, &Self::tower_id(&record.id))
+                        .await
+                        .map_err(backend)?;
+                }
+                Some(u) if !created => {
+                    self.index_remove(u, &handle).await.map_err(backend)?;
+                }
+                _ if created => return Ok(()),
+                _ => {}
             }
             record.id = Id::default();
         }
         Err(backend("eight fresh session ids in a row were taken"))
     }
 
-    /// Updates a live record only: a session deleted or expired meanwhile stays gone.
+    /// Updates a live record only: a session deleted or expired meanwhile stays gone. A
+    /// save that logs a user in adds the session to the user's index before it writes
+    /// (lua/tower.lua answers INDEX first), so no logged-in session is ever unlisted.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        match self.tower_call("save", record).await? {
-            Value::Array(prev) => {
-                let previous = match prev.first() {
-                    Some(Value::BulkString(b)) => Some(String::from_utf8_lossy(b).into_owned()),
-                    _ => None,
-                };
-                self.tower_index(record, previous).await
-            }
-            _ => {
-                tracing::debug!(
-                    session = Self::tower_id(&record.id).handle().short(),
-                    "save of a session that is gone: not resurrected"
-                );
-                Ok(())
+        let handle = Self::tower_id(&record.id).handle();
+        let user = self.tower_user(record);
+        let mut op = "save";
+        for _ in 0..2 {
+            match self.tower_call(op, record).await? {
+                Value::SimpleString(s) if s == "INDEX" && op == "save" => {
+                    let u = user
+                        .as_deref()
+                        .ok_or_else(|| backend("INDEX asked for a record without a user"))?;
+                    self.index_add(u, &handle).await.map_err(backend)?;
+                    crate::hooks::point("tower:step", handle.as_str()).await;
+                    op = "save!";
+                }
+                Value::Array(prev) => {
+                    let previous = match prev.first() {
+                        Some(Value::BulkString(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+                        _ => None,
+                    };
+                    // after the write: a crash before this leaves a dangling entry only
+                    if let Some(p) = previous.filter(|p| Some(p) != user.as_ref()) {
+                        self.index_remove(&p, &handle).await.map_err(backend)?;
+                    }
+                    return Ok(());
+                }
+                _ => {
+                    if let (Some(u), "save!") = (&user, op) {
+                        self.index_remove(u, &handle).await.map_err(backend)?;
+                    }
+                    tracing::debug!(
+                        session = handle.short(),
+                        "save of a session that is gone: not resurrected"
+                    );
+                    return Ok(());
+                }
             }
         }
+        Err(backend(
+            "the session's user changed on every attempt to save it",
+        ))
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
