@@ -15,10 +15,11 @@
 --        now + absolute (ms), or exactly at `@<ms>` when absolute has that form, drops
 --        those dead handles indexed at least grace-ms ago (a younger one may belong to a
 --        login whose session is still being written), then over `limit` (0 = none)
---        either refuses (policy 'r': reply {-1}) or removes the oldest others (policy
---        'e').
+--        either refuses (policy 'r': reply {-1}) or revokes the oldest others (policy
+--        'e': into KEYS[3], the caller deletes them and confirms with 'revoked').
 --        Reply: {deadline, evicted handle...}
---   'remove' handle...   Reply: how many were there.
+--   'remove' handle...   Reply: how many were there (for ended sessions).
+--   'revoke' handle...   like 'remove', into KEYS[3] until 'revoked' (live sessions).
 --   'list'               Reply: handle, deadline pairs, oldest first.
 --   'take' keep          moves every handle but `keep` to KEYS[3]; replies them with
 --                        those KEYS[3] already held.
@@ -43,6 +44,16 @@ local function drop(handles)
     n = n + redis.call('ZREM', key, unpack(chunk))
   end
   return n
+end
+
+-- takes handles out of the index into KEYS[3] (their sessions are still to delete);
+-- replies how many were indexed
+local function revoke(handles)
+  for _, h in ipairs(handles) do
+    local score = redis.call('ZSCORE', key, h)
+    if score then redis.call('ZADD', revoking, score, h) end
+  end
+  return drop(handles)
 end
 
 drop(redis.call('ZRANGEBYSCORE', key, '-inf', now - margin))
@@ -89,7 +100,7 @@ if op == 'add' then
       for _, h in ipairs(redis.call('ZRANGE', key, 0, over)) do
         if h ~= handle and #out <= over then out[#out + 1] = h end
       end
-      drop({ unpack(out, 2) })
+      revoke({ unpack(out, 2) })
     end
   end
   settle()
@@ -98,6 +109,12 @@ end
 
 if op == 'remove' then
   local n = drop({ unpack(ARGV, 2) })
+  settle()
+  return n
+end
+
+if op == 'revoke' then
+  local n = revoke({ unpack(ARGV, 2) })
   settle()
   return n
 end

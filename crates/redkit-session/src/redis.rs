@@ -488,6 +488,18 @@ impl RedisSessionStore {
         Ok(reply.first().map(int).transpose()?.unwrap_or(0) == 1)
     }
 
+    /// Drops handles whose sessions are deleted from the user's `revoking` set (until
+    /// then, the next `logout_everywhere` takes them again).
+    async fn confirm_revoked(&self, user: &str, handles: &[SessionHandle]) -> Result<()> {
+        if handles.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec!["revoked"];
+        args.extend(handles.iter().map(SessionHandle::as_str));
+        self.index(user, &args).await?;
+        Ok(())
+    }
+
     /// Ends a rotation or login that must not happen after all: deletes the new session
     /// and its index entry.
     async fn undo_new(&self, user: Option<&str>, new: &SessionHandle) -> Result<()> {
@@ -697,6 +709,7 @@ impl SessionStore for RedisSessionStore {
                     .await?
                 else {
                     self.discard(written.as_ref(), &evicted).await?;
+                    self.confirm_revoked(user, &evicted).await?;
                     return Err(refused());
                 };
                 // handles out of the index always have their sessions deleted below
@@ -708,6 +721,7 @@ impl SessionStore for RedisSessionStore {
                     Err(e) => {
                         self.index(user, &["remove", new.as_str()]).await?;
                         self.discard(written.as_ref(), &evicted).await?;
+                        self.confirm_revoked(user, &evicted).await?;
                         return Err(e);
                     }
                 };
@@ -733,6 +747,7 @@ impl SessionStore for RedisSessionStore {
             }
             let Some(next) = done else {
                 self.discard(written.as_ref(), &evicted).await?;
+                self.confirm_revoked(user, &evicted).await?;
                 return Err(Error::LoginDisplaced { evicted });
             };
             let old = session.handle();
@@ -743,6 +758,7 @@ impl SessionStore for RedisSessionStore {
             if !self.delete_session(&old).await? {
                 self.undo_new(Some(user), &new).await?;
                 self.delete_handles(&evicted).await?;
+                self.confirm_revoked(user, &evicted).await?;
                 tracing::debug!(session = old.short(), "login lost to a delete");
                 return Err(Error::Unknown);
             }
@@ -751,6 +767,7 @@ impl SessionStore for RedisSessionStore {
                 self.index(&prev, &["remove", old.as_str()]).await?;
             }
             self.delete_handles(&evicted).await?;
+            self.confirm_revoked(user, &evicted).await?;
             tracing::debug!(
                 session = new.short(),
                 evicted = evicted.len(),
@@ -806,11 +823,15 @@ impl SessionStore for RedisSessionStore {
     }
 
     async fn revoke(&self, user: &str, handle: &SessionHandle) -> Result<bool> {
-        let removed = self.index(user, &["remove", handle.as_str()]).await?;
+        let removed = self.index(user, &["revoke", handle.as_str()]).await?;
         if int(&removed)? == 0 {
             return Ok(false);
         }
-        Ok(self.delete_handles(std::slice::from_ref(handle)).await? == 1)
+        crate::hooks::point("revoke:taken", handle.as_str()).await;
+        let deleted = self.delete_handles(std::slice::from_ref(handle)).await? == 1;
+        self.confirm_revoked(user, std::slice::from_ref(handle))
+            .await?;
+        Ok(deleted)
     }
 
     async fn logout_everywhere(&self, user: &str, keep: Option<&SessionId>) -> Result<u64> {
@@ -828,11 +849,7 @@ impl SessionStore for RedisSessionStore {
         crate::hooks::point("logout:taken", user).await;
         let n = self.delete_handles(&handles).await?;
         // only now: until their keys are gone, a retry after a crash takes them again
-        if !handles.is_empty() {
-            let mut args = vec!["revoked"];
-            args.extend(handles.iter().map(SessionHandle::as_str));
-            self.index(user, &args).await?;
-        }
+        self.confirm_revoked(user, &handles).await?;
         tracing::debug!(sessions = n, "logged out everywhere");
         Ok(n)
     }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redkit_core::Redis;
-use redkit_session::{ClientInfo, Error, RedisSessionStore, SessionConfig, SessionStore, hooks};
+use redkit_session::{
+    ClientInfo, Error, MaxSessions, RedisSessionStore, SessionConfig, SessionStore, hooks,
+};
 
 /// The points rotate passes, in order (see `RedisSessionStore::rotate`).
 const POINTS: [&str; 4] = [
@@ -249,6 +251,66 @@ async fn a_save_during_a_move_is_refused_not_lost(a: Redis, b: Redis) {
     two.save(&mut again).await.unwrap();
 }
 
+/// A revoke, or a login evicting an older session, dropped after it took the handle out
+/// of the index and before it deleted the session: the session is not lost to
+/// `logout_everywhere` (it waits in the `revoking` set), which ends it.
+async fn a_dropped_eviction_or_revoke_is_finished_by_logout_everywhere(a: Redis, b: Redis) {
+    let config = SessionConfig::new()
+        .prefix(redkit_testkit::prefix("sess-evict"))
+        .max_sessions(MaxSessions::EvictOldest(1));
+    let one = Arc::new(RedisSessionStore::new(&a, config.clone()).unwrap());
+    let two = RedisSessionStore::new(&b, config).unwrap();
+    let user = redkit_testkit::prefix("evict");
+    // a login that evicts `first`, dropped before it deletes it
+    let mut first = one.create().await.unwrap();
+    one.login(&mut first, &user, ClientInfo::default())
+        .await
+        .unwrap();
+    let mut second = one.create().await.unwrap();
+    let mut pause = hooks::pause("login:written", second.handle().as_str());
+    let login = tokio::spawn({
+        let (one, user) = (one.clone(), user.clone());
+        async move {
+            let _ = one.login(&mut second, &user, ClientInfo::default()).await;
+        }
+    });
+    reached(&mut pause, "login:written").await;
+    login.abort();
+    let _ = login.await;
+    drop(pause);
+    assert!(
+        two.load(first.id()).await.unwrap().is_some(),
+        "evicted, not yet deleted"
+    );
+    two.logout_everywhere(&user, None).await.unwrap();
+    assert!(
+        two.load(first.id()).await.unwrap().is_none(),
+        "an evicted session whose login died survived logout everywhere"
+    );
+    // a revoke dropped between its steps
+    let mut third = one.create().await.unwrap();
+    one.login(&mut third, &user, ClientInfo::default())
+        .await
+        .unwrap();
+    let handle = third.handle();
+    let mut pause = hooks::pause("revoke:taken", handle.as_str());
+    let revoke = tokio::spawn({
+        let (one, user, handle) = (one.clone(), user.clone(), handle.clone());
+        async move {
+            let _ = one.revoke(&user, &handle).await;
+        }
+    });
+    reached(&mut pause, "revoke:taken").await;
+    revoke.abort();
+    let _ = revoke.await;
+    drop(pause);
+    two.logout_everywhere(&user, None).await.unwrap();
+    assert!(
+        two.load(third.id()).await.unwrap().is_none(),
+        "a session whose revoke died survived logout everywhere"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_during_rotate_ends_the_session_standalone() {
     let (a, b) = (redkit_testkit::redis().await, redkit_testkit::redis().await);
@@ -256,7 +318,8 @@ async fn a_revocation_during_rotate_ends_the_session_standalone() {
     rotate_during_a_slow_logout(a.clone(), b.clone()).await;
     a_dead_logout_everywhere_is_finished_by_the_next(a.clone(), b.clone()).await;
     a_delete_during_login_ends_the_login(a.clone(), b.clone()).await;
-    a_save_during_a_move_is_refused_not_lost(a, b).await;
+    a_save_during_a_move_is_refused_not_lost(a.clone(), b.clone()).await;
+    a_dropped_eviction_or_revoke_is_finished_by_logout_everywhere(a, b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,5 +330,6 @@ async fn a_revocation_during_rotate_ends_the_session_cluster() {
     rotate_during_a_slow_logout(a.clone(), b.clone()).await;
     a_dead_logout_everywhere_is_finished_by_the_next(a.clone(), b.clone()).await;
     a_delete_during_login_ends_the_login(a.clone(), b.clone()).await;
-    a_save_during_a_move_is_refused_not_lost(a, b).await;
+    a_save_during_a_move_is_refused_not_lost(a.clone(), b.clone()).await;
+    a_dropped_eviction_or_revoke_is_finished_by_logout_everywhere(a, b).await;
 }
