@@ -275,4 +275,30 @@ mod tests {
             assert!(script.code().starts_with("-- KEYS[1]"), "{}", script.name());
         }
     }
+
+    /// No script makes a key name (rule: every key in KEYS): these scripts need no string
+    /// concatenation at all, so any `..` outside a comment fails.
+    #[test]
+    fn no_script_builds_a_key_name() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lua");
+        let mut scanned = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "lua") {
+                continue;
+            }
+            scanned += 1;
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("--").next().unwrap_or("");
+                assert!(
+                    !code.contains(".."),
+                    "{}:{}: a concatenation; keys are passed in KEYS\n{line}",
+                    path.display(),
+                    n + 1
+                );
+            }
+        }
+        assert!(scanned >= 2, "found {scanned} scripts in {}", dir.display());
+    }
 }
