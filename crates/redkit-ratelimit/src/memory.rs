@@ -523,7 +523,7 @@ impl MemoryRateLimiter {
                 }
             })
             .collect();
-        policy.decision(all, &raws)
+        policy.decision(all, raws)
     }
 }
 

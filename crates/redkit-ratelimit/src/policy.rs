@@ -168,7 +168,7 @@ impl Policy {
     }
 
     /// A decision from the allowed flag and one `Raw` per limit.
-    pub(crate) fn decision(&self, allowed: bool, raws: &[Raw]) -> Decision {
+    pub(crate) fn decision(&self, allowed: bool, raws: impl IntoIterator<Item = Raw>) -> Decision {
         let statuses = self
             .limits
             .iter()
@@ -215,16 +215,13 @@ impl Policy {
                 "a key of this rate limit holds another type of value (WRONGTYPE)",
             )));
         }
-        let raws: Vec<Raw> = numbers
-            .chunks_exact(3)
-            .map(|n| Raw {
-                remaining: n[0],
-                reset_us: n[1],
-                retry_us: n[2],
-            })
-            .collect();
-        let allowed = raws.iter().all(|r| r.retry_us < 0);
-        Ok(self.decision(allowed, &raws))
+        let allowed = numbers.chunks_exact(3).all(|n| n[2] < 0);
+        let raws = numbers.chunks_exact(3).map(|n| Raw {
+            remaining: n[0],
+            reset_us: n[1],
+            retry_us: n[2],
+        });
+        Ok(self.decision(allowed, raws))
     }
 }
 
