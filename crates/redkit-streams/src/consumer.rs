@@ -571,37 +571,53 @@ async fn heartbeats(
         if ids.is_empty() {
             continue;
         }
-        let sent = Instant::now();
-        match cfg
-            .store
-            .keep_alive(&cfg.stream, &cfg.group, &cfg.name, &ids)
-            .await
-        {
-            Ok(lost) => {
-                let mut running = flights(&in_flight);
-                for id in &ids {
-                    if let Some(f) = running.get_mut(id) {
-                        f.confirmed = sent;
-                    }
+        // in chunks, so one script call never holds the server long (an owner check per id)
+        for ids in ids.chunks(HEARTBEAT_CHUNK) {
+            heartbeat(&cfg, &in_flight, &counters, ids).await;
+        }
+    }
+}
+
+/// The most ids one heartbeat call carries.
+const HEARTBEAT_CHUNK: usize = 500;
+
+/// One heartbeat call: resets the idle time of the ids still held, marks the lost ones.
+async fn heartbeat(
+    cfg: &ConsumerBuilder,
+    in_flight: &InFlight,
+    counters: &Counters,
+    ids: &[String],
+) {
+    let sent = Instant::now();
+    match cfg
+        .store
+        .keep_alive(&cfg.stream, &cfg.group, &cfg.name, ids)
+        .await
+    {
+        Ok(lost) => {
+            let mut running = flights(in_flight);
+            for id in ids {
+                if let Some(f) = running.get_mut(id) {
+                    f.confirmed = sent;
                 }
-                if lost.is_empty() {
-                    continue;
-                }
-                for id in &lost {
-                    if let Some(f) = running.get_mut(id) {
-                        f.lost = true;
-                    }
-                }
-                tracing::warn!(
-                    count = lost.len(),
-                    stream = %cfg.stream,
-                    "entries of running handlers were claimed by another consumer; they will not be acknowledged here"
-                );
             }
-            Err(e) => {
-                counters.store_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, stream = %cfg.stream, "heartbeat failed");
+            if lost.is_empty() {
+                return;
             }
+            for id in &lost {
+                if let Some(f) = running.get_mut(id) {
+                    f.lost = true;
+                }
+            }
+            tracing::warn!(
+                count = lost.len(),
+                stream = %cfg.stream,
+                "entries of running handlers were claimed by another consumer; they will not be acknowledged here"
+            );
+        }
+        Err(e) => {
+            counters.store_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, stream = %cfg.stream, "heartbeat failed");
         }
     }
 }
@@ -613,6 +629,15 @@ type Acker = Coalescer<(String, bool), bool>;
 /// Whether a heartbeat found the entry claimed away.
 fn is_lost(in_flight: &InFlight, id: &str) -> bool {
     flights(in_flight).get(id).is_some_and(|f| f.lost)
+}
+
+/// Whether the entry was shown held by this consumer less than half the visibility
+/// timeout ago: no other consumer claiming after the same `claim_after` can have taken
+/// it since.
+fn is_fresh(in_flight: &InFlight, id: &str, claim_after: Duration) -> bool {
+    flights(in_flight)
+        .get(id)
+        .is_some_and(|f| f.confirmed.elapsed() < claim_after / 2)
 }
 
 async fn handle<T, F, Fut, E>(
@@ -672,11 +697,8 @@ async fn handle<T, F, Fut, E>(
     match handler(message).await {
         Ok(()) if is_lost(in_flight, &d.entry.id) => lost(),
         Ok(()) => {
-            // held since less than half the visibility timeout: no other consumer using
-            // this claim_after can have claimed it, so a plain XACK is right
-            let fresh = flights(in_flight)
-                .get(&d.entry.id)
-                .is_some_and(|f| f.confirmed.elapsed() < cfg.claim_after / 2);
+            // a fresh entry takes a plain XACK; a stale one only if still held
+            let fresh = is_fresh(in_flight, &d.entry.id, cfg.claim_after);
             match acker.call((d.entry.id.clone(), fresh)).await {
                 Ok(true) => {
                     counters.processed.fetch_add(1, Ordering::Relaxed);
@@ -695,6 +717,15 @@ async fn handle<T, F, Fut, E>(
                 if is_lost(in_flight, &d.entry.id) {
                     // its new owner runs it: not ours to dead-letter
                     lost();
+                } else if !is_fresh(in_flight, &d.entry.id, cfg.claim_after) {
+                    // another consumer may have claimed it meanwhile (this one stalled):
+                    // left pending; whoever claims it next finds it delivered more than
+                    // max_deliveries times and dead-letters it without running it
+                    tracing::warn!(
+                        id = %d.entry.id,
+                        error = %e,
+                        "handler failed on the last delivery after a stall; left pending for the next claim to dead-letter"
+                    );
                 } else {
                     dead(format!("failed {} times, last: {e}", d.deliveries)).await;
                 }

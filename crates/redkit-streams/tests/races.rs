@@ -304,7 +304,14 @@ async fn a_heartbeat_never_takes_an_entry_back() {
 /// the entry the other consumer now runs, and the loss reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_does_not_ack_an_entry_claimed_away_from_it() {
-    stalled_past_claim_after("lost", false).await;
+    stalled_past_claim_after("lost", false, false).await;
+}
+
+/// Item 15, in a consumer: as above, but the handler fails on its last delivery. The
+/// entry another consumer now runs must not be dead-lettered (and so acknowledged) here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_consumer_does_not_dead_letter_an_entry_claimed_away_from_it() {
+    stalled_past_claim_after("dead", false, true).await;
 }
 
 /// Item 15, in a consumer: as above, but the heartbeats resume before the handler ends.
@@ -312,10 +319,10 @@ async fn a_consumer_does_not_ack_an_entry_claimed_away_from_it() {
 /// back), and the handler's end is not an ack.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_heartbeat_leaves_a_claimed_entry_with_its_new_owner() {
-    stalled_past_claim_after("steal", true).await;
+    stalled_past_claim_after("steal", true, false).await;
 }
 
-async fn stalled_past_claim_after(stream: &str, heartbeats_resume: bool) {
+async fn stalled_past_claim_after(stream: &str, heartbeats_resume: bool, fail: bool) {
     let redis = redkit_testkit::redis().await;
     let s = store(&redis);
     s.create_group(stream, "g", StartFrom::Beginning)
@@ -333,6 +340,7 @@ async fn stalled_past_claim_after(stream: &str, heartbeats_resume: bool) {
         .block(Duration::from_millis(50))
         .claim_after(claim_after)
         .claim_every(Duration::from_secs(60))
+        .max_deliveries(1) // a failure is dead-lettered at once
         .build()
         .unwrap()
         .run(move |_m: Message<u32>| {
@@ -340,6 +348,9 @@ async fn stalled_past_claim_after(stream: &str, heartbeats_resume: bool) {
             async move {
                 st.notify_one();
                 rel.notified().await;
+                if fail {
+                    return Err("the handler failed".to_string());
+                }
                 Ok::<(), String>(())
             }
         });
@@ -365,7 +376,12 @@ async fn stalled_past_claim_after(stream: &str, heartbeats_resume: bool) {
     let report = tokio::time::timeout(Duration::from_secs(5), a.shutdown(Duration::from_secs(5)))
         .await
         .unwrap();
-    assert_eq!((report.processed, report.lost), (0, 1), "{report:?}");
+    if fail {
+        assert_eq!((report.failed, report.dead_lettered), (1, 0), "{report:?}");
+        assert!(s.dead_letters(stream, 10).await.unwrap().is_empty());
+    } else {
+        assert_eq!((report.processed, report.lost), (0, 1), "{report:?}");
+    }
     assert_eq!(
         owner(&redis, &s, stream, &id).await,
         "b",
