@@ -260,10 +260,14 @@ impl RedisLeaderboard {
     }
 }
 
+/// How far this machine's clock may be off the server's before a script on a current or
+/// previous period board has to be sent again.
+const SKEW_MARGIN_SECS: i64 = 300;
+
 /// A scope's token (see lua/common.lua) and the keys of its boards (set, data, ties for
-/// each): one board for fixed scopes, for a current or previous period the boards of the
-/// period this machine's clock (`now_secs`) says and of its neighbours, or around the
-/// current index the server named (`centers`).
+/// each): one board for fixed scopes; for a current or previous period, the boards of the
+/// periods this machine's clock (`now_secs`) gives within ±`SKEW_MARGIN_SECS` (one board,
+/// two near a boundary), or the period the server named (`centers`).
 fn scope_keys(
     base: &str,
     spec: &Spec,
@@ -288,12 +292,22 @@ fn scope_keys(
         }
     };
     let code = period.code();
-    let current = match centers.iter().find(|(c, _)| *c == code) {
-        Some((_, index)) => *index,
-        None => period.index(now_secs.saturating_add(i64::from(spec.board.utc_offset))),
-    };
-    let want = current - i64::from(back);
-    let candidates = [want - 1, want, want + 1];
+    let back = i64::from(back);
+    let mut candidates: Vec<i64> = Vec::with_capacity(2);
+    match centers.iter().find(|(c, _)| *c == code) {
+        Some((_, current)) => candidates.push(current - back),
+        None => {
+            for t in [-SKEW_MARGIN_SECS, 0, SKEW_MARGIN_SECS] {
+                let local = now_secs
+                    .saturating_add(t)
+                    .saturating_add(i64::from(spec.board.utc_offset));
+                let index = period.index(local) - back;
+                if !candidates.contains(&index) {
+                    candidates.push(index);
+                }
+            }
+        }
+    }
     let list: Vec<String> = candidates.iter().map(i64::to_string).collect();
     Ok((
         format!("{code}:{back}:{}", list.join(",")),
@@ -688,9 +702,18 @@ mod tests {
         // read, remove-range, clear: one scope; combine: a combined board and sources
         let mut keys = Vec::new();
         for scope in all_scopes() {
-            let (token, k) = scope_keys(base.as_str(), &spec, &scope, now, &[]).unwrap();
-            assert_eq!(k.len(), if token == "f" { 3 } else { 9 }, "{scope:?}");
-            keys.extend(k);
+            // far from any boundary: one board; ten seconds after an hour began, the
+            // hourly board and the one before it (the server may still be in it)
+            for (at, hourly) in [(now, 1), (1_795_406_410, 2)] {
+                let (token, k) = scope_keys(base.as_str(), &spec, &scope, at, &[]).unwrap();
+                let boards = match scope {
+                    _ if token == "f" => 1,
+                    Scope::Current(Period::Hourly) | Scope::Previous(Period::Hourly, _) => hourly,
+                    _ => 1,
+                };
+                assert_eq!(k.len(), 3 * boards, "{scope:?} at {at}: {token}");
+                keys.extend(k);
+            }
         }
         // around an index the server named
         let (token, k) = scope_keys(
@@ -701,8 +724,11 @@ mod tests {
             &[('d', 30)],
         )
         .unwrap();
-        assert_eq!(token, "d:1:28,29,30");
-        assert!(k[0].ends_with(":d:28") && k[3].ends_with(":d:29"), "{k:?}");
+        assert_eq!(token, "d:1:29");
+        assert!(
+            k[0].ends_with(":d:29") && k[1].ends_with(":d:29:data"),
+            "{k:?}"
+        );
         keys.extend(k);
         redkit_testkit::assert_same_slot(&keys);
         for key in &keys {
