@@ -602,12 +602,13 @@ impl SessionStore for RedisSessionStore {
     ///
     /// 1. the new handle is indexed (a crash leaves a dangling entry, pruned later);
     /// 2. the old session is read and written under the new id (`SET`-if-absent);
-    /// 3. commit point, one script on the index: both handles are still indexed. A
-    ///    revocation removes handles from the index before it deletes any key, so one
-    ///    that began before this point makes the commit fail, and one after it sees the
-    ///    new handle and ends it;
+    /// 3. commit point, one script on the index: both handles are still indexed.
+    ///    `logout_everywhere` and `revoke` take handles out of the index before they
+    ///    delete any key, so one that began before this point makes the commit fail, and
+    ///    one after it sees the new handle and ends it;
     /// 4. the old session is deleted, and must still have existed: a delete of the old
-    ///    id that overlapped the rotation ends the new session too;
+    ///    id (which deletes the key first) that overlapped the rotation ends the new
+    ///    session too;
     /// 5. the old handle leaves the index (after its key is gone, so a crash between
     ///    leaves a dangling entry, never an unlisted live session).
     ///
