@@ -522,3 +522,38 @@ async fn a_busy_consumer_sends_no_command_per_entry() {
     );
     assert_eq!(s.pending_summary("fast", "g").await.unwrap().count, 0);
 }
+
+/// Item 10: the longest shutdown grace period waits for the running handlers, without
+/// overflowing a deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_grace_of_duration_max_waits_for_the_handlers() {
+    let s: Arc<dyn StreamStore> = Arc::new(redkit_streams::MemoryStreamStore::new());
+    Producer::<u32>::new(s.clone(), "max")
+        .send_batch(&[1, 2])
+        .await
+        .unwrap();
+    let started = Arc::new(AtomicU32::new(0));
+    let count = started.clone();
+    let running = Consumer::builder(s.clone(), "max", "g")
+        .block(Duration::from_millis(20))
+        .claim_after(redkit_streams::MAX_DURATION)
+        .claim_every(redkit_streams::MAX_DURATION)
+        .build()
+        .unwrap()
+        .run(move |_m: Message<u32>| {
+            count.fetch_add(1, Ordering::SeqCst);
+            async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok::<(), String>(())
+            }
+        });
+    assert!(
+        wait_for(Duration::from_secs(5), || started.load(Ordering::SeqCst)
+            == 2)
+        .await
+    );
+    let report = tokio::time::timeout(Duration::from_secs(5), running.shutdown(Duration::MAX))
+        .await
+        .expect("returns once the handlers end");
+    assert_eq!((report.processed, report.abandoned), (2, 0), "{report:?}");
+}
