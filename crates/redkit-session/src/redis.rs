@@ -431,10 +431,12 @@ impl RedisSessionStore {
         fields.map(|f| from_fields(id.clone(), f)).transpose()
     }
 
-    /// Takes the mark of [`Self::freeze`] off a session whose move failed for another
-    /// reason than the session being gone, so it can be saved again.
+    /// Takes the mark of [`Self::freeze`] off a session whose move failed, so it can be
+    /// saved again if it still lives (a move can fail with [`Error::Unknown`] while the
+    /// old session lives on: a `logout_everywhere` that keeps it took the new handle).
+    /// On a session that is gone this writes nothing.
     async fn thaw_after(&self, handle: &SessionHandle, failed: Option<&Error>) {
-        if failed.is_none_or(|e| matches!(e, Error::Unknown)) {
+        if failed.is_none() {
             return;
         }
         let thawed = match self.session_call(&FREEZE, handle) {

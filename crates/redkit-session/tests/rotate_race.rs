@@ -241,6 +241,31 @@ async fn a_save_during_a_move_is_refused_not_lost(a: Redis, b: Redis) {
             "login {login}: the save gave {saved:?} and the new session lacks its change"
         );
     }
+    // a logout everywhere that keeps the rotating session takes the new handle: the
+    // rotation fails, and the kept session stays usable and savable
+    let mut kept = one.create().await.unwrap();
+    one.login(&mut kept, &user, ClientInfo::default())
+        .await
+        .unwrap();
+    let kept_id = kept.id().clone();
+    let mut pause = hooks::pause("copy:read", kept.handle().as_str());
+    let rotating = tokio::spawn({
+        let one = one.clone();
+        async move { one.rotate(&mut kept).await }
+    });
+    reached(&mut pause, "copy:read").await;
+    two.logout_everywhere(&user, Some(&kept_id)).await.unwrap();
+    pause.resume();
+    let result = rotating.await.unwrap();
+    assert!(matches!(result, Err(Error::Unknown)), "{result:?}");
+    let mut still = two
+        .load(&kept_id)
+        .await
+        .unwrap()
+        .expect("the kept session lives");
+    still.insert("after", &1).unwrap();
+    two.save(&mut still).await.unwrap();
+    assert_eq!(two.sessions_of(&user).await.unwrap().len(), 1);
     // a move refused for another reason (too large) leaves the session savable
     let mut session = one.create().await.unwrap();
     session.insert("big", &"x".repeat(70 * 1024)).unwrap();
