@@ -187,6 +187,13 @@ struct Item {
     prep: Prepared,
 }
 
+impl Item {
+    /// The key whose hash slot the request goes to (every key of it shares that slot).
+    fn slot_key(&self) -> &Key {
+        &self.keys[0]
+    }
+}
+
 impl RedisRateLimiter {
     /// A builder; add at least one [`Limit`]. The key prefix defaults to `redkit`.
     pub fn builder(redis: Redis) -> RedisRateLimiterBuilder {
@@ -446,33 +453,46 @@ async fn decide(
     strict: bool,
 ) -> Vec<Result<Decision>> {
     let width = 3 * policy.params.len();
+    let build = |group: &[usize]| {
+        let mut call = DECIDE.call();
+        for &i in group {
+            for k in &items[i].keys {
+                call = call.key(k);
+            }
+        }
+        call = call.arg(policy.params.len());
+        for p in &policy.params {
+            call = call.arg(p[0]).arg(p[1]).arg(p[2]).arg(p[3]);
+        }
+        let numbers = group.iter().flat_map(|&i| {
+            let p = items[i].prep;
+            [u64::from(p.op), p.amount, p.phase]
+        });
+        call = call.arg(PackedInts::pack_unsigned(numbers));
+        if strict {
+            call = call.arg(1);
+        }
+        call
+    };
+    if !redis.is_cluster() {
+        // One call for all (one slot group): it answers every item or fails them all
+        // alike, as the per-item form would, without copying each item's numbers out.
+        return match redis
+            .invoke_by_slot(items, Item::slot_key, width, &build)
+            .await
+        {
+            Ok(numbers) => numbers
+                .chunks_exact(width.max(1))
+                .map(|n| policy.decode_one(n))
+                .collect(),
+            Err(e) => items
+                .iter()
+                .map(|_| Err(Error::from(e.duplicate())))
+                .collect(),
+        };
+    }
     redis
-        .invoke_by_slot_each(
-            items,
-            |it| &it.keys[0],
-            width,
-            |group| {
-                let mut call = DECIDE.call();
-                for &i in group {
-                    for k in &items[i].keys {
-                        call = call.key(k);
-                    }
-                }
-                call = call.arg(policy.params.len());
-                for p in &policy.params {
-                    call = call.arg(p[0]).arg(p[1]).arg(p[2]).arg(p[3]);
-                }
-                let numbers = group.iter().flat_map(|&i| {
-                    let p = items[i].prep;
-                    [u64::from(p.op), p.amount, p.phase]
-                });
-                call = call.arg(PackedInts::pack_unsigned(numbers));
-                if strict {
-                    call = call.arg(1);
-                }
-                call
-            },
-        )
+        .invoke_by_slot_each(items, Item::slot_key, width, &build)
         .await
         .into_iter()
         .map(|numbers| policy.decode_one(&numbers.map_err(Error::from)?))
