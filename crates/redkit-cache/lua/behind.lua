@@ -6,15 +6,13 @@
 -- ttl ms.
 -- Changes the entries and appends each change to the log in one step, so a write is
 -- acknowledged only with its flush record beside it, and the order of the records is
--- the order of the writes (the record's id is the write's version). The log's type is
--- checked before anything is written, so a failure leaves no entry without its record.
--- Loads that began before the change cannot write their older values over it (their
--- fill markers are deleted).
+-- the order of the writes (the record's id is the write's version). Each record is
+-- appended before its entry changes and the script's first write is an XADD, so a log
+-- that cannot take a record (another type) fails the script before anything is
+-- written: no entry changes without its record. (Redis refuses a script's writes for
+-- OOM only before its first write.) Loads that began before the change cannot write
+-- their older values over it (their fill markers are deleted).
 -- Reply: 'set' the number of entries written, 'del' how many existed.
-local kind = redis.call('TYPE', KEYS[1])['ok']
-if kind ~= 'none' and kind ~= 'stream' then
-  return redis.error_reply('WRONGTYPE the write-behind log is a ' .. kind)
-end
 local n = 0
 local j = 0
 for i = 2, #KEYS, 2 do

@@ -180,8 +180,9 @@ impl CacheConfig {
     /// Write-behind: `set` and `delete` change the cache and append the change to a
     /// durable log in Redis in one step, and return; a flusher hands the changes to
     /// `writer` in batches, newest per key, in version order per key, retrying a failing
-    /// batch and dead-lettering what keeps failing. An acknowledged write is never lost:
-    /// it stays in the log until the writer took it, across flusher crashes and restarts.
+    /// batch and dead-lettering what keeps failing. An acknowledged write stays in the log
+    /// until a writer took it, across flusher crashes and restarts (as durable as the
+    /// server makes it: AOF, no `allkeys-*` eviction; see the README).
     ///
     /// Entries must outlive the flush lag (a TTL far above [`WriteBehind::interval`]):
     /// a write whose entry expired before it was flushed is not visible to readers until
@@ -290,13 +291,14 @@ impl SetOptions {
         Self::default()
     }
 
-    /// This entry's TTL (jitter still applies).
+    /// This entry's TTL (jitter still applies): 1 ms to 100 years, else the write fails
+    /// with [`Error::InvalidArgument`] before anything is sent.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
     }
 
-    /// This entry's stale-while-revalidate window.
+    /// This entry's stale-while-revalidate window: at most 100 years.
     pub fn stale(mut self, window: Duration) -> Self {
         self.stale = Some(window);
         self
@@ -344,13 +346,13 @@ impl LoadOptions {
         Self::default()
     }
 
-    /// The loaded entry's TTL.
+    /// The loaded entry's TTL (1 ms to 100 years, checked before the loader runs).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.entry.ttl = Some(ttl);
         self
     }
 
-    /// The loaded entry's stale-while-revalidate window.
+    /// The loaded entry's stale-while-revalidate window (at most 100 years).
     pub fn stale(mut self, window: Duration) -> Self {
         self.entry.stale = Some(window);
         self

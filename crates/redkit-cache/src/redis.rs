@@ -172,7 +172,9 @@ pub(crate) struct RedisStore {
 /// A cache on Redis (standalone, sentinel or cluster), optionally with an in-process L1.
 ///
 /// Keys: entries `<prefix>:cache:<ns>:g<n>:{<key>}` (strings: a 22-byte header and the
-/// value), load locks `…:{<key>}:lock`, tags `<prefix>:cache:<ns>:g<n>:tag:{<tag>}`,
+/// value), load locks `…:{<key>}:lock`, fill markers `…:{<key>}:fill` (with write-behind
+/// `…:{<ns>#<shard>}:e:<key>`, `…:lock:<key>`, `…:fill:<key>`), tags
+/// `<prefix>:cache:<ns>:g<n>:tag:{<tag>}`,
 /// the generation `<prefix>:cache:<ns>:generation`; invalidation messages on the channel
 /// `<prefix>:cache:<ns>:inv`. Cheap to clone.
 #[derive(Debug, Clone)]
