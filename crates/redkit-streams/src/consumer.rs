@@ -84,6 +84,31 @@ fn flights(f: &InFlight) -> MutexGuard<'_, HashMap<String, Flight>> {
     f.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Takes an entry out of the in-flight set when its handler task ends, however it ends:
+/// returned, panicked or aborted. A panicked handler's entry is then no longer kept by
+/// the heartbeats; it is retried after `claim_after` and dead-lettered after
+/// `max_deliveries`, like a failure.
+struct Landing {
+    in_flight: InFlight,
+    id: String,
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        flights(&self.in_flight).remove(&self.id);
+    }
+}
+
+/// Counts a handler task that panicked as a failure.
+fn joined(counters: &Counters, r: std::result::Result<(), tokio::task::JoinError>) {
+    if let Err(e) = r
+        && e.is_panic()
+    {
+        counters.failed.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("a handler panicked; its entry is retried after claim_after");
+    }
+}
+
 /// What the handle shares with the running loop.
 #[derive(Debug, Default)]
 struct Control {
@@ -403,7 +428,9 @@ where
     let mut group_ready = false;
 
     while !cancel.is_cancelled() {
-        while running.try_join_next().is_some() {}
+        while let Some(r) = running.try_join_next() {
+            joined(&counters, r);
+        }
         // whatever this step reads or claims had its idle time reset after this instant
         let sent = Instant::now();
         let step: Result<Vec<Delivery>> = async {
@@ -504,9 +531,13 @@ where
                     let (cfg, handler, counters) = (cfg.clone(), handler.clone(), counters.clone());
                     let (acker, in_flight) = (acker.clone(), in_flight.clone());
                     running.spawn(async move {
+                        // declared after the permit, so dropped before it
+                        let _permit = permit;
+                        let _landing = Landing {
+                            in_flight: in_flight.clone(),
+                            id,
+                        };
                         handle(&cfg, &*handler, &counters, &acker, &in_flight, d).await;
-                        flights(&in_flight).remove(&id);
-                        drop(permit);
                     });
                 }
             }
@@ -525,10 +556,12 @@ where
     // the grace period; the heartbeat task keeps the running handlers' entries
     let wait = control.deadline.lock().map(|d| *d).unwrap_or_default();
     let mut abandoned = 0;
-    if tokio::time::timeout(wait, async { while running.join_next().await.is_some() {} })
-        .await
-        .is_err()
-    {
+    let grace = async {
+        while let Some(r) = running.join_next().await {
+            joined(&counters, r);
+        }
+    };
+    if tokio::time::timeout(wait, grace).await.is_err() {
         abandoned = running.len() as u64;
         running.abort_all();
         while running.join_next().await.is_some() {}
