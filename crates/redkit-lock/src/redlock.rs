@@ -80,6 +80,7 @@ impl RedlockBuilder {
                 "node_timeout must be greater than zero".into(),
             ));
         }
+        crate::check_duration("node_timeout", self.node_timeout)?;
         let root = Keyspace::new(&self.prefix)?;
         if !self.allow_eviction {
             for node in &self.nodes {

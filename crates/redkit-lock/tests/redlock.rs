@@ -110,6 +110,15 @@ async fn bad_settings_are_typed_errors() {
             .build(),
         Err(Error::InvalidArgument(_))
     ));
+    for long in [
+        Duration::MAX,
+        redkit_lock::MAX_DURATION + Duration::from_millis(1),
+    ] {
+        assert!(matches!(
+            Redlock::builder(nodes.clone()).node_timeout(long).build(),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
     assert!(matches!(
         Redlock::builder(nodes).prefix("a{b}").build(),
         Err(Error::Core(_))
