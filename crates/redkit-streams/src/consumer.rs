@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -106,6 +106,28 @@ fn joined(counters: &Counters, r: std::result::Result<(), tokio::task::JoinError
     {
         counters.failed.fetch_add(1, Ordering::Relaxed);
         tracing::warn!("a handler panicked; its entry is retried after claim_after");
+    }
+}
+
+/// What the runs of one [`Consumer`] and its clones share: under one name they are one
+/// consumer of the group, so an entry in flight in one run is not started by another,
+/// and the own backlog is read once between them, not once per run.
+#[derive(Debug)]
+struct Shared {
+    in_flight: InFlight,
+    /// Runs going on now: the first of them reads the own backlog from its start.
+    runs: AtomicUsize,
+    /// Where the next read of the own backlog starts; none once it is read. Held across
+    /// the read, so two runs never read the same entries.
+    own: tokio::sync::Mutex<Option<String>>,
+}
+
+/// Counts a run out when its loop ends (also when it is aborted).
+struct RunGuard(Arc<Shared>);
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        self.0.runs.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -255,14 +277,21 @@ impl ConsumerBuilder {
         }
         Ok(Consumer {
             cfg: Arc::new(self),
+            shared: Arc::new(Shared {
+                in_flight: Arc::default(),
+                runs: AtomicUsize::new(0),
+                own: tokio::sync::Mutex::new(Some(String::from("0-0"))),
+            }),
         })
     }
 }
 
-/// Runs a handler over a consumer group, at least once per entry.
+/// Runs a handler over a consumer group, at least once per entry. Clones are the same
+/// consumer (one name): their runs share the in-flight entries and the own backlog.
 #[derive(Clone)]
 pub struct Consumer {
     cfg: Arc<ConsumerBuilder>,
+    shared: Arc<Shared>,
 }
 
 impl fmt::Debug for Consumer {
@@ -341,7 +370,10 @@ impl Consumer {
 
     /// Starts handling entries on the tokio runtime. The payload is the JSON in
     /// [`PAYLOAD_FIELD`]; an entry without one, or one that does not decode as `T`, goes
-    /// straight to the dead-letter stream with the reason.
+    /// straight to the dead-letter stream with the reason. Several runs of one consumer
+    /// (or its clones) at once act as one consumer with their slots added up: no entry
+    /// is started by two of them at once. Two processes must never run consumers of one
+    /// name at once: the group cannot tell them apart.
     pub fn run<T, F, Fut, E>(&self, handler: F) -> ConsumerHandle
     where
         T: DeserializeOwned + Send + 'static,
@@ -353,6 +385,7 @@ impl Consumer {
         let control = Arc::new(Control::default());
         let task = tokio::spawn(run_loop(
             self.cfg.clone(),
+            self.shared.clone(),
             Arc::new(handler),
             cancel.clone(),
             control.clone(),
@@ -367,6 +400,7 @@ impl Consumer {
 
 async fn run_loop<T, F, Fut, E>(
     cfg: Arc<ConsumerBuilder>,
+    shared: Arc<Shared>,
     handler: Arc<F>,
     cancel: CancellationToken,
     control: Arc<Control>,
@@ -377,6 +411,11 @@ where
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: fmt::Display + Send + 'static,
 {
+    // the first of the runs going on reads the own backlog from the start
+    if shared.runs.fetch_add(1, Ordering::SeqCst) == 0 {
+        *shared.own.lock().await = Some(String::from("0-0"));
+    }
+    let _run = RunGuard(shared.clone());
     let counters = Arc::new(Counters::default());
     // acks of concurrent handlers go out together: one XACK per batch of completions.
     // An entry not shown to be held since half of claim_after (its consumer stalled:
@@ -413,10 +452,8 @@ where
     let mut running: JoinSet<()> = JoinSet::new();
     let mut backoff = Duration::from_millis(50);
     let mut last_claim: Option<Instant> = None;
-    // where the next read of this consumer's own backlog starts; none once it is read
-    let mut own_cursor = Some(String::from("0-0"));
     let mut claim_cursor = String::from("0-0");
-    let in_flight: InFlight = Arc::default();
+    let in_flight: InFlight = shared.in_flight.clone();
     // heartbeats in their own task: they go on while every slot is busy, while the loop
     // waits in a read, and through the shutdown grace period
     let heartbeat = AbortOnDrop(tokio::spawn(heartbeats(
@@ -446,7 +483,8 @@ where
                 cancel.run_until_cancelled(permits.acquire()).await;
                 return Ok(Vec::new());
             }
-            if let Some(after) = &own_cursor {
+            let mut own_cursor = shared.own.lock().await;
+            if let Some(after) = own_cursor.as_deref() {
                 // the entries this consumer name held when it last stopped, read once:
                 // the cursor moves past what was read, so an entry whose handler runs is
                 // not read (and counted as a delivery) again
@@ -454,9 +492,10 @@ where
                     .store
                     .read_own_pending(&cfg.stream, &cfg.group, &cfg.name, after, free)
                     .await?;
-                own_cursor = (own.cursor != "0-0").then_some(own.cursor);
+                *own_cursor = (own.cursor != "0-0").then_some(own.cursor);
                 return Ok(own.deliveries);
             }
+            drop(own_cursor);
             if last_claim.is_none_or(|t| t.elapsed() >= cfg.claim_every) {
                 last_claim = Some(Instant::now());
                 if let Some(idle) = cfg.remove_idle {

@@ -74,3 +74,74 @@ async fn a_panicking_handler_leaves_its_entry_to_be_retried() {
     assert_eq!((report.processed, report.failed), (1, 1), "{report:?}");
     assert_eq!(s.pending_summary("panic", "g").await.unwrap().count, 0);
 }
+
+/// Two `run`s of one `Consumer` (clones share its name, random or given) are one consumer
+/// in the group: they must not both read its own backlog and start each entry twice at
+/// once, nor count a delivery per run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_of_one_consumer_start_each_own_pending_entry_once() {
+    let redis = redkit_testkit::redis().await;
+    let s = store(&redis);
+    s.create_group("twice", "g", StartFrom::Beginning)
+        .await
+        .unwrap();
+    let payloads: Vec<u32> = (0..4).collect();
+    Producer::<u32>::new(s.clone(), "twice")
+        .send_batch(&payloads)
+        .await
+        .unwrap();
+    // the previous process named "w" read all four and died before acking
+    assert_eq!(
+        s.read_new("twice", "g", "w", 10, None).await.unwrap().len(),
+        4
+    );
+    let consumer = Consumer::builder(s.clone(), "twice", "g")
+        .name("w")
+        .concurrency(4)
+        .block(Duration::from_millis(50))
+        .claim_after(Duration::from_secs(30))
+        .claim_every(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let started: Arc<Mutex<Vec<(u32, u64)>>> = Arc::default();
+    let run = |c: &Consumer| {
+        let started = started.clone();
+        c.run(move |m: Message<u32>| {
+            started.lock().unwrap().push((m.payload, m.deliveries));
+            async move {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                Ok::<(), String>(())
+            }
+        })
+    };
+    let (one, two) = (run(&consumer), run(&consumer.clone()));
+    let drained = wait_for(Duration::from_secs(5), || {
+        started.lock().unwrap().len() >= 4
+    })
+    .await;
+    // time for a second start of any entry, while the first handlers still run
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // and for a second read of the backlog, which would count a delivery nobody got
+    let counts: Vec<u64> = s
+        .pending("twice", "g", 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.deliveries)
+        .collect();
+    let (r1, r2) = (
+        one.shutdown(Duration::from_secs(5)).await,
+        two.shutdown(Duration::from_secs(5)).await,
+    );
+    assert!(drained);
+    let mut seen = started.lock().unwrap().clone();
+    seen.sort_unstable();
+    assert_eq!(seen, [(0, 2), (1, 2), (2, 2), (3, 2)], "{r1:?} {r2:?}");
+    assert_eq!(
+        counts,
+        [2, 2, 2, 2],
+        "Redis's delivery counts while the handlers ran"
+    );
+    assert_eq!(r1.processed + r2.processed, 4);
+    assert_eq!(s.pending_summary("twice", "g").await.unwrap().count, 0);
+}
