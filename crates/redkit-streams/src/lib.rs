@@ -364,6 +364,21 @@ pub fn id_at(at: std::time::SystemTime) -> String {
     format!("{ms}-0")
 }
 
+/// A dead letter carries at most this many of its entry's fields as fields of its own;
+/// an entry with more has them all in one `_fields` value instead, a JSON array of
+/// `[name, value]` pairs (a script cannot pass more than about 8000 values to one
+/// command, so such an entry could not be dead-lettered otherwise).
+pub const DEAD_LETTER_FIELDS: usize = 1000;
+
+/// The fields a dead letter copies from its entry (see [`DEAD_LETTER_FIELDS`]).
+pub(crate) fn dead_letter_fields(fields: &Fields) -> Result<std::borrow::Cow<'_, Fields>> {
+    if fields.len() <= DEAD_LETTER_FIELDS {
+        return Ok(std::borrow::Cow::Borrowed(fields));
+    }
+    let json = serde_json::to_string(fields).map_err(|e| Error::Encode(e.to_string()))?;
+    Ok(std::borrow::Cow::Owned(vec![("_fields".to_string(), json)]))
+}
+
 pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {
     if name.is_empty() || name.len() > 256 {
         return Err(Error::InvalidName(format!(

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use crate::{
     Claimed, ConsumerInfo, Delivery, Entry, Error, Fields, GroupInfo, MAX_BATCH, Pending,
     PendingSummary, Result, StartFrom, StreamStore, Trim, check_bound, check_count, check_duration,
-    check_id, check_ids, check_name, check_trim, parse_id,
+    check_id, check_ids, check_name, check_trim, dead_letter_fields, parse_id,
 };
 
 type Id = (u64, u64);
@@ -525,8 +525,8 @@ impl StreamStore for MemoryStreamStore {
     ) -> Result<String> {
         check_name("group", group)?;
         check_id("entry id", &delivery.entry.id)?;
+        let mut fields = dead_letter_fields(&delivery.entry.fields)?.into_owned();
         self.with_group(stream, group, |log, group| {
-            let mut fields = delivery.entry.fields.clone();
             fields.push(("_source_id".into(), delivery.entry.id.clone()));
             fields.push(("_group".into(), group.to_string()));
             fields.push(("_deliveries".into(), delivery.deliveries.to_string()));

@@ -11,7 +11,7 @@ use redkit_core::{Keyspace, Pipeline, Redis, Script};
 use crate::{
     Claimed, ConsumerInfo, Delivery, Entry, Error, Fields, GroupInfo, MAX_BATCH, Pending,
     PendingSummary, Result, StartFrom, StreamStore, Trim, check_bound, check_count, check_duration,
-    check_id, check_ids, check_name, check_trim,
+    check_id, check_ids, check_name, check_trim, dead_letter_fields,
 };
 
 static CLAIM: LazyLock<Script> =
@@ -494,7 +494,7 @@ impl StreamStore for RedisStreamStore {
             .arg(delivery.deliveries)
             .arg(reason)
             .arg(DEAD_LETTER_MAX);
-        for (k, v) in &delivery.entry.fields {
+        for (k, v) in dead_letter_fields(&delivery.entry.fields)?.iter() {
             call = call.arg(k.as_str()).arg(v.as_str());
         }
         Ok(call.invoke(&self.inner.redis).await?)

@@ -145,3 +145,50 @@ async fn two_runs_of_one_consumer_start_each_own_pending_entry_once() {
     assert_eq!(r1.processed + r2.processed, 4);
     assert_eq!(s.pending_summary("twice", "g").await.unwrap().count, 0);
 }
+
+/// An entry with thousands of fields (written by another producer) is dead-lettered
+/// like any other: the script used to pass every field through Lua's `unpack`, which
+/// refuses more than about 8000 values ("too many results to unpack"), so such an entry
+/// was never dead-lettered and went round claim after claim for ever. Its fields now go
+/// into the dead letter as one `_fields` JSON value, on both backends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_with_thousands_of_fields_is_dead_lettered() {
+    let redis = redkit_testkit::redis().await;
+    let memory: Arc<dyn StreamStore> = Arc::new(redkit_streams::MemoryStreamStore::new());
+    for s in [store(&redis) as Arc<dyn StreamStore>, memory] {
+        s.create_group("wide", "g", StartFrom::Beginning)
+            .await
+            .unwrap();
+        // no payload field: dead-lettered at once
+        let fields: Vec<(String, String)> = (0..5000)
+            .map(|i| (format!("f{i}"), format!("v{i}")))
+            .collect();
+        let id = s
+            .append("wide", std::slice::from_ref(&fields), None)
+            .await
+            .unwrap()[0]
+            .clone();
+        let consumer = Consumer::builder(s.clone(), "wide", "g")
+            .block(Duration::from_millis(50))
+            .claim_after(Duration::from_millis(200))
+            .claim_every(Duration::from_millis(50))
+            .build()
+            .unwrap()
+            .run(|_m: Message<u32>| async { Ok::<(), String>(()) });
+        let mut dead = Vec::new();
+        let until = Instant::now() + Duration::from_secs(5);
+        while dead.is_empty() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            dead = s.dead_letters("wide", 10).await.unwrap();
+        }
+        let report = consumer.shutdown(Duration::from_secs(2)).await;
+        assert_eq!(dead.len(), 1, "{s:?}: never dead-lettered: {report:?}");
+        assert_eq!(report.dead_lettered, 1, "{report:?}");
+        let kept: Vec<(String, String)> =
+            serde_json::from_str(dead[0].field("_fields").unwrap()).unwrap();
+        assert_eq!(kept, fields);
+        assert_eq!(dead[0].field("_source_id"), Some(id.as_str()));
+        assert!(dead[0].field("_reason").unwrap().contains("no `p` field"));
+        assert_eq!(s.pending_summary("wide", "g").await.unwrap().count, 0);
+    }
+}
