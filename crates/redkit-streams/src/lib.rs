@@ -453,6 +453,22 @@ pub(crate) fn check_duration(what: &str, d: Duration) -> Result<u64> {
 /// A trim, checked before the entry is written: `MaxLen` in `1..=i64::MAX` (0 would
 /// trim the entry being appended; Redis takes a signed 64-bit length), `MinId` a
 /// well-formed id.
+/// An id for `append_with_id`: `<ms>-<seq>` or `<ms>-*`, decimal, nothing else (Redis
+/// would also take `*` and a bare `<ms>`, the memory store did not).
+pub(crate) fn check_given_id(id: &str) -> Result<()> {
+    let ok = id.split_once('-').is_some_and(|(ms, seq)| {
+        parse_id(&format!("{ms}-0")).is_some()
+            && (seq == "*" || parse_id(&format!("0-{seq}")).is_some())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "the id `{id}` is not `<ms>-<seq>` or `<ms>-*`"
+        )))
+    }
+}
+
 pub(crate) fn check_trim(trim: Option<&Trim>) -> Result<()> {
     match trim {
         Some(Trim::MaxLen(n)) if *n == 0 || *n > i64::MAX as u64 => Err(Error::InvalidArgument(

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use crate::{
     Claimed, ConsumerInfo, Delivery, Entry, Error, Fields, GroupInfo, MAX_BATCH, Pending,
     PendingSummary, Result, StartFrom, StreamStore, Trim, check_bound, check_count, check_duration,
-    check_id, check_ids, check_name, check_trim, dead_letter_fields, parse_id,
+    check_given_id, check_id, check_ids, check_name, check_trim, dead_letter_fields, parse_id,
 };
 
 type Id = (u64, u64);
@@ -203,6 +203,7 @@ impl StreamStore for MemoryStreamStore {
                 "an entry needs at least one field".into(),
             ));
         }
+        check_given_id(id)?;
         check_trim(trim.as_ref())?;
         let bad = || {
             Error::InvalidArgument(format!(

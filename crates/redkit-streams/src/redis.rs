@@ -11,7 +11,7 @@ use redkit_core::{Keyspace, Pipeline, Redis, Script};
 use crate::{
     Claimed, ConsumerInfo, Delivery, Entry, Error, Fields, GroupInfo, MAX_BATCH, Pending,
     PendingSummary, Result, StartFrom, StreamStore, Trim, check_bound, check_count, check_duration,
-    check_id, check_ids, check_name, check_trim, dead_letter_fields,
+    check_given_id, check_id, check_ids, check_name, check_trim, dead_letter_fields,
 };
 
 static CLAIM: LazyLock<Script> =
@@ -301,6 +301,7 @@ impl StreamStore for RedisStreamStore {
                 "an entry needs at least one field".into(),
             ));
         }
+        check_given_id(id)?;
         check_trim(trim.as_ref())?;
         let c = xadd(&self.key(stream)?, trim.as_ref(), id, fields);
         match self.inner.redis.query::<String>(&c).await {

@@ -192,3 +192,27 @@ async fn an_entry_with_thousands_of_fields_is_dead_lettered() {
         assert_eq!(s.pending_summary("wide", "g").await.unwrap().count, 0);
     }
 }
+
+/// `append_with_id` takes `<ms>-<seq>` or `<ms>-*` on both backends: anything else is
+/// `InvalidArgument` before anything is sent. Redis itself accepts `*` (a new id) and a
+/// bare `<ms>` (`<ms>-0`), which the memory store refused: the backends disagreed, and an
+/// id outside the documented form was appended on Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_ids_outside_the_documented_form_are_refused_by_both_backends() {
+    let redis = redkit_testkit::redis().await;
+    let memory: Arc<dyn StreamStore> = Arc::new(redkit_streams::MemoryStreamStore::new());
+    for s in [store(&redis) as Arc<dyn StreamStore>, memory] {
+        let entry = vec![("p".to_string(), "1".to_string())];
+        s.append_with_id("ids", "1000-1", &entry, None)
+            .await
+            .unwrap();
+        for bad in ["*", "3000", "3000-", "-1", "3000-1-", "3000-*1", "3000-+1"] {
+            let e = s.append_with_id("ids", bad, &entry, None).await;
+            assert!(
+                matches!(e, Err(redkit_streams::Error::InvalidArgument(_))),
+                "{s:?} {bad}: {e:?}"
+            );
+        }
+        assert_eq!(s.len("ids").await.unwrap(), 1, "{s:?}");
+    }
+}
