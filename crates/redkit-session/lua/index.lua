@@ -11,22 +11,33 @@
 -- and every other check look at KEYS[1] only. A later 'take' returns them again, so a
 -- caller that died between taking and deleting leaves nothing the next one misses.
 -- ARGV[1]: operation:
---   'add' handle absolute limit policy grace-ms dead...  adds the handle with deadline
---        now + absolute (ms), or exactly at `@<ms>` when absolute has that form, drops
---        those dead handles indexed at least grace-ms ago (a younger one may belong to a
---        login whose session is still being written), then over `limit` (0 = none)
+--   'add' handle absolute limit policy grace-ms (dead seen)...  adds the handle with
+--        deadline now + absolute (ms), or exactly at `@<ms>` when absolute has that
+--        form, drops the dead handles that are stale (see 'prune'), then over `limit`
+--        (0 = none)
 --        either refuses (policy 'r': reply {-1}) or revokes the oldest others (policy
 --        'e': into KEYS[3], the caller deletes them and confirms with 'revoked').
 --        Reply: {deadline, evicted handle...}
 --   'remove' handle...   Reply: how many were there (for ended sessions).
 --   'revoke' handle...   like 'remove', into KEYS[3] until 'revoked' (live sessions).
---   'list'               Reply: handle, deadline pairs, oldest first.
+--   'list'               Reply: handle, deadline, seen triples, oldest first (`seen`:
+--                        the entry's KEYS[2] value, '0' when it has none).
+--   'prune' grace-ms (handle seen)...  drops handles whose sessions the caller found
+--        gone, but only stale ones: indexed at least grace-ms ago (a younger one may
+--        belong to a move whose session is still being written) and unchanged since
+--        the caller listed them (a move that commits bumps its entries, so a listing
+--        that saw the key missing before the move wrote it cannot drop it afterwards).
+--        Reply: how many were indexed.
 --   'take' keep          moves every handle but `keep` to KEYS[3]; replies them with
 --                        those KEYS[3] already held.
 --   'revoked' handle...  drops handles from KEYS[3] once their sessions are deleted.
---   'commit' old new     a rotation's commit point: 1 when both handles are indexed;
---                        else drops `new` and replies 0 (the old session was revoked
---                        while it was being copied).
+--   'commit' old new     a move's commit point: 1 when both handles are indexed (and
+--                        bumps both entries, see 'prune'); else drops `new` and replies
+--                        0 (the old session was revoked while it was being copied). A
+--                        login or a tower create passes its new handle twice.
+--   'finish' old         after a rotation deleted the old session: 1 when `old` was
+--                        still indexed (and drops it); 0 when a revocation took it
+--                        meanwhile, so the rotation must end the new session too.
 local key, added, revoking = KEYS[1], KEYS[2], KEYS[3]
 local op = ARGV[1]
 local clock = redis.call('TIME')
@@ -56,6 +67,18 @@ local function revoke(handles)
   return drop(handles)
 end
 
+-- whether an entry a caller found without a session may be dropped (see 'prune')
+local function stale(h, seen, grace)
+  local at = redis.call('HGET', added, h) or '0'
+  return at == seen and tonumber(seen) + grace <= now
+end
+
+-- marks an entry as changed for callers that listed it earlier (see 'prune')
+local function bump(h)
+  local at = tonumber(redis.call('HGET', added, h)) or 0
+  redis.call('HSET', added, h, math.max(now, at + 1))
+end
+
 drop(redis.call('ZRANGEBYSCORE', key, '-inf', now - margin))
 redis.call('ZREMRANGEBYSCORE', revoking, '-inf', now - margin)
 
@@ -74,9 +97,8 @@ end
 if op == 'add' then
   local handle, limit, grace = ARGV[2], tonumber(ARGV[4]), tonumber(ARGV[6])
   local dead = {}
-  for i = 7, #ARGV do
-    local at = tonumber(redis.call('HGET', added, ARGV[i]))
-    if ARGV[i] ~= handle and (not at or at + grace <= now) then dead[#dead + 1] = ARGV[i] end
+  for i = 7, #ARGV - 1, 2 do
+    if ARGV[i] ~= handle and stale(ARGV[i], ARGV[i + 1], grace) then dead[#dead + 1] = ARGV[i] end
   end
   drop(dead)
   if limit > 0 and ARGV[5] == 'r' and not redis.call('ZSCORE', key, handle)
@@ -120,11 +142,38 @@ if op == 'revoke' then
 end
 
 if op == 'list' then
-  return redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  local out = {}
+  local all = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  for i = 1, #all, 2 do
+    out[#out + 1] = all[i]
+    out[#out + 1] = all[i + 1]
+    out[#out + 1] = redis.call('HGET', added, all[i]) or '0'
+  end
+  return out
+end
+
+if op == 'prune' then
+  local grace, gone = tonumber(ARGV[2]), {}
+  for i = 3, #ARGV - 1, 2 do
+    if stale(ARGV[i], ARGV[i + 1], grace) then gone[#gone + 1] = ARGV[i] end
+  end
+  local n = drop(gone)
+  settle()
+  return n
+end
+
+if op == 'finish' then
+  if not redis.call('ZSCORE', key, ARGV[2]) then return 0 end
+  drop({ ARGV[2] })
+  settle()
+  return 1
 end
 
 if op == 'commit' then
   if redis.call('ZSCORE', key, ARGV[2]) and redis.call('ZSCORE', key, ARGV[3]) then
+    bump(ARGV[2])
+    bump(ARGV[3])
+    settle()
     return 1
   end
   drop({ ARGV[3] })

@@ -177,7 +177,8 @@ impl RedisSessionStore {
     }
 
     /// Adds a handle to the user's index with deadline `deadline` (ms from now, or
-    /// `@<unix ms>`), dropping `dead` handles (those indexed longer than the grace) and
+    /// `@<unix ms>`), dropping `dead` handles (found without a session; with the entry
+    /// value seen when listed, see [`Self::listed`]) that are stale (lua/index.lua) and
     /// applying `limit`: `None` when [`MaxSessions::Refuse`] refused it, else the
     /// deadline and the handles evicted to make room (their sessions still to delete).
     async fn add_to_index(
@@ -186,7 +187,7 @@ impl RedisSessionStore {
         handle: &SessionHandle,
         deadline: &str,
         limit: Option<MaxSessions>,
-        dead: &[SessionHandle],
+        dead: &[(SessionHandle, String)],
     ) -> Result<Option<(i64, Vec<SessionHandle>)>> {
         let (limit, code) = match limit {
             Some(MaxSessions::EvictOldest(n)) => (n, "e"),
@@ -196,7 +197,10 @@ impl RedisSessionStore {
         let limit = limit.to_string();
         let grace = self.grace();
         let mut args = vec!["add", handle.as_str(), deadline, &limit, code, &grace];
-        args.extend(dead.iter().map(SessionHandle::as_str));
+        for (h, seen) in dead {
+            args.push(h.as_str());
+            args.push(seen.as_str());
+        }
         let Value::Array(reply) = self.index(user, &args).await? else {
             return Err(unexpected("index add"));
         };
@@ -216,6 +220,22 @@ impl RedisSessionStore {
     pub(crate) async fn index_remove(&self, user: &str, handle: &SessionHandle) -> Result<()> {
         self.index(user, &["remove", handle.as_str()]).await?;
         Ok(())
+    }
+
+    /// A move's commit point (lua/index.lua 'commit'): whether both handles are still in
+    /// the user's index; marks their entries so that a listing that found the new
+    /// session missing before it was written cannot drop it (a login or a tower create
+    /// passes its new handle as both).
+    pub(crate) async fn index_commit(
+        &self,
+        user: &str,
+        old: &SessionHandle,
+        new: &SessionHandle,
+    ) -> Result<bool> {
+        let committed = self
+            .index(user, &["commit", old.as_str(), new.as_str()])
+            .await?;
+        Ok(int(&committed)? == 1)
     }
 
     /// The key of a session.
@@ -357,31 +377,36 @@ impl RedisSessionStore {
         self.inner.config.idle_ms().min(30_000).to_string()
     }
 
-    /// Handles of the user's index whose sessions have ended.
-    async fn dead_handles(&self, listed: &[SessionHandle]) -> Result<Vec<SessionHandle>> {
+    /// Listed handles (with their entry values) whose sessions have ended.
+    async fn dead_handles(
+        &self,
+        listed: Vec<(SessionHandle, i64, String)>,
+    ) -> Result<Vec<(SessionHandle, String)>> {
         if listed.is_empty() {
             return Ok(Vec::new());
         }
         let mut pipe = Pipeline::new();
-        for h in listed {
+        for (h, _, _) in &listed {
             pipe.cmd(cmd("EXISTS").arg(self.session_key(h)?.as_str()).to_owned());
         }
         let exists: Vec<i64> = pipe.query(&self.inner.redis).await?;
         Ok(listed
-            .iter()
+            .into_iter()
             .zip(exists)
             .filter(|(_, e)| *e == 0)
-            .map(|(h, _)| h.clone())
+            .map(|((h, _, seen), _)| (h, seen))
             .collect())
     }
 
-    async fn listed(&self, user: &str) -> Result<Vec<(SessionHandle, i64)>> {
+    /// The user's index: handle, deadline, and the entry's value when listed (what a
+    /// later prune of the handle must still find, see lua/index.lua).
+    async fn listed(&self, user: &str) -> Result<Vec<(SessionHandle, i64, String)>> {
         let Value::Array(v) = self.index(user, &["list"]).await? else {
             return Err(unexpected("index list"));
         };
-        v.chunks(2)
+        v.chunks(3)
             .map(|p| match p {
-                [h, d] => Ok((SessionHandle::parse(&text(h)?)?, int(d)?)),
+                [h, d, seen] => Ok((SessionHandle::parse(&text(h)?)?, int(d)?, text(seen)?)),
                 _ => Err(unexpected("an odd index list")),
             })
             .collect()
@@ -612,7 +637,9 @@ impl SessionStore for RedisSessionStore {
     ///    id (which deletes the key first) that overlapped the rotation ends the new
     ///    session too;
     /// 5. the old handle leaves the index (after its key is gone, so a crash between
-    ///    leaves a dangling entry, never an unlisted live session).
+    ///    leaves a dangling entry, never an unlisted live session), and must still have
+    ///    been there: a `revoke` of the old handle after the commit whose delete step 4
+    ///    beat ends the new session too.
     ///
     /// A rotation that loses to a revocation fails with [`Error::Unknown`] and deletes
     /// what it wrote. Test: `tests/rotate_race.rs` stops rotate between every two steps.
@@ -638,16 +665,13 @@ impl SessionStore for RedisSessionStore {
                 }
             };
             crate::hooks::point("rotate:written", old.as_str()).await;
-            if let Some(user) = &user {
-                let committed = self
-                    .index(user, &["commit", old.as_str(), new.as_str()])
-                    .await?;
-                if int(&committed)? != 1 {
-                    // the commit already dropped the new handle from the index
-                    self.delete_session(&new).await?;
-                    tracing::debug!(session = old.short(), "rotation lost to a revocation");
-                    return Err(Error::Unknown);
-                }
+            if let Some(user) = &user
+                && !self.index_commit(user, &old, &new).await?
+            {
+                // the commit already dropped the new handle from the index
+                self.delete_session(&new).await?;
+                tracing::debug!(session = old.short(), "rotation lost to a revocation");
+                return Err(Error::Unknown);
             }
             crate::hooks::point("rotate:committed", old.as_str()).await;
             if !self.delete_session(&old).await? {
@@ -655,10 +679,18 @@ impl SessionStore for RedisSessionStore {
                 tracing::debug!(session = old.short(), "rotation lost to a delete");
                 return Err(Error::Unknown);
             }
-            *session = next;
+            // a revoke of the old handle that took it after the commit deletes the old
+            // key too, and may have lost that race to step 4: the old handle must still
+            // be indexed, else the revocation ends the new session as well
             if let Some(user) = &user {
-                self.index(user, &["remove", old.as_str()]).await?;
+                let finished = self.index(user, &["finish", old.as_str()]).await?;
+                if int(&finished)? != 1 {
+                    self.undo_new(Some(user), &new).await?;
+                    tracing::debug!(session = old.short(), "rotation lost to a revoke");
+                    return Err(Error::Unknown);
+                }
             }
+            *session = next;
             tracing::debug!(from = old.short(), to = new.short(), "session rotated");
             Ok(())
         }
@@ -680,13 +712,8 @@ impl SessionStore for RedisSessionStore {
             let policy = self.inner.config.max_sessions;
             // sessions that ended without a logout do not count against the limit
             let dead = if policy.is_some() {
-                let listed: Vec<SessionHandle> = self
-                    .listed(user)
-                    .await?
-                    .into_iter()
-                    .map(|(h, _)| h)
-                    .collect();
-                self.dead_handles(&listed).await?
+                let listed = self.listed(user).await?;
+                self.dead_handles(listed).await?
             } else {
                 Vec::new()
             };
@@ -734,16 +761,7 @@ impl SessionStore for RedisSessionStore {
                 // a parallel login may have evicted the entry before the session existed (its
                 // delete found nothing, or will delete it later): then try again under a
                 // fresh id, which a late delete of this one cannot touch
-                let indexed: Option<f64> = self
-                    .inner
-                    .redis
-                    .query(
-                        cmd("ZSCORE")
-                            .arg(self.user_key(user)?.as_str())
-                            .arg(new.as_str()),
-                    )
-                    .await?;
-                if indexed.is_some() {
+                if self.index_commit(user, &new, &new).await? {
                     done = written.take();
                     break;
                 }
@@ -789,7 +807,7 @@ impl SessionStore for RedisSessionStore {
             return Ok(Vec::new());
         }
         let mut pipe = Pipeline::new();
-        for (h, _) in &listed {
+        for (h, _, _) in &listed {
             pipe.cmd(
                 cmd("HMGET")
                     .arg(self.session_key(h)?.as_str())
@@ -802,12 +820,14 @@ impl SessionStore for RedisSessionStore {
         }
         let rows: Vec<Vec<Option<String>>> = pipe.query(&self.inner.redis).await?;
         let mut out = Vec::new();
-        let mut ended: Vec<&str> = vec!["remove"];
-        for ((handle, deadline), row) in listed.iter().zip(rows) {
+        let grace = self.grace();
+        let mut ended: Vec<&str> = vec!["prune", &grace];
+        for ((handle, deadline, seen), row) in listed.iter().zip(rows) {
             let [Some(c), Some(t), ua, ip] = <[Option<String>; 4]>::try_from(row)
                 .map_err(|_| unexpected("HMGET of four fields"))?
             else {
                 ended.push(handle.as_str());
+                ended.push(seen.as_str());
                 continue;
             };
             let num = |v: &str| v.parse::<i64>().unwrap_or(0);
@@ -819,7 +839,8 @@ impl SessionStore for RedisSessionStore {
                 client: ClientInfo::new(ua, ip),
             });
         }
-        if ended.len() > 1 {
+        crate::hooks::point("sessions_of:read", user).await;
+        if ended.len() > 2 {
             self.index(user, &ended).await?;
         }
         Ok(out)

@@ -5,12 +5,12 @@ use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use redkit_core::Script;
-use redkit_core::redis::{Value, cmd};
+use redkit_core::redis::Value;
 use time::OffsetDateTime;
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store;
 
-use crate::{RedisSessionStore, SessionHandle, SessionId, SessionStore};
+use crate::{RedisSessionStore, SessionId, SessionStore};
 
 static TOWER: LazyLock<Script> =
     LazyLock::new(|| Script::new("tower", include_str!("../lua/tower.lua")));
@@ -66,21 +66,6 @@ impl RedisSessionStore {
         }
         call.invoke(self.redis_handle()).await.map_err(backend)
     }
-
-    /// Whether `handle` is in `user`'s index.
-    async fn tower_indexed(
-        &self,
-        user: &str,
-        handle: &SessionHandle,
-    ) -> session_store::Result<bool> {
-        let key = self.user_key(user).map_err(backend)?;
-        let score: Option<f64> = self
-            .redis_handle()
-            .query(cmd("ZSCORE").arg(key.as_str()).arg(handle.as_str()))
-            .await
-            .map_err(backend)?;
-        Ok(score.is_some())
-    }
 }
 
 #[async_trait]
@@ -102,7 +87,13 @@ impl tower_sessions_core::SessionStore for RedisSessionStore {
             crate::hooks::point("tower:step", handle.as_str()).await;
             let created = matches!(self.tower_call("create", record).await?, Value::Int(1));
             match &user {
-                Some(u) if created && !self.tower_indexed(u, &handle).await? => {
+                Some(u)
+                    if created
+                        && !self
+                            .index_commit(u, &handle, &handle)
+                            .await
+                            .map_err(backend)? =>
+                {
                     // revoked between the two steps: this id must not live
                     SessionStore::delete(self, &Self::tower_id(&record.id))
                         .await

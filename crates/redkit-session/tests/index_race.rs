@@ -1,0 +1,146 @@
+//! The user index against listings and revocations that overlap a move (issue 18, item
+//! 8): `sessions_of` drops entries whose sessions it finds gone, and a move indexes its
+//! new handle before the session exists; `revoke` takes a handle out of the index before
+//! it deletes the key, and a rotation retires that very handle. Pause points stop each
+//! side between its round trips. Standalone and cluster.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redkit_core::Redis;
+use redkit_session::{ClientInfo, RedisSessionStore, SessionConfig, SessionStore, hooks};
+
+fn stores(a: &Redis, b: &Redis) -> (Arc<RedisSessionStore>, Arc<RedisSessionStore>) {
+    let config = SessionConfig::new().prefix(redkit_testkit::prefix("sess-index"));
+    (
+        Arc::new(RedisSessionStore::new(a, config.clone()).unwrap()),
+        Arc::new(RedisSessionStore::new(b, config).unwrap()),
+    )
+}
+
+async fn reached(pause: &mut hooks::Pause, what: &str) {
+    tokio::time::timeout(Duration::from_secs(10), pause.reached())
+        .await
+        .unwrap_or_else(|_| panic!("never reached {what}"));
+}
+
+/// A `sessions_of` that reads a move's new handle before its session is written, and
+/// drops the entry after the move committed: the moved session would live outside the
+/// index, so `logout_everywhere` could not end it.
+async fn a_listing_during_a_move_never_unlists_the_session(a: Redis, b: Redis) {
+    let (one, two) = stores(&a, &b);
+    let mut failed = Vec::new();
+    for login in [false, true] {
+        let user = redkit_testkit::prefix("listing");
+        let mut session = one.create().await.unwrap();
+        if !login {
+            one.login(&mut session, &user, ClientInfo::default())
+                .await
+                .unwrap();
+        }
+        // the new handle is indexed, its session not yet written
+        let mut moving = hooks::pause("copy:read", session.handle().as_str());
+        let task = tokio::spawn({
+            let (one, user) = (one.clone(), user.clone());
+            async move {
+                let r = if login {
+                    one.login(&mut session, &user, ClientInfo::default())
+                        .await
+                        .map(|_| ())
+                } else {
+                    one.rotate(&mut session).await
+                };
+                (r, session)
+            }
+        });
+        reached(&mut moving, "copy:read").await;
+        let mut listing = hooks::pause("sessions_of:read", &user);
+        let list = tokio::spawn({
+            let (two, user) = (two.clone(), user.clone());
+            async move { two.sessions_of(&user).await }
+        });
+        reached(&mut listing, "sessions_of:read").await;
+        moving.resume();
+        let (result, after) = task.await.unwrap();
+        listing.resume();
+        list.await.unwrap().unwrap();
+        result.unwrap();
+        assert!(two.load(after.id()).await.unwrap().is_some());
+        let listed = two.sessions_of(&user).await.unwrap();
+        if !listed.iter().any(|i| i.handle == after.handle()) {
+            failed.push(format!(
+                "login {login}: the moved session lives but the index lost it"
+            ));
+        }
+        two.logout_everywhere(&user, None).await.unwrap();
+        if two.load(after.id()).await.unwrap().is_some() {
+            failed.push(format!(
+                "login {login}: the moved session survived logout everywhere"
+            ));
+        }
+    }
+    assert!(failed.is_empty(), "{failed:#?}");
+}
+
+/// A `revoke` of a session's handle that overlaps its rotation (the rotation committed,
+/// the revoke took the handle, the rotation deletes the old key before the revoke does):
+/// the revoke must end the session, or tell its caller it did not.
+async fn a_revoke_during_a_rotation_ends_the_session(a: Redis, b: Redis) {
+    let (one, two) = stores(&a, &b);
+    let user = redkit_testkit::prefix("revoke");
+    let mut session = one.create().await.unwrap();
+    one.login(&mut session, &user, ClientInfo::default())
+        .await
+        .unwrap();
+    let old = session.id().clone();
+    let handle = session.handle();
+    let mut committed = hooks::pause("rotate:committed", handle.as_str());
+    let rotating = tokio::spawn({
+        let one = one.clone();
+        async move {
+            let r = one.rotate(&mut session).await;
+            (r, session)
+        }
+    });
+    reached(&mut committed, "rotate:committed").await;
+    let mut taken = hooks::pause("revoke:taken", handle.as_str());
+    let revoke = tokio::spawn({
+        let (two, user, handle) = (two.clone(), user.clone(), handle.clone());
+        async move { two.revoke(&user, &handle).await }
+    });
+    // the revoke either stops after taking the handle, or finishes without it
+    let stopped = tokio::time::timeout(Duration::from_secs(5), taken.reached()).await;
+    committed.resume();
+    let (result, after) = rotating.await.unwrap();
+    drop(taken);
+    let revoked = revoke.await.unwrap().unwrap();
+    let lives = two.load(after.id()).await.unwrap().is_some() && result.is_ok();
+    assert!(two.load(&old).await.unwrap().is_none());
+    assert!(
+        !(lives && (revoked || stopped.is_ok())),
+        "the revoke took the handle (and replied {revoked}), the rotation gave {result:?} \
+         and its session lives on"
+    );
+    if lives {
+        // a revoke that lost to the rotation did not touch the new session, which is listed
+        let listed = two.sessions_of(&user).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].handle, after.handle());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_races_standalone() {
+    let (a, b) = (redkit_testkit::redis().await, redkit_testkit::redis().await);
+    a_revoke_during_a_rotation_ends_the_session(a.clone(), b.clone()).await;
+    a_listing_during_a_move_never_unlists_the_session(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_races_cluster() {
+    let cluster = redkit_testkit::cluster();
+    let (a, b) = (cluster.redis().await, cluster.redis().await);
+    a_revoke_during_a_rotation_ends_the_session(a.clone(), b.clone()).await;
+    a_listing_during_a_move_never_unlists_the_session(a, b).await;
+}
