@@ -645,7 +645,24 @@ async fn heartbeats(
         }
         // in chunks, so one script call never holds the server long (an owner check per id)
         for ids in ids.chunks(HEARTBEAT_CHUNK) {
-            heartbeat(&cfg, &in_flight, &counters, ids).await;
+            // in a task of its own: a panic (in a store, say) fails this call and is
+            // counted, instead of ending the heartbeats while the consumer goes on; the
+            // guard stops the call with the heartbeats
+            let (cfg, in_flight, counters2, ids) = (
+                cfg.clone(),
+                in_flight.clone(),
+                counters.clone(),
+                ids.to_vec(),
+            );
+            let mut call = AbortOnDrop(tokio::spawn(async move {
+                heartbeat(&cfg, &in_flight, &counters2, &ids).await;
+            }));
+            if let Err(e) = (&mut call.0).await
+                && e.is_panic()
+            {
+                counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("a heartbeat call panicked; heartbeats go on");
+            }
         }
     }
 }

@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redkit_streams::{Consumer, Message, Producer, RedisStreamStore, StartFrom, StreamStore};
+use redkit_streams::{
+    Claimed, Consumer, ConsumerInfo, Delivery, Entry, Fields, GroupInfo, Message, Pending,
+    PendingSummary, Producer, RedisStreamStore, Result, StartFrom, StreamStore, Trim,
+};
 
 fn store(redis: &redkit_core::Redis) -> Arc<RedisStreamStore> {
     Arc::new(RedisStreamStore::new(redis, &redkit_testkit::prefix("review")).unwrap())
@@ -215,4 +218,153 @@ async fn given_ids_outside_the_documented_form_are_refused_by_both_backends() {
         }
         assert_eq!(s.len("ids").await.unwrap(), 1, "{s:?}");
     }
+}
+
+/// A Redis store whose first `keep_alive` panics (a bug in a store, a panicking log
+/// layer): everything else goes to the inner store.
+#[derive(Debug)]
+struct PanicsOnce {
+    inner: Arc<RedisStreamStore>,
+    panicked: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl StreamStore for PanicsOnce {
+    async fn append(&self, s: &str, e: &[Fields], t: Option<Trim>) -> Result<Vec<String>> {
+        self.inner.append(s, e, t).await
+    }
+    async fn append_with_id(
+        &self,
+        s: &str,
+        id: &str,
+        f: &Fields,
+        t: Option<Trim>,
+    ) -> Result<String> {
+        self.inner.append_with_id(s, id, f, t).await
+    }
+    async fn create_group(&self, s: &str, g: &str, start: StartFrom) -> Result<bool> {
+        self.inner.create_group(s, g, start).await
+    }
+    async fn read_new(
+        &self,
+        s: &str,
+        g: &str,
+        c: &str,
+        n: usize,
+        b: Option<Duration>,
+    ) -> Result<Vec<Delivery>> {
+        self.inner.read_new(s, g, c, n, b).await
+    }
+    async fn read_own_pending(
+        &self,
+        s: &str,
+        g: &str,
+        c: &str,
+        after: &str,
+        n: usize,
+    ) -> Result<Claimed> {
+        self.inner.read_own_pending(s, g, c, after, n).await
+    }
+    async fn ack(&self, s: &str, g: &str, ids: &[String]) -> Result<u64> {
+        self.inner.ack(s, g, ids).await
+    }
+    async fn ack_owned(&self, s: &str, g: &str, c: &str, ids: &[String]) -> Result<Vec<String>> {
+        self.inner.ack_owned(s, g, c, ids).await
+    }
+    async fn claim(
+        &self,
+        s: &str,
+        g: &str,
+        c: &str,
+        idle: Duration,
+        n: usize,
+        cursor: &str,
+    ) -> Result<Claimed> {
+        self.inner.claim(s, g, c, idle, n, cursor).await
+    }
+    async fn keep_alive(&self, s: &str, g: &str, c: &str, ids: &[String]) -> Result<Vec<String>> {
+        if !self.panicked.swap(true, Ordering::SeqCst) {
+            panic!("a store bug in keep_alive");
+        }
+        self.inner.keep_alive(s, g, c, ids).await
+    }
+    async fn dead_letter(&self, s: &str, g: &str, d: &Delivery, reason: &str) -> Result<String> {
+        self.inner.dead_letter(s, g, d, reason).await
+    }
+    async fn pending_summary(&self, s: &str, g: &str) -> Result<PendingSummary> {
+        self.inner.pending_summary(s, g).await
+    }
+    async fn pending(&self, s: &str, g: &str, n: usize) -> Result<Vec<Pending>> {
+        self.inner.pending(s, g, n).await
+    }
+    async fn groups(&self, s: &str) -> Result<Vec<GroupInfo>> {
+        self.inner.groups(s).await
+    }
+    async fn consumers(&self, s: &str, g: &str) -> Result<Vec<ConsumerInfo>> {
+        self.inner.consumers(s, g).await
+    }
+    async fn remove_idle_consumers(&self, s: &str, g: &str, idle: Duration) -> Result<Vec<String>> {
+        self.inner.remove_idle_consumers(s, g, idle).await
+    }
+    async fn range(&self, s: &str, from: &str, to: &str, n: usize) -> Result<Vec<Entry>> {
+        self.inner.range(s, from, to, n).await
+    }
+    async fn dead_letters(&self, s: &str, n: usize) -> Result<Vec<Entry>> {
+        self.inner.dead_letters(s, n).await
+    }
+    async fn len(&self, s: &str) -> Result<u64> {
+        self.inner.len(s).await
+    }
+}
+
+/// One heartbeat call that panics does not end the heartbeats: the next ones keep the
+/// running handler's entry, so a second consumer does not claim and run it again. Before,
+/// the panic ended the heartbeat task silently while the consumer went on, and every
+/// long handler from then on was claimed and run twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_heartbeat_does_not_end_the_heartbeats() {
+    let redis = redkit_testkit::redis().await;
+    let inner = store(&redis);
+    let s: Arc<dyn StreamStore> = Arc::new(PanicsOnce {
+        inner: inner.clone(),
+        panicked: std::sync::atomic::AtomicBool::new(false),
+    });
+    s.create_group("hb", "g", StartFrom::Beginning)
+        .await
+        .unwrap();
+    Producer::<u32>::new(s.clone(), "hb")
+        .send(&1)
+        .await
+        .unwrap();
+    let claim_after = Duration::from_millis(900); // a heartbeat every 300 ms
+    let runs = Arc::new(AtomicU64::new(0));
+    let long = |name: &str, store: Arc<dyn StreamStore>| {
+        let runs = runs.clone();
+        Consumer::builder(store, "hb", "g")
+            .name(name)
+            .block(Duration::from_millis(50))
+            .claim_after(claim_after)
+            .claim_every(Duration::from_millis(50))
+            .build()
+            .unwrap()
+            .run(move |_m: Message<u32>| {
+                runs.fetch_add(1, Ordering::SeqCst);
+                async {
+                    tokio::time::sleep(Duration::from_millis(3000)).await;
+                    Ok::<(), String>(())
+                }
+            })
+    };
+    let a = long("a", s.clone());
+    assert!(wait_for(Duration::from_secs(5), || runs.load(Ordering::SeqCst) == 1).await);
+    // b claims whatever goes idle past claim_after while a's handler runs
+    let b = long("b", inner.clone());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (ra, rb) = (
+        a.shutdown(Duration::from_secs(5)).await,
+        b.shutdown(Duration::from_secs(5)).await,
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "run twice: {ra:?} {rb:?}");
+    assert_eq!((ra.processed, rb.processed), (1, 0), "{ra:?} {rb:?}");
+    assert!(ra.store_errors >= 1, "the panic is counted: {ra:?}");
 }
