@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
@@ -447,25 +448,41 @@ impl RedisSessionStore {
 
     /// Reads a session about to move to a new id and marks it so that saves through the
     /// old id fail from now on (lua/freeze.lua); `None` when it is gone.
-    async fn freeze(&self, id: &SessionId) -> Result<Option<Session>> {
+    /// `marks` counts the marks made, for [`Self::thaw_after`].
+    async fn freeze(&self, id: &SessionId, marks: &AtomicUsize) -> Result<Option<Session>> {
         let fields: Option<Vec<(String, String)>> = self
             .session_call(&FREEZE, &id.handle())?
             .arg("freeze")
             .invoke(&self.inner.redis)
             .await?;
+        if fields.is_some() {
+            marks.fetch_add(1, Ordering::Relaxed);
+        }
         fields.map(|f| from_fields(id.clone(), f)).transpose()
     }
 
-    /// Takes the mark of [`Self::freeze`] off a session whose move failed, so it can be
+    /// Takes the marks of [`Self::freeze`] off a session whose move failed (only those
+    /// this move made: another move of it may still be copying it), so it can be
     /// saved again if it still lives (a move can fail with [`Error::Unknown`] while the
     /// old session lives on: a `logout_everywhere` that keeps it took the new handle).
     /// On a session that is gone this writes nothing.
-    async fn thaw_after(&self, handle: &SessionHandle, failed: Option<&Error>) {
-        if failed.is_none() {
+    async fn thaw_after(
+        &self,
+        handle: &SessionHandle,
+        failed: Option<&Error>,
+        marks: &AtomicUsize,
+    ) {
+        let marks = marks.load(Ordering::Relaxed);
+        if failed.is_none() || marks == 0 {
             return;
         }
         let thawed = match self.session_call(&FREEZE, handle) {
-            Ok(call) => call.arg("thaw").invoke::<i64>(&self.inner.redis).await,
+            Ok(call) => {
+                call.arg("thaw")
+                    .arg(marks)
+                    .invoke::<i64>(&self.inner.redis)
+                    .await
+            }
             Err(_) => return,
         };
         if let Err(e) = thawed {
@@ -482,8 +499,12 @@ impl RedisSessionStore {
         session: &Session,
         new_id: SessionId,
         deadline: Option<i64>,
+        marks: &AtomicUsize,
     ) -> Result<Session> {
-        let mut merged = self.freeze(&session.id).await?.ok_or(Error::Unknown)?;
+        let mut merged = self
+            .freeze(&session.id, marks)
+            .await?
+            .ok_or(Error::Unknown)?;
         crate::hooks::point("copy:read", session.handle().as_str()).await;
         merged.changes = session.changes.clone();
         merged.user = session.user.clone();
@@ -645,6 +666,7 @@ impl SessionStore for RedisSessionStore {
     /// what it wrote. Test: `tests/rotate_race.rs` stops rotate between every two steps.
     async fn rotate(&self, session: &mut Session) -> Result<()> {
         let moving = session.handle();
+        let marks = AtomicUsize::new(0);
         let result: Result<()> = async {
             let old = session.handle();
             let new_id = SessionId::generate()?;
@@ -655,7 +677,7 @@ impl SessionStore for RedisSessionStore {
                 self.add_to_index(user, &new, &deadline, None, &[]).await?;
             }
             crate::hooks::point("rotate:indexed", old.as_str()).await;
-            let next = match self.copy_to(session, new_id, None).await {
+            let next = match self.copy_to(session, new_id, None, &marks).await {
                 Ok(next) => next,
                 Err(e) => {
                     if let Some(user) = &user {
@@ -695,7 +717,8 @@ impl SessionStore for RedisSessionStore {
             Ok(())
         }
         .await;
-        self.thaw_after(&moving, result.as_ref().err()).await;
+        self.thaw_after(&moving, result.as_ref().err(), &marks)
+            .await;
         result
     }
 
@@ -706,6 +729,7 @@ impl SessionStore for RedisSessionStore {
         client: ClientInfo,
     ) -> Result<Vec<SessionHandle>> {
         let moving = session.handle();
+        let marks = AtomicUsize::new(0);
         let result: Result<Vec<SessionHandle>> = async {
             check_user(user)?;
             let previous_user = session.user.clone();
@@ -746,7 +770,7 @@ impl SessionStore for RedisSessionStore {
                 evicted.extend(more);
                 // always from the session being logged in: a displaced attempt's copy may be
                 // deleted at any time by the login that evicted it
-                let copied = match self.copy_to(&next, new_id, Some(deadline)).await {
+                let copied = match self.copy_to(&next, new_id, Some(deadline), &marks).await {
                     Ok(copied) => copied,
                     Err(e) => {
                         self.index(user, &["remove", new.as_str()]).await?;
@@ -797,7 +821,8 @@ impl SessionStore for RedisSessionStore {
             Ok(evicted)
         }
         .await;
-        self.thaw_after(&moving, result.as_ref().err()).await;
+        self.thaw_after(&moving, result.as_ref().err(), &marks)
+            .await;
         result
     }
 
