@@ -58,8 +58,21 @@ async fn a_short_intent_does_not_cut_a_longer_one_short() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    // A subscribes and looks once more at once; after that it sleeps for about 1 s
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // A subscribes and looks once more at once (renewing its 5 s intent); after that it
+    // sleeps for about 1 s
+    let channel = format!("{prefix}:rw:{{r}}:released");
+    loop {
+        let (_, n): (String, i64) = redis
+            .query(redis::cmd("PUBSUB").arg("NUMSUB").arg(&channel))
+            .await
+            .unwrap();
+        if n >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "writer A never subscribed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
 
     // Writer B records a 200 ms intent and gives up after 50 ms.
     WRITER_INTENT_OVERRIDE_MS.store(200, Ordering::SeqCst);
