@@ -368,3 +368,96 @@ async fn a_panicking_heartbeat_does_not_end_the_heartbeats() {
     assert_eq!((ra.processed, rb.processed), (1, 0), "{ra:?} {rb:?}");
     assert!(ra.store_errors >= 1, "the panic is counted: {ra:?}");
 }
+
+/// An empty batch is no entries on both backends, at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_batch_appends_nothing() {
+    let redis = redkit_testkit::redis().await;
+    let memory: Arc<dyn StreamStore> = Arc::new(redkit_streams::MemoryStreamStore::new());
+    for s in [store(&redis) as Arc<dyn StreamStore>, memory] {
+        let ids = tokio::time::timeout(Duration::from_secs(5), s.append("empty", &[], None))
+            .await
+            .expect("an empty append returns");
+        assert_eq!(ids.unwrap(), Vec::<String>::new(), "{s:?}");
+        let ids = tokio::time::timeout(
+            Duration::from_secs(5),
+            Producer::<u32>::new(s.clone(), "empty").send_batch(&[]),
+        )
+        .await
+        .expect("an empty batch returns");
+        assert_eq!(ids.unwrap(), Vec::<String>::new(), "{s:?}");
+        assert_eq!(s.len("empty").await.unwrap(), 0);
+    }
+}
+
+/// The own backlog read from a cursor reaches every entry when it has gaps: entries
+/// acknowledged meanwhile, entries deleted from the stream (some exactly at a read's
+/// boundary), entries claimed by another consumer. Claims cannot help here
+/// (`claim_after` is long), so an entry the cursor skipped would stay pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_own_backlog_with_gaps_is_read_to_its_end() {
+    let redis = redkit_testkit::redis().await;
+    let s = store(&redis);
+    s.create_group("gaps", "g", StartFrom::Beginning)
+        .await
+        .unwrap();
+    let payloads: Vec<u32> = (0..20).collect();
+    let ids = Producer::<u32>::new(s.clone(), "gaps")
+        .send_batch(&payloads)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.read_new("gaps", "g", "w", 20, None).await.unwrap().len(),
+        20
+    );
+    // acknowledged: 1, 2; deleted: 3 (the first read's last), 7, 8; claimed by "x": 10..13
+    s.ack("gaps", "g", &ids[1..3]).await.unwrap();
+    let key = s.key("gaps").unwrap();
+    for i in [3, 7, 8] {
+        let _: u64 = redis
+            .query(redkit_core::redis::cmd("XDEL").arg(&key).arg(&ids[i]))
+            .await
+            .unwrap();
+    }
+    let _: redkit_core::redis::Value = redis
+        .query(
+            redkit_core::redis::cmd("XCLAIM")
+                .arg(&key)
+                .arg("g")
+                .arg("x")
+                .arg(0)
+                .arg(&ids[10..13])
+                .arg("JUSTID"),
+        )
+        .await
+        .unwrap();
+    let seen: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let sn = seen.clone();
+    let consumer = Consumer::builder(s.clone(), "gaps", "g")
+        .name("w")
+        .concurrency(3)
+        .batch(3)
+        .block(Duration::from_millis(50))
+        .claim_after(Duration::from_secs(30))
+        .claim_every(Duration::from_millis(50))
+        .build()
+        .unwrap()
+        .run(move |m: Message<u32>| {
+            sn.lock().unwrap().push(m.payload);
+            async { Ok::<(), String>(()) }
+        });
+    let want: Vec<u32> = [0, 4, 5, 6, 9, 13, 14, 15, 16, 17, 18, 19].to_vec();
+    let all = wait_for(Duration::from_secs(5), || {
+        seen.lock().unwrap().len() >= want.len()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let report = consumer.shutdown(Duration::from_secs(2)).await;
+    let mut got = seen.lock().unwrap().clone();
+    got.sort_unstable();
+    assert!(all, "{got:?} {report:?}");
+    assert_eq!(got, want, "{report:?}");
+    let pending = s.pending("gaps", "g", 100).await.unwrap();
+    assert_eq!(pending.len(), 3, "only x's three are left: {pending:?}");
+    assert!(pending.iter().all(|p| p.consumer == "x"));
+}
