@@ -37,11 +37,12 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
@@ -351,10 +352,23 @@ fn run<Req, Resp>(
     let (reqs, waiters): (Vec<Req>, Vec<_>) = queued.drain(..n).unzip();
     let flush = Arc::clone(flush);
     async move {
-        Delivery {
-            waiters,
-            answers: flush(reqs).await,
-        }
+        // A panic in the batch function fails this batch only: unwinding the batching
+        // task would drop the other batch in flight (its answers reaching nobody, not
+        // even `on_orphan`) and stop every later call of the coalescer.
+        let answers = AssertUnwindSafe(async move { flush(reqs).await })
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(Error::unexpected_reply(format!(
+                    "the batch function panicked ({why}); whether the batch ran is unknown"
+                )))
+            });
+        Delivery { waiters, answers }
     }
 }
 
@@ -662,6 +676,38 @@ mod tests {
         ] {
             assert_eq!(c.call(7).await.unwrap(), 7);
         }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_panicking_batch_fails_only_its_own_calls() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let c = Arc::new(Coalescer::new(8, 2, {
+            let (gate, log) = (Arc::clone(&gate), Arc::clone(&log));
+            move |batch: Vec<u32>| {
+                log.lock().unwrap().push(batch.clone());
+                assert!(!batch.contains(&13), "the batch function panics on 13");
+                let gate = Arc::clone(&gate);
+                async move {
+                    gate.acquire().await.unwrap().forget();
+                    Ok(batch.into_iter().map(|n| n + 100).collect())
+                }
+            }
+        }));
+        // a batch is on the server when another batch's function panics
+        let first = tokio::spawn({
+            let c = Arc::clone(&c);
+            async move { c.call(1).await }
+        });
+        until(|| log.lock().unwrap().len() == 1).await;
+        let err = c.call(13).await.unwrap_err();
+        assert!(matches!(err, Error::UnexpectedReply(_)), "{err:?}");
+        // the batch in flight still answers its caller ...
+        gate.add_permits(1);
+        assert_eq!(first.await.unwrap().unwrap(), 101);
+        // ... and later calls still work
+        gate.add_permits(1);
+        assert_eq!(c.call(2).await.unwrap(), 102);
     }
 
     #[tokio::test]
