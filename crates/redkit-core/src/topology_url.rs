@@ -35,6 +35,14 @@ pub(crate) fn builder_for(url: &str) -> Result<RedisConfigBuilder> {
         ));
     }
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if path.contains('@') {
+        // A `/` in a password ends the host list early, and the password's tail would be
+        // read as hosts and ports (and shown in errors): refuse, without echoing it.
+        return Err(bad(
+            "an `@` after the first `/`: write a `/` in the user name or password as %2F \
+             (and an `@` in the master name as %40)",
+        ));
+    }
     let (userinfo, hosts) = match authority.rsplit_once('@') {
         Some((u, h)) => (Some(u), h),
         None => (None, authority),
@@ -124,7 +132,8 @@ fn with_port(host: &str, default: u16, bad: &dyn Fn(&str) -> Error) -> Result<St
     match port {
         None => Ok(format!("{host}:{default}")),
         Some(p) if p.parse::<u16>().is_ok_and(|p| p > 0) => Ok(host.to_string()),
-        Some(p) => Err(bad(&format!("`{p}` is not a port"))),
+        // (the text is not shown: a malformed URL may have a password there)
+        Some(_) => Err(bad("a port that is not a number from 1 to 65535")),
     }
 }
 
@@ -207,6 +216,28 @@ mod tests {
         assert_eq!(c.database, Some(2));
         assert_eq!(c.username, None);
         assert_eq!(c.password.as_ref().map(|p| p.expose()), Some("secret"));
+    }
+
+    #[test]
+    fn errors_never_show_a_password_that_broke_the_url() {
+        for url in [
+            "redis+cluster://:hunter2/x@h1:7000",
+            "redis+cluster://app:hunter2/x@h1:7000,h2:7001",
+            "redis+sentinel://:hunter2/x@s1:26379/mymaster",
+            "redis+sentinel://app:a@hunter2/x@s1/mymaster",
+            "redis+cluster://:hunter2",
+            "rediss+cluster://app:hunter2@h1:hunter2",
+        ] {
+            let err = builder_for(url).and_then(|b| b.build()).unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{url}: {err:?}");
+            assert!(!err.to_string().contains("hunter2"), "{url}: {err}");
+        }
+        // written as %2F, a `/` in a password works
+        let c = builder_for("redis+cluster://:hunter2%2Fx@h1:7000")
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(c.password.as_ref().map(|p| p.expose()), Some("hunter2/x"));
     }
 
     #[test]
