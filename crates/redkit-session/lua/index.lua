@@ -10,6 +10,10 @@
 -- may not be deleted yet (scored by deadline). They count as revoked at once: 'commit'
 -- and every other check look at KEYS[1] only. A later 'take' returns them again, so a
 -- caller that died between taking and deleting leaves nothing the next one misses.
+-- KEYS[4]: `<index>:epoch`, a counter every 'take' increments: a login captures it when
+-- it first indexes its new handle and its commit fails if a 'take' ran since, so a
+-- login in flight during a logout everywhere ends instead of starting over. It expires
+-- a day after the last 'take' (a login spanning that moment fails once).
 -- ARGV[1]: operation:
 --   'add' handle absolute limit policy grace-ms (dead seen)...  adds the handle with
 --        deadline now + absolute (ms), or exactly at `@<ms>` when absolute has that
@@ -17,7 +21,7 @@
 --        (0 = none)
 --        either refuses (policy 'r': reply {-1}) or revokes the oldest others (policy
 --        'e': into KEYS[3], the caller deletes them and confirms with 'revoked').
---        Reply: {deadline, evicted handle...}
+--        Reply: {deadline, epoch, evicted handle...}
 --   'remove' handle...   Reply: how many were there (for ended sessions).
 --   'revoke' handle...   like 'remove', into KEYS[3] until 'revoked' (live sessions).
 --   'list'               Reply: handle, deadline, seen triples, oldest first (`seen`:
@@ -31,14 +35,16 @@
 --   'take' keep          moves every handle but `keep` to KEYS[3]; replies them with
 --                        those KEYS[3] already held.
 --   'revoked' handle...  drops handles from KEYS[3] once their sessions are deleted.
---   'commit' old new     a move's commit point: 1 when both handles are indexed (and
---                        bumps both entries, see 'prune'); else drops `new` and replies
---                        0 (the old session was revoked while it was being copied). A
---                        login or a tower create passes its new handle twice.
+--   'commit' old new [epoch]  a move's commit point: 1 when both handles are indexed
+--                        (and bumps both entries, see 'prune'); else drops `new` and
+--                        replies 0 (the old session was revoked while it was being
+--                        copied), or -1 when `epoch` is given and a 'take' ran since
+--                        (logged out everywhere). A login or a tower create passes its
+--                        new handle twice.
 --   'finish' old         after a rotation deleted the old session: 1 when `old` was
 --                        still indexed (and drops it); 0 when a revocation took it
 --                        meanwhile, so the rotation must end the new session too.
-local key, added, revoking = KEYS[1], KEYS[2], KEYS[3]
+local key, added, revoking, epoch = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local op = ARGV[1]
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -114,15 +120,15 @@ if op == 'add' then
   end
   redis.call('ZADD', key, deadline, handle)
   redis.call('HSET', added, handle, now)
-  local out = { deadline }
+  local out = { deadline, redis.call('GET', epoch) or '0' }
   if limit > 0 then
     local over = redis.call('ZCARD', key) - limit
     if over > 0 then
       -- the oldest, never the session being added (equal deadlines can rank it first)
       for _, h in ipairs(redis.call('ZRANGE', key, 0, over)) do
-        if h ~= handle and #out <= over then out[#out + 1] = h end
+        if h ~= handle and #out <= over + 1 then out[#out + 1] = h end
       end
-      revoke({ unpack(out, 2) })
+      revoke({ unpack(out, 3) })
     end
   end
   settle()
@@ -170,6 +176,11 @@ if op == 'finish' then
 end
 
 if op == 'commit' then
+  if ARGV[4] and ARGV[4] ~= (redis.call('GET', epoch) or '0') then
+    drop({ ARGV[3] })
+    settle()
+    return -1
+  end
   if redis.call('ZSCORE', key, ARGV[2]) and redis.call('ZSCORE', key, ARGV[3]) then
     bump(ARGV[2])
     bump(ARGV[3])
@@ -190,6 +201,8 @@ if op == 'revoked' then
 end
 
 -- 'take'
+redis.call('INCR', epoch)
+redis.call('PEXPIRE', epoch, 86400000)
 local out, seen = {}, {}
 local taken = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
 for i = 1, #taken, 2 do

@@ -43,6 +43,17 @@ const LOGIN_ATTEMPTS: usize = 4;
 static INDEX: LazyLock<Script> =
     LazyLock::new(|| Script::new("index", include_str!("../lua/index.lua")));
 
+/// The outcome of a move's commit point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Commit {
+    /// Both handles are indexed.
+    Done,
+    /// A handle left the index (revoked, evicted, or ended).
+    Revoked,
+    /// The user was logged out everywhere since the move began.
+    LoggedOut,
+}
+
 /// A [`SessionStore`] on Redis.
 ///
 /// Keys: `<prefix>:sess:{<handle>}` per session (a hash: data fields `d:<name>`, and
@@ -170,18 +181,21 @@ impl RedisSessionStore {
 
     /// Adds a session to its user's index (deadline: the absolute timeout from now).
     #[cfg_attr(not(feature = "tower-sessions"), allow(dead_code))]
-    pub(crate) async fn index_add(&self, user: &str, handle: &SessionHandle) -> Result<()> {
+    /// Returns the user's logout epoch, for [`Self::index_commit`].
+    pub(crate) async fn index_add(&self, user: &str, handle: &SessionHandle) -> Result<String> {
         let absolute = self.inner.config.absolute_ms().to_string();
-        self.add_to_index(user, handle, &absolute, None, &[])
+        let added = self
+            .add_to_index(user, handle, &absolute, None, &[])
             .await?;
-        Ok(())
+        Ok(added.map(|(_, epoch, _)| epoch).unwrap_or_default())
     }
 
     /// Adds a handle to the user's index with deadline `deadline` (ms from now, or
     /// `@<unix ms>`), dropping `dead` handles (found without a session; with the entry
     /// value seen when listed, see [`Self::listed`]) that are stale (lua/index.lua) and
     /// applying `limit`: `None` when [`MaxSessions::Refuse`] refused it, else the
-    /// deadline and the handles evicted to make room (their sessions still to delete).
+    /// deadline, the user's logout epoch (see [`Self::index_commit`]) and the handles
+    /// evicted to make room (their sessions still to delete).
     async fn add_to_index(
         &self,
         user: &str,
@@ -189,7 +203,7 @@ impl RedisSessionStore {
         deadline: &str,
         limit: Option<MaxSessions>,
         dead: &[(SessionHandle, String)],
-    ) -> Result<Option<(i64, Vec<SessionHandle>)>> {
+    ) -> Result<Option<(i64, String, Vec<SessionHandle>)>> {
         let (limit, code) = match limit {
             Some(MaxSessions::EvictOldest(n)) => (n, "e"),
             Some(MaxSessions::Refuse(n)) => (n, "r"),
@@ -209,11 +223,14 @@ impl RedisSessionStore {
         if deadline < 0 {
             return Ok(None);
         }
-        let evicted = reply[1..]
+        let epoch = reply.get(1).map(text).transpose()?.unwrap_or_default();
+        let evicted = reply
+            .get(2..)
+            .unwrap_or_default()
             .iter()
             .map(|v| SessionHandle::parse(&text(v)?))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Some((deadline, evicted)))
+        Ok(Some((deadline, epoch, evicted)))
     }
 
     /// Drops a session from its user's index.
@@ -226,17 +243,22 @@ impl RedisSessionStore {
     /// A move's commit point (lua/index.lua 'commit'): whether both handles are still in
     /// the user's index; marks their entries so that a listing that found the new
     /// session missing before it was written cannot drop it (a login or a tower create
-    /// passes its new handle as both).
+    /// passes its new handle as both). With `epoch` (from the first [`Self::add_to_index`]
+    /// of a login), [`Commit::LoggedOut`] when a `logout_everywhere` ran since.
     pub(crate) async fn index_commit(
         &self,
         user: &str,
         old: &SessionHandle,
         new: &SessionHandle,
-    ) -> Result<bool> {
-        let committed = self
-            .index(user, &["commit", old.as_str(), new.as_str()])
-            .await?;
-        Ok(int(&committed)? == 1)
+        epoch: Option<&str>,
+    ) -> Result<Commit> {
+        let mut args = vec!["commit", old.as_str(), new.as_str()];
+        args.extend(epoch);
+        Ok(match int(&self.index(user, &args).await?)? {
+            1 => Commit::Done,
+            -1 => Commit::LoggedOut,
+            _ => Commit::Revoked,
+        })
     }
 
     /// The key of a session.
@@ -340,7 +362,8 @@ impl RedisSessionStore {
             .call()
             .key(key.as_str())
             .key(key.child("added")?.as_str())
-            .key(key.child("revoking")?.as_str());
+            .key(key.child("revoking")?.as_str())
+            .key(key.child("epoch")?.as_str());
         for a in args {
             call = call.arg(*a);
         }
@@ -688,7 +711,7 @@ impl SessionStore for RedisSessionStore {
             };
             crate::hooks::point("rotate:written", old.as_str()).await;
             if let Some(user) = &user
-                && !self.index_commit(user, &old, &new).await?
+                && self.index_commit(user, &old, &new, None).await? != Commit::Done
             {
                 // the commit already dropped the new handle from the index
                 self.delete_session(&new).await?;
@@ -730,6 +753,7 @@ impl SessionStore for RedisSessionStore {
     ) -> Result<Vec<SessionHandle>> {
         let moving = session.handle();
         let marks = AtomicUsize::new(0);
+        let old_handle = moving.clone();
         let result: Result<Vec<SessionHandle>> = async {
             check_user(user)?;
             let previous_user = session.user.clone();
@@ -752,13 +776,16 @@ impl SessionStore for RedisSessionStore {
             let mut written: Option<Session> = None;
             let mut evicted = Vec::new();
             let mut done = None;
+            // the logout epoch when the first attempt was indexed: a logout everywhere
+            // after it ends this login rather than letting it start over
+            let mut epoch: Option<String> = None;
             for attempt in 0..LOGIN_ATTEMPTS {
                 // the new id is indexed before its session exists: a crash leaves a dangling
                 // entry (pruned after the grace), never a session the index misses
                 let new_id = SessionId::generate()?;
                 let new = new_id.handle();
                 let dead = if attempt == 0 { &dead[..] } else { &[] };
-                let Some((deadline, more)) = self
+                let Some((deadline, now_epoch, more)) = self
                     .add_to_index(user, &new, &absolute, policy, dead)
                     .await?
                 else {
@@ -766,6 +793,7 @@ impl SessionStore for RedisSessionStore {
                     self.confirm_revoked(user, &evicted).await?;
                     return Err(refused());
                 };
+                let epoch = epoch.get_or_insert(now_epoch).clone();
                 // handles out of the index always have their sessions deleted below
                 evicted.extend(more);
                 // always from the session being logged in: a displaced attempt's copy may be
@@ -785,9 +813,21 @@ impl SessionStore for RedisSessionStore {
                 // a parallel login may have evicted the entry before the session existed (its
                 // delete found nothing, or will delete it later): then try again under a
                 // fresh id, which a late delete of this one cannot touch
-                if self.index_commit(user, &new, &new).await? {
-                    done = written.take();
-                    break;
+                match self.index_commit(user, &new, &new, Some(&epoch)).await? {
+                    Commit::Done => {
+                        done = written.take();
+                        break;
+                    }
+                    Commit::LoggedOut => {
+                        self.discard(written.as_ref(), &evicted).await?;
+                        self.confirm_revoked(user, &evicted).await?;
+                        tracing::debug!(
+                            session = old_handle.short(),
+                            "login lost to a logout everywhere"
+                        );
+                        return Err(Error::Unknown);
+                    }
+                    Commit::Revoked => {}
                 }
             }
             let Some(next) = done else {
@@ -914,20 +954,22 @@ mod tests {
             assert!(script.code().starts_with("-- KEYS[1]"), "{}", script.name());
             assert!(!script.code().contains("KEYS[2]"), "{}", script.name());
         }
-        // the index script's three keys: the index and its `added` and `revoking`
-        // siblings, one hash tag
+        // the index script's four keys: the index and its `added`, `revoking` and
+        // `epoch` siblings, one hash tag
         assert!(INDEX.code().starts_with("-- KEYS[1]"));
-        assert!(!INDEX.code().contains("KEYS[4]"));
+        assert!(!INDEX.code().contains("KEYS[5]"));
         let index = Keyspace::new("app")
             .unwrap()
             .tagged_child("0123abcd", "user")
             .unwrap();
         let added = index.child("added").unwrap();
         let revoking = index.child("revoking").unwrap();
+        let epoch = index.child("epoch").unwrap();
         assert!(redkit_core::same_slot(&[
             index.as_str(),
             added.as_str(),
-            revoking.as_str()
+            revoking.as_str(),
+            epoch.as_str()
         ]));
     }
 

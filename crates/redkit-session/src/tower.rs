@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store;
 
+use crate::redis::Commit;
 use crate::{RedisSessionStore, SessionId, SessionStore};
 
 static TOWER: LazyLock<Script> =
@@ -72,38 +73,46 @@ impl RedisSessionStore {
 impl tower_sessions_core::SessionStore for RedisSessionStore {
     /// Writes a new record under a fresh id: a taken id is re-rolled, never overwritten.
     /// A logged-in record is indexed before it is written and checked afterwards (as a
-    /// rotation is), so a crash leaves at most a dangling index entry, and a
-    /// `logout_everywhere` in between makes it start again under a fresh id.
+    /// rotation is), so a crash leaves at most a dangling index entry; a
+    /// `logout_everywhere` of the user in between fails the create (the session is
+    /// deleted), a revocation of the entry alone makes it start again under a fresh id.
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         let user = self.tower_user(record);
         if let Some(u) = &user {
             crate::check_user(u).map_err(backend)?;
         }
+        // the user's logout epoch when the first id was indexed
+        let mut epoch: Option<String> = None;
         for _ in 0..8 {
             let handle = Self::tower_id(&record.id).handle();
             if let Some(u) = &user {
-                self.index_add(u, &handle).await.map_err(backend)?;
+                let now = self.index_add(u, &handle).await.map_err(backend)?;
+                epoch.get_or_insert(now);
             }
             crate::hooks::point("tower:step", handle.as_str()).await;
             let created = matches!(self.tower_call("create", record).await?, Value::Int(1));
             match &user {
-                Some(u)
-                    if created
-                        && !self
-                            .index_commit(u, &handle, &handle)
-                            .await
-                            .map_err(backend)? =>
-                {
+                Some(u) if created => {
+                    let commit = self
+                        .index_commit(u, &handle, &handle, epoch.as_deref())
+                        .await
+                        .map_err(backend)?;
+                    if commit == Commit::Done {
+                        return Ok(());
+                    }
                     // revoked between the two steps: this id must not live
                     SessionStore::delete(self, &Self::tower_id(&record.id))
                         .await
                         .map_err(backend)?;
+                    if commit == Commit::LoggedOut {
+                        return Err(backend(crate::Error::Unknown));
+                    }
                 }
-                Some(u) if !created => {
+                Some(u) => {
                     self.index_remove(u, &handle).await.map_err(backend)?;
                 }
-                _ if created => return Ok(()),
-                _ => {}
+                None if created => return Ok(()),
+                None => {}
             }
             record.id = Id::default();
         }

@@ -166,11 +166,59 @@ async fn a_failed_move_leaves_a_parallel_move_marked(a: Redis, b: Redis) {
     );
 }
 
+/// A login in flight while the user is logged out everywhere (its first new handle
+/// indexed, then taken): it must end, not start over under a fresh id and outlive the
+/// logout.
+async fn a_login_in_flight_does_not_outlive_logout_everywhere(a: Redis, b: Redis) {
+    let (one, two) = stores(&a, &b);
+    let user = redkit_testkit::prefix("in-flight");
+    let mut other = one.create().await.unwrap();
+    one.login(&mut other, &user, ClientInfo::default())
+        .await
+        .unwrap();
+    let mut session = one.create().await.unwrap();
+    let mut pause = hooks::pause("copy:read", session.handle().as_str());
+    let login = tokio::spawn({
+        let (one, user) = (one.clone(), user.clone());
+        async move {
+            let r = one.login(&mut session, &user, ClientInfo::default()).await;
+            (r, session)
+        }
+    });
+    reached(&mut pause, "copy:read").await;
+    two.logout_everywhere(&user, None).await.unwrap();
+    pause.resume();
+    let (result, after) = login.await.unwrap();
+    assert!(
+        matches!(result, Err(redkit_session::Error::Unknown)),
+        "{result:?}"
+    );
+    assert!(
+        two.load(after.id()).await.unwrap().is_none() || after.user().is_none(),
+        "the login outlived the logout everywhere"
+    );
+    assert!(two.sessions_of(&user).await.unwrap().is_empty());
+    // the anonymous session it was logging in lives on, savable
+    let mut again = two
+        .load(after.id())
+        .await
+        .unwrap()
+        .expect("still anonymous");
+    again.insert("k", &1).unwrap();
+    two.save(&mut again).await.unwrap();
+    // later logins work
+    one.login(&mut again, &user, ClientInfo::default())
+        .await
+        .unwrap();
+    assert_eq!(two.sessions_of(&user).await.unwrap().len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn index_races_standalone() {
     let (a, b) = (redkit_testkit::redis().await, redkit_testkit::redis().await);
     a_revoke_during_a_rotation_ends_the_session(a.clone(), b.clone()).await;
     a_failed_move_leaves_a_parallel_move_marked(a.clone(), b.clone()).await;
+    a_login_in_flight_does_not_outlive_logout_everywhere(a.clone(), b.clone()).await;
     a_listing_during_a_move_never_unlists_the_session(a, b).await;
 }
 
@@ -180,5 +228,6 @@ async fn index_races_cluster() {
     let (a, b) = (cluster.redis().await, cluster.redis().await);
     a_revoke_during_a_rotation_ends_the_session(a.clone(), b.clone()).await;
     a_failed_move_leaves_a_parallel_move_marked(a.clone(), b.clone()).await;
+    a_login_in_flight_does_not_outlive_logout_everywhere(a.clone(), b.clone()).await;
     a_listing_during_a_move_never_unlists_the_session(a, b).await;
 }
