@@ -21,7 +21,9 @@
 --        (0 = none)
 --        either refuses (policy 'r': reply {-1}) or revokes the oldest others (policy
 --        'e': into KEYS[3], the caller deletes them and confirms with 'revoked').
---        Reply: {deadline, epoch, evicted handle...}
+--        Reply: {deadline, epoch, n, n evicted handles..., unfinished...}: the handles
+--        after the evicted ones are in KEYS[3] from an earlier caller that died before
+--        deleting their sessions; the caller deletes them and confirms with 'revoked'.
 --   'remove' handle...   Reply: how many were there (for ended sessions).
 --   'revoke' handle...   like 'remove', into KEYS[3] until 'revoked' (live sessions).
 --   'list'               Reply: handle, deadline, seen triples, oldest first (`seen`:
@@ -120,16 +122,26 @@ if op == 'add' then
   end
   redis.call('ZADD', key, deadline, handle)
   redis.call('HSET', added, handle, now)
-  local out = { deadline, redis.call('GET', epoch) or '0' }
+  local out = { deadline, redis.call('GET', epoch) or '0', 0 }
+  local evicted = { [handle] = true }
   if limit > 0 then
     local over = redis.call('ZCARD', key) - limit
     if over > 0 then
       -- the oldest, never the session being added (equal deadlines can rank it first)
       for _, h in ipairs(redis.call('ZRANGE', key, 0, over)) do
-        if h ~= handle and #out <= over + 1 then out[#out + 1] = h end
+        if h ~= handle and #out <= over + 2 then
+          out[#out + 1] = h
+          evicted[h] = true
+        end
       end
-      revoke({ unpack(out, 3) })
+      revoke({ unpack(out, 4) })
     end
+  end
+  out[3] = #out - 3
+  -- revocations an earlier caller took and did not finish (it died before deleting the
+  -- sessions): this caller finishes them, so they do not live on until the next 'take'
+  for _, h in ipairs(redis.call('ZRANGE', revoking, 0, -1)) do
+    if not evicted[h] and not redis.call('ZSCORE', key, h) then out[#out + 1] = h end
   end
   settle()
   return out

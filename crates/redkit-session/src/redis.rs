@@ -195,7 +195,8 @@ impl RedisSessionStore {
     /// value seen when listed, see [`Self::listed`]) that are stale (lua/index.lua) and
     /// applying `limit`: `None` when [`MaxSessions::Refuse`] refused it, else the
     /// deadline, the user's logout epoch (see [`Self::index_commit`]) and the handles
-    /// evicted to make room (their sessions still to delete).
+    /// evicted to make room (their sessions still to delete). Revocations that an
+    /// earlier caller took out of the index and died before finishing are finished here.
     async fn add_to_index(
         &self,
         user: &str,
@@ -224,12 +225,19 @@ impl RedisSessionStore {
             return Ok(None);
         }
         let epoch = reply.get(1).map(text).transpose()?.unwrap_or_default();
-        let evicted = reply
-            .get(2..)
+        let n = reply.get(2).map(int).transpose()?.unwrap_or(0);
+        let mut evicted = reply
+            .get(3..)
             .unwrap_or_default()
             .iter()
             .map(|v| SessionHandle::parse(&text(v)?))
             .collect::<Result<Vec<_>>>()?;
+        let unfinished = evicted.split_off(usize::try_from(n).unwrap_or(0).min(evicted.len()));
+        // revocations a caller that died left unfinished: their sessions still live
+        if !unfinished.is_empty() {
+            self.delete_handles(&unfinished).await?;
+            self.confirm_revoked(user, &unfinished).await?;
+        }
         Ok(Some((deadline, epoch, evicted)))
     }
 

@@ -213,12 +213,56 @@ async fn a_login_in_flight_does_not_outlive_logout_everywhere(a: Redis, b: Redis
     assert_eq!(two.sessions_of(&user).await.unwrap().len(), 1);
 }
 
+/// A login that evicted an older session (session limit) and died before deleting it:
+/// the evicted session is out of the index but still loads; the next login of the user
+/// must end it, not leave it to a `logout_everywhere` that may never come.
+async fn a_dead_eviction_is_finished_by_the_next_login(a: Redis, b: Redis) {
+    let config = SessionConfig::new()
+        .prefix(redkit_testkit::prefix("sess-evict2"))
+        .max_sessions(redkit_session::MaxSessions::EvictOldest(1));
+    let one = Arc::new(RedisSessionStore::new(&a, config.clone()).unwrap());
+    let two = RedisSessionStore::new(&b, config).unwrap();
+    let user = redkit_testkit::prefix("evict");
+    let mut first = one.create().await.unwrap();
+    one.login(&mut first, &user, ClientInfo::default())
+        .await
+        .unwrap();
+    let mut second = one.create().await.unwrap();
+    let mut pause = hooks::pause("login:written", second.handle().as_str());
+    let login = tokio::spawn({
+        let (one, user) = (one.clone(), user.clone());
+        async move {
+            let _ = one.login(&mut second, &user, ClientInfo::default()).await;
+        }
+    });
+    reached(&mut pause, "login:written").await;
+    login.abort();
+    let _ = login.await;
+    drop(pause);
+    assert!(
+        two.load(first.id()).await.unwrap().is_some(),
+        "evicted, not yet deleted"
+    );
+    let mut third = two.create().await.unwrap();
+    two.login(&mut third, &user, ClientInfo::default())
+        .await
+        .unwrap();
+    assert!(
+        two.load(first.id()).await.unwrap().is_none(),
+        "a session evicted by a login that died outlived the next login"
+    );
+    let listed = two.sessions_of(&user).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].handle, third.handle());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn index_races_standalone() {
     let (a, b) = (redkit_testkit::redis().await, redkit_testkit::redis().await);
     a_revoke_during_a_rotation_ends_the_session(a.clone(), b.clone()).await;
     a_failed_move_leaves_a_parallel_move_marked(a.clone(), b.clone()).await;
     a_login_in_flight_does_not_outlive_logout_everywhere(a.clone(), b.clone()).await;
+    a_dead_eviction_is_finished_by_the_next_login(a.clone(), b.clone()).await;
     a_listing_during_a_move_never_unlists_the_session(a, b).await;
 }
 
@@ -229,5 +273,6 @@ async fn index_races_cluster() {
     a_revoke_during_a_rotation_ends_the_session(a.clone(), b.clone()).await;
     a_failed_move_leaves_a_parallel_move_marked(a.clone(), b.clone()).await;
     a_login_in_flight_does_not_outlive_logout_everywhere(a.clone(), b.clone()).await;
+    a_dead_eviction_is_finished_by_the_next_login(a.clone(), b.clone()).await;
     a_listing_during_a_move_never_unlists_the_session(a, b).await;
 }
