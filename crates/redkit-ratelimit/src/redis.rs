@@ -272,22 +272,21 @@ impl RedisRateLimiter {
 
     /// Several requests: one script call per hash slot, not batched with other calls.
     /// Each call first checks the type of every key it holds and, if one holds another
-    /// type of value, writes nothing at all (`strict`): the caller gets one error for the
-    /// batch, so no request of it may have consumed.
-    async fn send(&self, requests: &[Request<'_>]) -> Result<Vec<Decision>> {
+    /// type of value, writes nothing at all (`strict`). One result per request: on a
+    /// cluster a slot whose call failed fails only its own requests (the others were
+    /// decided); the outer error is bad input or the deadline, for the whole batch.
+    async fn send(&self, requests: &[Request<'_>]) -> Result<Vec<Result<Decision>>> {
         if let [one] = requests {
-            return Ok(vec![self.send_one(one).await?]);
+            return match self.send_one(one).await {
+                Err(e) if e.is_store_failure() => Ok(vec![Err(e)]),
+                other => Ok(vec![Ok(other?)]),
+            };
         }
         let items = requests
             .iter()
             .map(|r| self.item(r))
             .collect::<Result<Vec<Item>>>()?;
-        let work = async {
-            decide(&self.inner.redis, &self.inner.policy, &items, true)
-                .await
-                .into_iter()
-                .collect()
-        };
+        let work = async { Ok(decide(&self.inner.redis, &self.inner.policy, &items, true).await) };
         self.within_deadline(work).await
     }
 
@@ -510,14 +509,45 @@ impl RateLimiter for RedisRateLimiter {
                 }
             }
         }
-        match self
+        let results = match self
             .send(requests)
             .instrument(self.span(requests.len()))
             .await
         {
-            Err(e) if e.is_store_failure() => self.recover(e, requests).await,
-            other => other,
+            Err(e) if e.is_store_failure() => return self.recover(e, requests).await,
+            other => other?,
+        };
+        // Only the requests whose store call failed go to the OnError policy: the others
+        // were decided by Redis (on a cluster, by another slot's call), and a denial there
+        // must stay a denial, neither opened nor decided again by the insurance.
+        let mut decided = Vec::with_capacity(results.len());
+        let mut failed = Vec::new();
+        let mut first = None;
+        for (i, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(d) => decided.push(Some(d)),
+                Err(e) if e.is_store_failure() => {
+                    decided.push(None);
+                    failed.push(requests[i]);
+                    first.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
         }
+        let Some(e) = first else {
+            return Ok(decided.into_iter().flatten().collect());
+        };
+        let mut recovered = self.recover(e, &failed).await?.into_iter();
+        decided
+            .into_iter()
+            .map(|d| {
+                d.or_else(|| recovered.next()).ok_or_else(|| {
+                    Error::Store(redkit_core::Error::unexpected_reply(
+                        "the OnError policy answered fewer requests than it was given",
+                    ))
+                })
+            })
+            .collect()
     }
 
     async fn check(&self, key: &str, cost: u64) -> Result<Decision> {
