@@ -66,7 +66,8 @@ pub enum Error {
 impl Error {
     /// Whether trying the same operation again later may succeed: connection failures,
     /// timeouts, and the transient server states of a failover or resharding
-    /// (`TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN`, `READONLY`).
+    /// (`TRYAGAIN`, `CLUSTERDOWN`, `LOADING`, `MASTERDOWN`, `READONLY`, and an `ASK` or
+    /// `MOVED` left after the cluster client's retries: the command did not run).
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Connection(_) | Error::Timeout(_) => true,
@@ -135,6 +136,10 @@ fn is_transient(e: &RedisError) -> bool {
         e.kind(),
         ErrorKind::Server(
             ServerErrorKind::TryAgain
+                // a redirection left over once the client's retries are spent: the
+                // command did not run (a slot migrating or moved)
+                | ServerErrorKind::Ask
+                | ServerErrorKind::Moved
                 | ServerErrorKind::ClusterDown
                 | ServerErrorKind::BusyLoading
                 | ServerErrorKind::MasterDown

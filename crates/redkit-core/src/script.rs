@@ -366,6 +366,16 @@ fn answer_len(items: usize, width: usize) -> Result<usize> {
 /// error is returned, the other groups' commands ran. Replies come back in the order the
 /// commands were added. A command's slot is that of its first argument (the key, for
 /// every single-key command); a script call's slot is that of its first key.
+///
+/// Each group runs inside `MULTI`/`EXEC`, so a group runs all at once or not at all:
+/// redis-rs sends a cluster pipeline again as a whole when one reply in it is a
+/// redirection or a transient error (`ASK` while its slot migrates, `MOVED`, `TRYAGAIN`,
+/// `CLUSTERDOWN`), and without the transaction the commands that had run would run again
+/// (test `a_pipeline_runs_each_command_once_while_its_slot_migrates`). A command refused
+/// when queued (unknown command, wrong arity, keys of another slot, a redirection that
+/// outlasted the retries) fails its whole group with that error, and none of the group's
+/// commands ran; errors while running stay in place as above. `Err` with a timeout still
+/// means "unknown": redis-rs may send the group again after the timeout.
 #[derive(Default)]
 pub struct Pipeline {
     entries: Vec<Entry>,
@@ -473,7 +483,17 @@ impl Pipeline {
     /// first call of each script goes as `EVAL`, so no call answers `NOSCRIPT` unless
     /// the script cache is emptied while the pipeline runs (see [`Pipeline`]).
     async fn execute_group(&self, redis: &Redis, indices: &[usize]) -> Result<Vec<Value>> {
-        let mut pipe = redis::Pipeline::with_capacity(indices.len());
+        // On a cluster redis-rs sends a pipeline again as a whole when any reply in it is a
+        // redirection or a transient error (ASK while the slot migrates, MOVED, TRYAGAIN,
+        // CLUSTERDOWN, ...), so the commands that had run would run again (test
+        // `a_pipeline_runs_each_command_once_while_its_slot_migrates`). The group goes
+        // inside MULTI/EXEC there: a command refused when it is queued discards the whole
+        // transaction, so such a reply means nothing ran and sending it again is safe.
+        let transaction = redis.is_cluster();
+        let mut pipe = redis::Pipeline::with_capacity(indices.len() + 2);
+        if transaction {
+            pipe.add_command(redis::cmd("MULTI"));
+        }
         let mut loaded: Vec<&str> = Vec::new();
         for &i in indices {
             let entry = &self.entries[i];
@@ -487,9 +507,29 @@ impl Pipeline {
                 }
             }
         }
+        if transaction {
+            pipe.add_command(redis::cmd("EXEC"));
+        }
         pipe.ignore_errors();
         let mut conn = redis.conn();
-        Ok(pipe.query_async(&mut conn).await?)
+        let mut values: Vec<Value> = pipe.query_async(&mut conn).await?;
+        if !transaction {
+            return Ok(values);
+        }
+        match values.pop() {
+            Some(Value::Array(replies)) if replies.len() == indices.len() => Ok(replies),
+            exec => {
+                // discarded: none of the group's commands ran
+                let refused = values.into_iter().chain(exec).find_map(|v| match v {
+                    Value::ServerError(e) => Some(e),
+                    _ => None,
+                });
+                Err(match refused {
+                    Some(e) => Error::from(redis::RedisError::from(e)),
+                    None => Error::unexpected_reply("a pipeline's EXEC answered nothing"),
+                })
+            }
+        }
     }
 
     /// Sends the pipeline and converts the replies (a tuple or a `Vec`). The first failed
