@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 
 /// Why no address could be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,54 +29,108 @@ pub(crate) enum Node {
 }
 
 /// The `n`-th (1-based) `X-Forwarded-For` entry from the right, over every header line.
+/// Read as bytes from the right: what the client wrote further left (any bytes a header
+/// may hold) is never looked at, so it cannot make the header unusable.
 pub(crate) fn x_forwarded_for(headers: &HeaderMap, n: usize) -> Result<Node, Unusable> {
-    let mut entries = Vec::new();
-    for value in headers.get_all("x-forwarded-for") {
-        let Ok(line) = value.to_str() else {
-            return Err(Unusable::Unparsable(
-                "a non-ASCII X-Forwarded-For line".into(),
-            ));
-        };
-        entries.extend(line.split(',').map(str::trim));
+    let too_few = |entries| Unusable::TooFew {
+        entries,
+        trusted: n,
+    };
+    if n == 0 {
+        return Err(too_few(0));
     }
-    let entry = nth_from_right(&entries, n)?;
-    parse_ip(entry)
-        .map(Node::Ip)
-        .ok_or_else(|| Unusable::Unparsable(format!("X-Forwarded-For entry {entry:?}")))
+    let lines: Vec<&[u8]> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    let mut seen = 0;
+    for line in lines.iter().rev() {
+        for entry in line.rsplit(|&b| b == b',') {
+            seen += 1;
+            if seen == n {
+                let entry = String::from_utf8_lossy(entry.trim_ascii());
+                return parse_ip(&entry).map(Node::Ip).ok_or_else(|| {
+                    Unusable::Unparsable(format!("X-Forwarded-For entry {entry:?}"))
+                });
+            }
+        }
+    }
+    Err(too_few(seen))
 }
 
 /// The `for=` node of the `n`-th (1-based) `Forwarded` element from the right, over every
-/// header line.
+/// header line. Elements are split from the right, so only what the trusted proxies wrote
+/// is read: quotes that do not balance or bytes that are not ASCII further left (written
+/// by the client) cannot swallow or spoil the proxies' elements.
 pub(crate) fn forwarded(headers: &HeaderMap, n: usize) -> Result<Node, Unusable> {
-    let mut elements: Vec<Option<String>> = Vec::new();
-    for value in headers.get_all("forwarded") {
-        let Ok(line) = value.to_str() else {
-            return Err(Unusable::Unparsable("a non-ASCII Forwarded line".into()));
-        };
-        // A line whose quotes do not balance is refused as a whole: its last element
-        // could otherwise swallow what a proxy appended after it.
-        elements.extend(
-            elements_for(line)
-                .ok_or_else(|| Unusable::Unparsable(format!("Forwarded line {line:?}")))?,
-        );
+    let too_few = |entries| Unusable::TooFew {
+        entries,
+        trusted: n,
+    };
+    if n == 0 {
+        return Err(too_few(0));
     }
-    let element = nth_from_right(&elements, n)?;
-    let value = element
-        .as_deref()
-        .ok_or_else(|| Unusable::Unparsable("a Forwarded element without for=".into()))?;
-    parse_node(value).ok_or_else(|| Unusable::Unparsable(format!("Forwarded for={value:?}")))
+    let lines: Vec<&[u8]> = headers
+        .get_all("forwarded")
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    let mut seen = 0;
+    for line in lines.iter().rev() {
+        let mut end = line.len();
+        loop {
+            let start = element_start(&line[..end]);
+            seen += 1;
+            if seen == n {
+                let element = &line[start.ok_or_else(|| {
+                    Unusable::Unparsable("a Forwarded element whose quotes do not balance".into())
+                })?..end];
+                let text = std::str::from_utf8(element).map_err(|_| {
+                    Unusable::Unparsable("a Forwarded element that is not UTF-8".into())
+                })?;
+                let value = elements_for(text)
+                    .and_then(|mut e| e.pop().flatten())
+                    .ok_or_else(|| {
+                        Unusable::Unparsable(format!("a Forwarded element without for=: {text:?}"))
+                    })?;
+                return parse_node(&value)
+                    .ok_or_else(|| Unusable::Unparsable(format!("Forwarded for={value:?}")));
+            }
+            match start {
+                Some(start) if start > 0 => end = start - 1,
+                // the line's first element, or one that cannot be split further (it is
+                // left of every trusted element, or the header is short anyway)
+                _ => break,
+            }
+        }
+    }
+    Err(too_few(seen))
 }
 
-fn nth_from_right<T>(entries: &[T], n: usize) -> Result<&T, Unusable> {
-    entries
-        .len()
-        .checked_sub(n)
-        .filter(|_| n > 0)
-        .and_then(|i| entries.get(i))
-        .ok_or(Unusable::TooFew {
-            entries: entries.len(),
-            trusted: n,
-        })
+/// Where the last element of `s` starts: after the last comma outside a quoted string,
+/// found from the right (a quote preceded by an odd number of backslashes is escaped).
+/// `None` when a quoted string has no opening quote.
+fn element_start(s: &[u8]) -> Option<usize> {
+    let escaped = |i: usize| s[..i].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1;
+    let mut i = s.len();
+    while i > 0 {
+        i -= 1;
+        match s[i] {
+            b',' => return Some(i + 1),
+            b'"' => loop {
+                if i == 0 {
+                    return None;
+                }
+                i -= 1;
+                if s[i] == b'"' && !escaped(i) {
+                    break;
+                }
+            },
+            _ => {}
+        }
+    }
+    Some(0)
 }
 
 /// An address as proxies write it: `192.0.2.1`, `2001:db8::1`, with a port
@@ -97,18 +151,33 @@ fn parse_node(value: &str) -> Option<Node> {
     if let Some(ip) = parse_ip(value) {
         return Some(Node::Ip(ip));
     }
+    // "[" IPv6 "]" ":" obfuscated port (RFC 7239 section 6)
+    if let Some(rest) = value.strip_prefix('[') {
+        let (addr, port) = rest.split_once(']')?;
+        let ip: Ipv6Addr = addr.parse().ok()?;
+        return port
+            .strip_prefix(':')
+            .is_some_and(obfuscated)
+            .then_some(Node::Ip(ip.into()));
+    }
     // nodename [":" port]: what is left is an IPv4 address or an obfuscated name
     let name = value.split_once(':').map_or(value, |(name, _port)| name);
-    if let Some(rest) = name.strip_prefix('_') {
-        let ok = !rest.is_empty()
-            && rest
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        return ok.then(|| Node::Obfuscated(name.to_string()));
+    if name.starts_with('_') {
+        return obfuscated(name).then(|| Node::Obfuscated(name.to_string()));
     }
     name.parse::<std::net::Ipv4Addr>()
         .ok()
         .map(|ip| Node::Ip(ip.into()))
+}
+
+/// An obfuscated identifier: `_` followed by letters, digits, `.`, `_` or `-`.
+fn obfuscated(s: &str) -> bool {
+    s.strip_prefix('_').is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    })
 }
 
 /// The `for=` value (unquoted) of each element of one `Forwarded` line (`None` for an
@@ -173,7 +242,6 @@ pub(crate) fn ip_key(ip: IpAddr, prefix: u8) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     fn headers(name: &'static str, lines: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -292,9 +360,10 @@ mod tests {
     #[test]
     fn forwarded_spoofing_attempts_are_refused() {
         for (lines, n) in [
-            // an unterminated quote would swallow the proxy's element on the same line
-            (&["for=\"6.6.6.6, for=198.51.100.17"][..], 1),
-            (&["for=\"6.6.6.6\\\", for=198.51.100.17"][..], 1),
+            // the trusted element's own quote does not end (a client's unbalanced quote
+            // further left is ignored: what_the_client_writes_left_of_the_trusted_...)
+            (&["for=6.6.6.6, for=\"198.51.100.17"][..], 1),
+            (&["for=6.6.6.6, for=\"198.51.100.17\\\""][..], 1),
             // the trusted element says nothing usable
             (&["for=unknown"][..], 1),
             (&["for=6.6.6.6, by=203.0.113.43"][..], 1),
@@ -307,6 +376,84 @@ mod tests {
             assert!(
                 forwarded(&headers("forwarded", lines), n).is_err(),
                 "{lines:?} {n}"
+            );
+        }
+    }
+
+    fn raw(name: &'static str, lines: &[&[u8]]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for l in lines {
+            h.append(name, HeaderValue::from_bytes(l).unwrap());
+        }
+        h
+    }
+
+    /// What the client writes left of the trusted entries proves nothing and must change
+    /// nothing: bytes that are not visible ASCII (obs-text, allowed in header values) or
+    /// quotes that do not balance, on the proxy's line or a line of their own, made the
+    /// whole header unusable, so any client behind the proxies could move itself from its
+    /// own bucket to the shared one (`Unusable::SharedKey`) or get a 400 at will.
+    #[test]
+    fn what_the_client_writes_left_of_the_trusted_entries_changes_nothing() {
+        let client_parts: [&[u8]; 7] = [
+            b"\xff\xfe",
+            b"caf\xc3\xa9",
+            b"for=\"",
+            b"for=\"6.6.6.6\\\"",
+            b"for=\"a\\",
+            b"\"\"\"",
+            b"for=\"x\xff\"",
+        ];
+        for client in client_parts {
+            let same_line = [client, b", 203.0.113.9"].concat();
+            let h = raw("x-forwarded-for", &[&same_line]);
+            assert_eq!(x_forwarded_for(&h, 1), Ok(ip("203.0.113.9")), "{client:?}");
+            let h = raw("x-forwarded-for", &[client, b"203.0.113.9"]);
+            assert_eq!(x_forwarded_for(&h, 1), Ok(ip("203.0.113.9")), "{client:?}");
+
+            for (proxy, want) in [
+                (&b"for=198.51.100.17"[..], ip("198.51.100.17")),
+                (b"for=\"[2001:db8::1]:4711\";proto=https", ip("2001:db8::1")),
+            ] {
+                let same_line = [client, b", ", proxy].concat();
+                let h = raw("forwarded", &[&same_line]);
+                assert_eq!(forwarded(&h, 1), Ok(want.clone()), "{same_line:?}");
+                let h = raw("forwarded", &[client, proxy]);
+                assert_eq!(forwarded(&h, 1), Ok(want.clone()), "{client:?}");
+                // two proxies, the outer one's element read
+                let two = [client, b", ", proxy, b", for=192.0.2.1"].concat();
+                let h = raw("forwarded", &[&two]);
+                assert_eq!(forwarded(&h, 2), Ok(want), "{two:?}");
+            }
+        }
+        // the trusted entry itself must still be an address
+        let h = raw("x-forwarded-for", &[b"1.2.3.4, 203.0.113.\xff"]);
+        assert!(matches!(
+            x_forwarded_for(&h, 1),
+            Err(Unusable::Unparsable(_))
+        ));
+        let h = raw("forwarded", &[b"for=1.2.3.4, for=\"203.0.113.\xff\""]);
+        assert!(matches!(forwarded(&h, 1), Err(Unusable::Unparsable(_))));
+        let h = raw("forwarded", &[b"for=1.2.3.4, for=\"203.0.113.9"]);
+        assert!(matches!(forwarded(&h, 1), Err(Unusable::Unparsable(_))));
+    }
+
+    /// RFC 7239 section 6: a node's port may be obfuscated, after an IPv6 address too.
+    #[test]
+    fn an_obfuscated_port_after_an_ipv6_address_is_understood() {
+        let h = headers("forwarded", &["for=\"[2001:db8:cafe::17]:_p0rt\""]);
+        assert_eq!(forwarded(&h, 1), Ok(ip("2001:db8:cafe::17")));
+        let h = headers("forwarded", &["for=\"192.0.2.43:_p0rt\""]);
+        assert_eq!(forwarded(&h, 1), Ok(ip("192.0.2.43")));
+        for bad in [
+            "for=\"[2001:db8:cafe::17]:x\"",
+            "for=\"[2001:db8:cafe::17]x\"",
+            "for=\"[2001:db8:cafe::17]:_\"",
+            "for=\"[2001:db8:cafe::17]:_a/b\"",
+        ] {
+            assert!(
+                forwarded(&headers("forwarded", &[bad]), 1).is_err(),
+                "{bad}"
             );
         }
     }
