@@ -42,7 +42,10 @@
 --                        replies 0 (the old session was revoked while it was being
 --                        copied), or -1 when `epoch` is given and a 'take' ran since
 --                        (logged out everywhere). A login or a tower create passes its
---                        new handle twice.
+--                        new handle twice. A rotation passes its epoch as well: when
+--                        only its new handle left the index and no 'take' ran, the
+--                        old one goes to KEYS[3] too (the revocation was of this
+--                        session) and the reply is 2.
 --   'finish' old         after a rotation deleted the old session: 1 when `old` was
 --                        still indexed (and drops it); 0 when a revocation took it
 --                        meanwhile, so the rotation must end the new session too.
@@ -193,11 +196,20 @@ if op == 'commit' then
     settle()
     return -1
   end
-  if redis.call('ZSCORE', key, ARGV[2]) and redis.call('ZSCORE', key, ARGV[3]) then
+  local has_old = redis.call('ZSCORE', key, ARGV[2])
+  if has_old and redis.call('ZSCORE', key, ARGV[3]) then
     bump(ARGV[2])
     bump(ARGV[3])
     settle()
     return 1
+  end
+  if has_old and ARGV[4] and ARGV[2] ~= ARGV[3] then
+    -- a rotation's new handle was revoked or evicted (listed while the rotation ran),
+    -- and no logout everywhere (which might keep the old one) ran: that revocation
+    -- was of this session, so the old handle is revoked too
+    revoke({ ARGV[2] })
+    settle()
+    return 2
   end
   drop({ ARGV[3] })
   settle()

@@ -52,6 +52,9 @@ pub(crate) enum Commit {
     Revoked,
     /// The user was logged out everywhere since the move began.
     LoggedOut,
+    /// A rotation's new handle was revoked while it ran: its old handle is now in the
+    /// `revoking` set, and the caller ends that session too.
+    Ended,
 }
 
 /// A [`SessionStore`] on Redis.
@@ -265,6 +268,7 @@ impl RedisSessionStore {
         Ok(match int(&self.index(user, &args).await?)? {
             1 => Commit::Done,
             -1 => Commit::LoggedOut,
+            2 => Commit::Ended,
             _ => Commit::Revoked,
         })
     }
@@ -703,9 +707,11 @@ impl SessionStore for RedisSessionStore {
             let new_id = SessionId::generate()?;
             let new = new_id.handle();
             let user = session.user.clone();
+            let mut epoch = None;
             if let Some(user) = &user {
                 let deadline = format!("@{}", session.deadline_ms);
-                self.add_to_index(user, &new, &deadline, None, &[]).await?;
+                let added = self.add_to_index(user, &new, &deadline, None, &[]).await?;
+                epoch = added.map(|(_, e, _)| e);
             }
             crate::hooks::point("rotate:indexed", old.as_str()).await;
             let next = match self.copy_to(session, new_id, None, &marks).await {
@@ -718,13 +724,22 @@ impl SessionStore for RedisSessionStore {
                 }
             };
             crate::hooks::point("rotate:written", old.as_str()).await;
-            if let Some(user) = &user
-                && self.index_commit(user, &old, &new, None).await? != Commit::Done
-            {
-                // the commit already dropped the new handle from the index
-                self.delete_session(&new).await?;
-                tracing::debug!(session = old.short(), "rotation lost to a revocation");
-                return Err(Error::Unknown);
+            if let Some(user) = &user {
+                let commit = self
+                    .index_commit(user, &old, &new, epoch.as_deref())
+                    .await?;
+                if commit != Commit::Done {
+                    // the commit already dropped the new handle from the index
+                    self.delete_session(&new).await?;
+                    if commit == Commit::Ended {
+                        // the new handle was revoked: the revocation ends the session
+                        self.delete_session(&old).await?;
+                        self.confirm_revoked(user, std::slice::from_ref(&old))
+                            .await?;
+                    }
+                    tracing::debug!(session = old.short(), "rotation lost to a revocation");
+                    return Err(Error::Unknown);
+                }
             }
             crate::hooks::point("rotate:committed", old.as_str()).await;
             if !self.delete_session(&old).await? {
@@ -835,7 +850,7 @@ impl SessionStore for RedisSessionStore {
                         );
                         return Err(Error::Unknown);
                     }
-                    Commit::Revoked => {}
+                    Commit::Revoked | Commit::Ended => {}
                 }
             }
             let Some(next) = done else {

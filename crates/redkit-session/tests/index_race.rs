@@ -256,6 +256,49 @@ async fn a_dead_eviction_is_finished_by_the_next_login(a: Redis, b: Redis) {
     assert_eq!(listed[0].handle, third.handle());
 }
 
+/// A `revoke` of the new handle of a rotation under way (listed once its session is
+/// written): the revoke replies `true`, so the session it names must end, including
+/// the old id the rotation then falls back to.
+async fn a_revoke_of_the_new_handle_ends_the_rotating_session(a: Redis, b: Redis) {
+    let (one, two) = stores(&a, &b);
+    let user = redkit_testkit::prefix("revoke-new");
+    let mut session = one.create().await.unwrap();
+    one.login(&mut session, &user, ClientInfo::default())
+        .await
+        .unwrap();
+    let old = session.id().clone();
+    let mut written = hooks::pause("rotate:written", session.handle().as_str());
+    let rotating = tokio::spawn({
+        let one = one.clone();
+        async move {
+            let r = one.rotate(&mut session).await;
+            (r, session)
+        }
+    });
+    reached(&mut written, "rotate:written").await;
+    let listed = two.sessions_of(&user).await.unwrap();
+    assert_eq!(listed.len(), 2, "the old and the new handle");
+    let new = listed
+        .iter()
+        .find(|i| i.handle != old.handle())
+        .unwrap()
+        .handle
+        .clone();
+    assert!(two.revoke(&user, &new).await.unwrap());
+    written.resume();
+    let (result, after) = rotating.await.unwrap();
+    assert!(
+        matches!(result, Err(redkit_session::Error::Unknown)),
+        "{result:?}"
+    );
+    assert!(
+        two.load(&old).await.unwrap().is_none(),
+        "revoke(new handle) replied true and the session lives on under its old id"
+    );
+    assert!(two.load(after.id()).await.unwrap().is_none());
+    assert!(two.sessions_of(&user).await.unwrap().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn index_races_standalone() {
     let (a, b) = (redkit_testkit::redis().await, redkit_testkit::redis().await);
@@ -263,6 +306,7 @@ async fn index_races_standalone() {
     a_failed_move_leaves_a_parallel_move_marked(a.clone(), b.clone()).await;
     a_login_in_flight_does_not_outlive_logout_everywhere(a.clone(), b.clone()).await;
     a_dead_eviction_is_finished_by_the_next_login(a.clone(), b.clone()).await;
+    a_revoke_of_the_new_handle_ends_the_rotating_session(a.clone(), b.clone()).await;
     a_listing_during_a_move_never_unlists_the_session(a, b).await;
 }
 
@@ -274,5 +318,6 @@ async fn index_races_cluster() {
     a_failed_move_leaves_a_parallel_move_marked(a.clone(), b.clone()).await;
     a_login_in_flight_does_not_outlive_logout_everywhere(a.clone(), b.clone()).await;
     a_dead_eviction_is_finished_by_the_next_login(a.clone(), b.clone()).await;
+    a_revoke_of_the_new_handle_ends_the_rotating_session(a.clone(), b.clone()).await;
     a_listing_during_a_move_never_unlists_the_session(a, b).await;
 }
