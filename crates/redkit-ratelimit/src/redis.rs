@@ -92,9 +92,14 @@ struct Inner {
 /// cannot pass that cost or more before its `retry_after`, whatever else happens in this
 /// process, so these answers never admit too much. Bounded: when full, expired entries
 /// are dropped, and if none has expired new denials are not remembered.
+///
+/// `generation` counts this process's resets, rewards and blocks (each forgets before it
+/// is sent and again once answered): a denial is remembered only if none ran while its
+/// check was on its way, since Redis may have decided the check before that change.
 struct DenyCache {
     max: usize,
     entries: std::sync::Mutex<std::collections::HashMap<String, Denial>>,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 struct Denial {
@@ -127,12 +132,20 @@ impl DenyCache {
         Some(d)
     }
 
-    fn remember(&self, key: &str, cost: u64, d: &Decision) {
+    /// The generation to pass to [`DenyCache::remember`], read before a check is sent.
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn remember(&self, key: &str, cost: u64, d: &Decision, generation: u64) {
         let Some(retry) = d.retry_after.filter(|_| !d.allowed) else {
             return;
         };
         let now = std::time::Instant::now();
         let mut entries = self.lock();
+        if self.generation() != generation {
+            return;
+        }
         if entries.len() >= self.max && !entries.contains_key(key) {
             entries.retain(|_, e| e.until > now);
             if entries.len() >= self.max {
@@ -153,7 +166,10 @@ impl DenyCache {
     }
 
     fn forget(&self, key: &str) {
-        self.lock().remove(key);
+        let mut entries = self.lock();
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        entries.remove(key);
     }
 }
 
@@ -435,6 +451,7 @@ impl RedisRateLimiterBuilder {
                 denied: (self.deny_cache > 0).then(|| DenyCache {
                     max: self.deny_cache,
                     entries: Default::default(),
+                    generation: Default::default(),
                 }),
             }),
         })
@@ -501,19 +518,25 @@ async fn decide(
 #[async_trait]
 impl RateLimiter for RedisRateLimiter {
     async fn run(&self, requests: &[Request<'_>]) -> Result<Vec<Decision>> {
-        if let Some(cache) = &self.inner.denied {
-            // what this process changes on purpose, it sees at once
-            for r in requests {
-                if !matches!(r.op, Op::Check { .. } | Op::Peek) {
-                    cache.forget(r.key);
+        // what this process changes on purpose, it sees at once: forgotten before it is
+        // sent and again once answered, so a denial decided before it and answered after
+        // is not remembered either (see DenyCache)
+        let forget = || {
+            if let Some(cache) = &self.inner.denied {
+                for r in requests {
+                    if !matches!(r.op, Op::Check { .. } | Op::Peek) {
+                        cache.forget(r.key);
+                    }
                 }
             }
-        }
-        let results = match self
+        };
+        forget();
+        let sent = self
             .send(requests)
             .instrument(self.span(requests.len()))
-            .await
-        {
+            .await;
+        forget();
+        let results = match sent {
             Err(e) if e.is_store_failure() => return self.recover(e, requests).await,
             other => other?,
         };
@@ -555,9 +578,10 @@ impl RateLimiter for RedisRateLimiter {
             return Ok(d);
         }
         let request = Request::check(key, cost);
+        let generation = self.inner.denied.as_ref().map(DenyCache::generation);
         let result = self.send_one(&request).instrument(self.span(1)).await;
-        if let (Ok(d), Some(cache)) = (&result, &self.inner.denied) {
-            cache.remember(key, cost, d);
+        if let (Ok(d), Some(cache), Some(g)) = (&result, &self.inner.denied, generation) {
+            cache.remember(key, cost, d, g);
         }
         match result {
             Err(e) if e.is_store_failure() => {

@@ -113,3 +113,28 @@ async fn wait_on_memory_follows_the_clock_of_the_runtime() {
     let d = l.wait("k", 1, Duration::from_millis(10)).await.unwrap();
     assert!(!d.allowed);
 }
+
+/// A check sent before this process's own reset, and denied by Redis before the reset
+/// ran, came back after the reset had cleared the cache and was remembered: the key stayed
+/// denied in this process for the whole retry_after (an hour here) although Redis had
+/// been reset through this limiter, which the README says is seen at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denial_answered_across_a_reset_of_this_process_is_not_remembered() {
+    let (cached, other) = pair(100, Limit::fixed_window(1, HOUR)).await;
+    for round in 0..5 {
+        let k = redkit_testkit::prefix(&format!("across{round}"));
+        assert!(cached.check(&k, 1).await.unwrap().allowed);
+        // the check is queued first, so Redis decides it (denied) before the reset
+        let (denied, reset) = tokio::join!(cached.check(&k, 1), cached.reset(&k));
+        assert!(!denied.unwrap().allowed);
+        reset.unwrap();
+        assert!(
+            other.peek(&k).await.unwrap().allowed,
+            "round {round}: Redis was reset"
+        );
+        assert!(
+            cached.check(&k, 1).await.unwrap().allowed,
+            "round {round}: a stale denial answered after this process's reset"
+        );
+    }
+}
