@@ -81,8 +81,27 @@ impl Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_rotation_listing_and_logout_everywhere_over_http() {
     let redis = redkit_testkit::redis().await;
+    flow(&redis, std::slice::from_ref(&redis)).await;
+}
+
+/// The same app on a 3-master cluster (the example's handle is the cluster one; every
+/// node is searched for keys that hold a session id).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_runs_on_a_cluster() {
+    let cluster = redkit_testkit::Cluster::start();
+    let redis = cluster.redis().await;
+    let mut nodes = Vec::new();
+    for node in cluster.nodes() {
+        nodes.push(node.redis().await);
+    }
+    flow(&redis, &nodes).await;
+}
+
+/// Drives the example's app over HTTP on `redis`; `nodes` are standalone handles whose
+/// keys together are every key of the deployment.
+async fn flow(redis: &redkit::Redis, nodes: &[redkit::Redis]) {
     let prefix = redkit_testkit::prefix("web");
-    let app = example::app(example::store(&redis, &prefix));
+    let app = example::app(example::store(redis, &prefix));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -132,13 +151,17 @@ async fn login_rotation_listing_and_logout_everywhere_over_http() {
     );
 
     // no key, field name or value holds a session id
-    let keys: Vec<String> = redis
-        .query(cmd("KEYS").arg(format!("{prefix}:*")))
-        .await
-        .unwrap();
+    let mut keys: Vec<(&redkit::Redis, String)> = Vec::new();
+    for node in nodes {
+        let found: Vec<String> = node
+            .query(cmd("KEYS").arg(format!("{prefix}:*")))
+            .await
+            .unwrap();
+        keys.extend(found.into_iter().map(|k| (node, k)));
+    }
     assert!(keys.len() >= 3, "{keys:?}");
-    for key in &keys {
-        let dump: Vec<u8> = redis.query(cmd("DUMP").arg(key)).await.unwrap();
+    for (node, key) in &keys {
+        let dump: Vec<u8> = node.query(cmd("DUMP").arg(key)).await.unwrap();
         for id in &seen_ids {
             assert!(!key.contains(id.as_str()), "{key} holds a session id");
             let haystack = String::from_utf8_lossy(&dump);
