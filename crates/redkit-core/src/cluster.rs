@@ -61,7 +61,9 @@ pub(crate) async fn connect(
     let client = client_builder(config, nodes, ProtocolVersion::RESP2)?
         .build()
         .map_err(|e| Error::Config(e.to_string()))?;
-    let conn = client.get_async_connection().await?;
+    let mut conn = client.get_async_connection().await?;
+    let mut server = server;
+    server.maxmemory_policy = masters_policy(&mut conn, config).await;
     let manager = deadpool_redis::cluster::Manager::new(
         node_infos(config, nodes, ProtocolVersion::RESP2)?,
         false,
@@ -73,4 +75,49 @@ pub(crate) async fn connect(
         Pool::Cluster(pool),
         server,
     ))
+}
+
+/// The eviction policy of the cluster as a whole: the policy of a master that evicts keys
+/// if any does (the seed checked first is only one of the masters, and a lock or a job
+/// lives on whichever owns its slot), `noeviction` when every master says so, `None` when
+/// a master would not say.
+async fn masters_policy(
+    conn: &mut redis::cluster_async::ClusterConnection,
+    config: &RedisConfig,
+) -> Option<String> {
+    use redis::Value;
+    use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+    let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+    let mut info = redis::cmd("INFO");
+    info.arg("memory");
+    let replies = match tokio::time::timeout(
+        config.response_timeout,
+        conn.route_command(info, routing),
+    )
+    .await
+    {
+        Ok(Ok(Value::Map(replies))) => replies,
+        other => {
+            tracing::debug!(reply = ?other.map(|r| r.map(|_| ())), "INFO memory of the masters");
+            return None;
+        }
+    };
+    let mut all_noeviction = !replies.is_empty();
+    for (node, reply) in replies {
+        let text = match reply {
+            Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+            Value::VerbatimString { text, .. } => text,
+            Value::SimpleString(s) => s,
+            _ => String::new(),
+        };
+        match crate::handle::memory_policy(&text) {
+            Some(p) if p == "noeviction" => {}
+            Some(p) => {
+                tracing::warn!(node = ?node, policy = %p, "a cluster master may evict keys");
+                return Some(p);
+            }
+            None => all_noeviction = false,
+        }
+    }
+    all_noeviction.then(|| "noeviction".to_string())
 }

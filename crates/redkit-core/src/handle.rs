@@ -74,12 +74,16 @@ impl ServerInfo {
 
     /// Takes `maxmemory_policy` from the text of `INFO memory`.
     fn read_memory(&mut self, info: &str) {
-        self.maxmemory_policy = info
-            .lines()
-            .find_map(|l| l.strip_prefix("maxmemory_policy:"))
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty());
+        self.maxmemory_policy = memory_policy(info);
     }
+}
+
+/// `maxmemory_policy` in the text of `INFO memory`.
+pub(crate) fn memory_policy(info: &str) -> Option<String> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("maxmemory_policy:"))
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 fn parse_version(v: &str) -> Option<(u32, u32, u32)> {
@@ -218,10 +222,15 @@ impl Redis {
     /// `allow_eviction(true)` says the user accepts the risk. An unknown policy (the
     /// server would not answer `INFO memory`) passes, with a warning in the log.
     ///
-    /// The policy is the one the server had when this handle connected (on a cluster, the
-    /// first node that answered); a `CONFIG SET maxmemory-policy` after that is not seen.
+    /// The policy is the one the server had when this handle connected (on a cluster,
+    /// that of every master then: one evicting master is enough to refuse, test
+    /// `an_evicting_policy_on_any_cluster_master_is_refused`); a `CONFIG SET
+    /// maxmemory-policy` after that, or a master added later, is not seen.
     pub fn ensure_no_eviction(&self, pattern: &str, what_breaks: &str) -> Result<()> {
-        match (self.inner.server.evicts_keys(), &self.inner.server.maxmemory_policy) {
+        match (
+            self.inner.server.evicts_keys(),
+            &self.inner.server.maxmemory_policy,
+        ) {
             (Some(true), Some(policy)) => Err(Error::UnsupportedServer(format!(
                 "maxmemory-policy is `{policy}`: under memory pressure the server may evict \
                  {pattern} keys, and then {what_breaks}; set `maxmemory-policy noeviction` \

@@ -78,3 +78,33 @@ async fn a_server_that_hides_its_policy_is_treated_as_unknown() {
     // The admin handle saw the policy and refuses.
     assert!(admin.ensure_no_eviction("queue", "jobs vanish").is_err());
 }
+
+#[tokio::test]
+async fn an_evicting_policy_on_any_cluster_master_is_refused() {
+    // the first seed keeps noeviction; another master evicts
+    let cluster = redkit_testkit::Cluster::start();
+    let evicting = &cluster.nodes()[2];
+    assert!(
+        evicting
+            .cli(&["config", "set", "maxmemory-policy", "allkeys-lru"])
+            .contains("OK")
+    );
+    let redis = cluster.redis().await;
+    assert_eq!(
+        redis.server_info().maxmemory_policy.as_deref(),
+        Some("allkeys-lru")
+    );
+    let err = redis
+        .ensure_no_eviction("lock", "a second caller can take a held lock")
+        .unwrap_err();
+    assert!(matches!(err, Error::UnsupportedServer(_)), "{err:?}");
+
+    // every master with noeviction passes
+    evicting.cli(&["config", "set", "maxmemory-policy", "noeviction"]);
+    let redis = cluster.redis().await;
+    assert_eq!(
+        redis.server_info().maxmemory_policy.as_deref(),
+        Some("noeviction")
+    );
+    redis.ensure_no_eviction("lock", "two holders").unwrap();
+}
