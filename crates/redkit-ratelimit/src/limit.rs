@@ -148,7 +148,10 @@ impl Limit {
     }
 
     /// After a check is denied by this limit, deny every check of that key for `block`
-    /// (counted from the denial; the limit's state starts afresh afterwards).
+    /// (counted from the denial; the limit's state starts afresh afterwards). A block
+    /// shorter than [`Limit::full_window`] therefore admits a new full allowance each time
+    /// it ends: more than the limit per window. Use `block >= full_window()` to keep the
+    /// limit exact.
     pub fn block_for(mut self, block: Duration) -> Limit {
         self.block = block;
         self

@@ -269,3 +269,38 @@ async fn every_algorithm_matches_the_model_in_memory() {
     )
     .await;
 }
+
+/// The documented edge of `block_for` (README, "What a decision says"): a block ends with
+/// the limit's state afresh, so a block shorter than the window hands out a new full
+/// allowance each time it ends — more than the limit per window — while a block as long
+/// as the window keeps it exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_block_for_hands_out_a_new_allowance() {
+    let redis = redkit_testkit::redis().await;
+    let hour = Duration::from_secs(3600);
+    for limit in [
+        Limit::sliding_log(2, hour),
+        Limit::fixed_window(2, hour),
+        Limit::gcra(2, hour),
+    ] {
+        for (block, more) in [(Duration::from_millis(100), true), (hour, false)] {
+            let l = RedisRateLimiter::builder(redis.clone())
+                .prefix(redkit_testkit::prefix("rl-shortblock"))
+                .limit(limit.clone().block_for(block))
+                .build()
+                .unwrap();
+            let mut admitted = 0;
+            for _ in 0..3 {
+                for _ in 0..3 {
+                    admitted += usize::from(l.check("k", 1).await.unwrap().allowed);
+                }
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+            if more {
+                assert!(admitted > 2, "{limit:?} {block:?}: {admitted}");
+            } else {
+                assert_eq!(admitted, 2, "{limit:?} {block:?}");
+            }
+        }
+    }
+}
