@@ -8,8 +8,12 @@
 -- compared as decimal strings (length, then digits), exact over the whole range.
 -- Returns 1 when written, 0 when refused because a later holder exists, -1 when refused
 -- because the counter is behind the token or the stored value's token (the counter was
--- lost: evicted, or a restart or failover without it); the counter is then raised to the
--- larger of the two, so the next acquisition's token is above every token seen here.
+-- lost: evicted, or a restart or failover without it); the counter is then raised one
+-- past the larger of the two, so no token seen here (the writer's own, whose holder may
+-- have expired, or the stored one's) is ever the highest issued again, and the next
+-- acquisition's token is above all of them. At the largest integer the counter is set to
+-- one past it as a string: every write is refused and acquisitions answer that the
+-- counter cannot be incremented.
 local function less(a, b)
   return #a < #b or (#a == #b and a < b)
 end
@@ -31,6 +35,9 @@ if less(issued, token) or less(issued, seen) then
     top = seen
   end
   redis.call('SET', KEYS[2], top)
+  if type(redis.pcall('INCR', KEYS[2])) == 'table' then
+    redis.call('SET', KEYS[2], '9223372036854775808')
+  end
   return -1
 end
 redis.call('HSET', KEYS[1], 'token', token, 'value', ARGV[2])

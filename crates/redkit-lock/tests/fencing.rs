@@ -202,10 +202,10 @@ async fn fenced_writes_compare_tokens_exactly_and_repair_a_lost_counter() {
         .unwrap();
     assert_eq!(
         g.fencing_token(),
-        4,
-        "the refused write raised the counter past 3"
+        5,
+        "the refused write raised the counter past 3 (to 4: token 3 is never the highest again)"
     );
-    assert!(value.write("w", 4, b"new").await.unwrap());
+    assert!(value.write("w", 5, b"new").await.unwrap());
     g.release().await.unwrap();
 }
 
@@ -268,4 +268,135 @@ fn a_fence_gate_refuses_a_holder_once_a_newer_one_entered() {
     assert!(!gate.admit(592), "A's write after B entered");
     assert!(gate.admit(593));
     assert_eq!(gate.highest(), 593);
+}
+
+/// A lost counter repaired by a refused write must not hand the repaired value back to a
+/// holder that already has it: the counter is raised *past* every token seen, so a paused
+/// holder whose write triggered the repair (or whose token was the stored one) is refused
+/// when it tries again, while the current holder's lock is held.
+#[tokio::test]
+async fn a_counter_repair_never_lets_an_old_holder_write() {
+    let redis = testkit::redis().await;
+    let prefix = testkit::prefix("fence-repair");
+    let locks = RedisLock::builder(redis.clone())
+        .prefix(&prefix)
+        .build()
+        .unwrap();
+    let value = FencedValue::new(&locks).unwrap();
+    let counter = |r: &str| format!("{prefix}:lock:{{{r}}}:fence");
+
+    // 1. The stale holder's own write repairs the counter, then it retries.
+    let _: () = redis
+        .query(redis::cmd("SET").arg(counter("x")).arg(10))
+        .await
+        .unwrap();
+    let a = locks
+        .try_acquire("x", Duration::from_millis(200))
+        .await
+        .unwrap()
+        .unwrap();
+    let a_token = a.fencing_token();
+    assert_eq!(a_token, 11);
+    // A is paused past its TTL; the counter is lost; B acquires with token 1
+    let _: () = redis
+        .query(redis::cmd("DEL").arg(counter("x")))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b = locks
+        .try_acquire("x", Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("A's lock expired");
+    assert_eq!(b.fencing_token(), 1);
+    assert!(
+        !value.write("x", a_token, b"stale 1").await.unwrap(),
+        "A's first write: the counter is behind it"
+    );
+    assert!(
+        !value.write("x", a_token, b"stale 2").await.unwrap(),
+        "A's retry while B holds the lock must be refused too"
+    );
+    assert_eq!(value.read("x").await.unwrap(), None);
+    b.release().await.unwrap();
+
+    // 2. The current holder's write repairs the counter from the stored token; the holder
+    //    that wrote the stored token (now expired) writes again.
+    let old = locks
+        .try_acquire("y", Duration::from_millis(200))
+        .await
+        .unwrap()
+        .unwrap();
+    let _: () = redis
+        .query(redis::cmd("SET").arg(counter("y")).arg(7))
+        .await
+        .unwrap();
+    old.release().await.unwrap();
+    let old = locks
+        .try_acquire("y", Duration::from_millis(200))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.fencing_token(), 8);
+    assert!(value.write("y", 8, b"by 8").await.unwrap());
+    let _: () = redis
+        .query(redis::cmd("DEL").arg(counter("y")))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let new = locks
+        .try_acquire("y", Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("the old lock expired");
+    assert_eq!(new.fencing_token(), 1);
+    assert!(!value.write("y", 1, b"by 1").await.unwrap());
+    assert!(
+        !value.write("y", 8, b"stale 8").await.unwrap(),
+        "the expired holder of token 8 must not write while token 1's holder holds the lock"
+    );
+    assert_eq!(value.read("y").await.unwrap(), Some((8, b"by 8".to_vec())));
+    new.release().await.unwrap();
+    let next = locks
+        .try_acquire("y", Duration::from_secs(10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(next.fencing_token() > 8);
+    assert!(
+        value
+            .write("y", next.fencing_token(), b"next")
+            .await
+            .unwrap()
+    );
+    next.release().await.unwrap();
+
+    // 3. A repair at the largest token: nothing can be the highest any more, every write is
+    //    refused and acquisitions answer that the counter cannot be incremented.
+    let _: () = redis
+        .query(
+            redis::cmd("HSET")
+                .arg(format!("{prefix}:lock:{{z}}:fenced"))
+                .arg("token")
+                .arg(i64::MAX)
+                .arg("value")
+                .arg("max"),
+        )
+        .await
+        .unwrap();
+    assert!(!value.write("z", 1, b"one").await.unwrap());
+    assert!(
+        !value
+            .write("z", i64::MAX as u64, b"max again")
+            .await
+            .unwrap()
+    );
+    let err = locks
+        .try_acquire("z", Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, redkit_lock::Error::Unusable { .. }),
+        "{err:?}"
+    );
 }
