@@ -191,7 +191,19 @@ impl Acked {
         };
         let replies: Vec<Value> =
             match tokio::time::timeout(limit, pipe.query_async(&mut conn.inner)).await {
-                Ok(r) => r.map_err(redkit_core::Error::from)?,
+                Ok(Ok(replies)) => replies,
+                Ok(Err(e)) => {
+                    // the link failed after the script may have run (a cut while the wait
+                    // blocks): the caller gets an error, so undo, owner-checked
+                    crate::redis::release_in_background(
+                        &self.redis,
+                        self.release,
+                        self.release_keys.clone(),
+                        self.token.clone(),
+                        self.channel.clone(),
+                    );
+                    return Err(Error::Core(redkit_core::Error::from(e)));
+                }
                 Err(_) => {
                     // the script may have run: undo, owner-checked
                     crate::redis::release_in_background(

@@ -214,3 +214,59 @@ async fn measure_the_cost_of_waiting_for_a_replica() {
         );
     }
 }
+
+/// The connection is cut while `WAIT` blocks (after the acquire script ran): the caller
+/// gets an error, so the hold taken for it must be released, not left for its TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_cut_during_the_wait_leaves_nothing_held() {
+    let (master, replica) = master_and_replica();
+    let observer = connect(&master).await;
+    let proxy = redkit_testkit::Proxy::start(&master.addr()).await;
+    let through_proxy = Redis::from_config(master.config().url(proxy.url()).build().unwrap())
+        .await
+        .unwrap();
+    let locks = Arc::new(
+        RedisLock::builder(through_proxy)
+            .prefix("acked-cut")
+            .wait_for_replicas(1, Duration::from_secs(3))
+            .build()
+            .unwrap(),
+    );
+    replica.pause();
+    let task = {
+        let locks = Arc::clone(&locks);
+        tokio::spawn(async move { locks.try_acquire("cut", Duration::from_secs(30)).await })
+    };
+    // the script has run and WAIT blocks on the paused replica
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let held: i64 = observer
+            .query(redis::cmd("EXISTS").arg("acked-cut:lock:{cut}"))
+            .await
+            .unwrap();
+        if held == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the acquisition never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    proxy.cut();
+    let answer = task.await.unwrap();
+    assert!(answer.is_err(), "{answer:?}");
+    replica.resume();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let held: i64 = observer
+            .query(redis::cmd("EXISTS").arg("acked-cut:lock:{cut}"))
+            .await
+            .unwrap();
+        if held == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "held for a caller who got an error (the connection was cut during WAIT)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
