@@ -1,6 +1,7 @@
 //! Every algorithm, alone and several on one key, with blocks after denials, against a
 //! reference model: random batches mixing checks of any cost, penalties, rewards larger
-//! than what was consumed, peeks, blocks and resets on two keys (each key several times
+//! than what was consumed (up to 2^40), penalties beyond the capacity (up to 2^40),
+//! peeks, blocks and resets on two keys (each key several times
 //! per batch), on Redis (standalone and cluster) and in memory. Windows and periods are
 //! months long, so nothing refills or slides out during the test and the model needs no
 //! clock.
@@ -167,8 +168,10 @@ fn random_batch(rng: &mut fastrand::Rng, max_cost: u64) -> Vec<(usize, Step)> {
         .map(|_| {
             let step = match rng.u8(0..40) {
                 0..=21 => Step::Check(rng.u64(1..=max_cost)),
-                22..=28 => Step::Reward(rng.u64(1..=2 * max_cost)),
-                29..=34 => Step::Penalty(rng.u64(1..=max_cost)),
+                22..=27 => Step::Reward(rng.u64(1..=2 * max_cost)),
+                28 => Step::Reward(1 << 40),
+                29..=33 => Step::Penalty(rng.u64(1..=3 * max_cost)),
+                34 => Step::Penalty(1 << 40),
                 35..=37 => Step::Peek,
                 38 => Step::Block,
                 _ => Step::Reset,
