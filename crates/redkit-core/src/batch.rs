@@ -102,7 +102,8 @@ impl<Req: Send + 'static, Resp: Send + 'static> Coalescer<Req, Resp> {
     /// gone go there; a caller who went away before its batch was launched was never sent
     /// (see the module docs), and a failed batch's errors are dropped. `f` runs on the
     /// batching task or in the dropping caller's `drop`, so it must not block: spawn any
-    /// follow-up work.
+    /// follow-up work. A panic in `f` on the batching task is caught and logged (test
+    /// `a_panicking_orphan_handler_does_not_stop_the_coalescer`).
     pub fn on_orphan(mut self, f: impl Fn(Resp) + Send + Sync + 'static) -> Self {
         self.orphan = Some(Arc::new(f));
         self
@@ -322,7 +323,13 @@ impl<Resp> Delivery<Resp> {
                     if let Err(Ok(answer)) = waiter.send(Ok(answer))
                         && let Some(orphan) = orphan
                     {
-                        orphan(answer);
+                        // a panicking handler must not end the batching task (every
+                        // later call would fail) nor keep the other answers from
+                        // their callers
+                        let undone = std::panic::catch_unwind(AssertUnwindSafe(|| orphan(answer)));
+                        if undone.is_err() {
+                            tracing::error!("a Coalescer on_orphan handler panicked");
+                        }
                     }
                 }
             }
@@ -708,6 +715,26 @@ mod tests {
         // ... and later calls still work
         gate.add_permits(1);
         assert_eq!(c.call(2).await.unwrap(), 102);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_panicking_orphan_handler_does_not_stop_the_coalescer() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let c = Arc::new(gated(&gate, &log).on_orphan(|answer| {
+            panic!("the orphan handler panics on {answer}");
+        }));
+        // 1's caller goes away while its batch is on the server
+        let mut gone = Box::pin(c.call(1));
+        assert!(poll_once(gone.as_mut()).await);
+        until(|| log.lock().unwrap().len() == 1).await;
+        drop(gone);
+        gate.add_permits(1);
+        // the answer went to the handler, which panicked on the batching task; later
+        // calls are still answered
+        gate.add_permits(1);
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), c.call(2)).await;
+        assert_eq!(next.expect("no answer").unwrap(), 102);
     }
 
     #[tokio::test]
