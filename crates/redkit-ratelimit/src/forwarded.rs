@@ -98,10 +98,15 @@ pub(crate) fn forwarded(headers: &HeaderMap, n: usize) -> Result<Node, Unusable>
                     .ok_or_else(|| Unusable::Unparsable(format!("Forwarded for={value:?}")));
             }
             match start {
-                Some(start) if start > 0 => end = start - 1,
-                // the line's first element, or one that cannot be split further (it is
-                // left of every trusted element, or the header is short anyway)
-                _ => break,
+                Some(0) => break, // the line's first element
+                Some(start) => end = start - 1,
+                // a trusted element whose quotes do not balance: nothing further left
+                // can be placed
+                None => {
+                    return Err(Unusable::Unparsable(
+                        "a Forwarded element whose quotes do not balance".into(),
+                    ));
+                }
             }
         }
     }
@@ -436,6 +441,9 @@ mod tests {
         assert!(matches!(forwarded(&h, 1), Err(Unusable::Unparsable(_))));
         let h = raw("forwarded", &[b"for=1.2.3.4, for=\"203.0.113.9"]);
         assert!(matches!(forwarded(&h, 1), Err(Unusable::Unparsable(_))));
+        // nor can an element be placed left of a trusted one that does not balance
+        let h = raw("forwarded", &[b"for=1.2.3.4", b"for=5.6.7.8, by=\"x"]);
+        assert!(matches!(forwarded(&h, 3), Err(Unusable::Unparsable(_))));
     }
 
     /// RFC 7239 section 6: a node's port may be obfuscated, after an IPv6 address too.
