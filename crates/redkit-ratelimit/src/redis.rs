@@ -540,6 +540,9 @@ impl RateLimiter for RedisRateLimiter {
             Err(e) if e.is_store_failure() => return self.recover(e, requests).await,
             other => other?,
         };
+        if results.iter().all(Result::is_ok) {
+            return results.into_iter().collect();
+        }
         // Only the requests whose store call failed go to the OnError policy: the others
         // were decided by Redis (on a cluster, by another slot's call), and a denial there
         // must stay a denial, neither opened nor decided again by the insurance.
