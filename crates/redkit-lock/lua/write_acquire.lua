@@ -24,6 +24,9 @@ local function busy(ms)
   end
   return {0, ms}
 end
+-- validate before the first write: a wrong type at the waiting set fails here (ZCARD is
+-- a read), not at the ZREM after the writer key was set and the counter incremented
+redis.call('ZCARD', KEYS[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
 if last[2] then

@@ -222,12 +222,17 @@ impl Acked {
         let [answer, acks]: [Value; 2] = replies.try_into().map_err(|r: Vec<Value>| {
             redkit_core::Error::unexpected_reply(format!("{} replies to a pipeline of 2", r.len()))
         })?;
-        let (status, n): (i64, i64) = redis::from_redis_value(answer).map_err(|e| {
-            Error::Core(redkit_core::Error::from_script(
-                self.script.name(),
-                e.into(),
-            ))
-        })?;
+        let (status, n): (i64, i64) = match redis::from_redis_value(answer) {
+            Ok(answer) => answer,
+            Err(e) => {
+                // a script that failed partway may have written: undo, owner-checked
+                self.undo().await;
+                return Err(Error::Core(redkit_core::Error::from_script(
+                    self.script.name(),
+                    e.into(),
+                )));
+            }
+        };
         if status != 1 {
             return Ok((status, n));
         }

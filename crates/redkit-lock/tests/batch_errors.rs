@@ -145,3 +145,46 @@ async fn an_unusable_counter_leaves_no_hold_of_any_kind() {
     let err = locks.write().try_acquire("w", TTL).await.unwrap_err();
     assert!(matches!(err, Error::Unusable { .. }), "{err:?}");
 }
+
+/// A wrong type at the waiting writers' key: the write-acquire script must fail before it
+/// writes anything (its last step, clearing the caller's intent, used to come after the
+/// writer key was set and the counter incremented: the script then failed with the lock
+/// held and the token spent). Run as `EVAL` so no client-side clean-up hides it.
+#[tokio::test]
+async fn write_acquire_with_a_bad_waiting_set_writes_nothing() {
+    let redis = testkit::redis().await;
+    let prefix = testkit::prefix("waiting-wrongtype");
+    let writer = format!("{prefix}:rw:{{r}}:writer");
+    let readers = format!("{prefix}:rw:{{r}}:readers");
+    let fence = format!("{prefix}:rw:{{r}}:fence");
+    let waiting = format!("{prefix}:rw:{{r}}:writers-waiting");
+    let _: () = redis
+        .query(redis::cmd("SET").arg(&waiting).arg("not a set"))
+        .await
+        .unwrap();
+    for intent in [0, 3000] {
+        let answer: redkit_core::Result<Vec<i64>> = redis
+            .query(
+                redis::cmd("EVAL")
+                    .arg(include_str!("../lua/write_acquire.lua"))
+                    .arg(4)
+                    .arg(&writer)
+                    .arg(&readers)
+                    .arg(&fence)
+                    .arg(&waiting)
+                    .arg("owner")
+                    .arg(10_000)
+                    .arg(intent),
+            )
+            .await;
+        assert!(answer.is_err(), "intent {intent}: {answer:?}");
+        assert!(
+            !exists(&redis, &writer).await,
+            "intent {intent}: writer key left held"
+        );
+        assert!(
+            !exists(&redis, &fence).await,
+            "intent {intent}: a token was spent"
+        );
+    }
+}
