@@ -34,12 +34,10 @@ struct State {
     logs: HashMap<u16, Log>,
 }
 
-/// A write-behind log: what a Redis stream with one consumer group and a lease holds.
+/// A write-behind log: what its Redis stream, lease and dead letters hold.
 #[derive(Debug, Default)]
 struct Log {
     records: BTreeMap<Version, Write>,
-    /// Records up to here were delivered (pending until acknowledged).
-    delivered: Option<Version>,
     last: Option<Version>,
     lease: Option<(String, u64)>,
     dead: Vec<DeadWrite>,
@@ -359,46 +357,10 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn read_log(
-        &self,
-        shard: u16,
-        token: &str,
-        ttl: Duration,
-        count: usize,
-        _tidy: bool,
-    ) -> Result<Option<Vec<Write>>> {
-        let now = self.now_ms();
+    async fn read_log(&self, shard: u16, count: usize) -> Result<Vec<Write>> {
         let mut state = self.state();
         let log = state.logs.entry(shard).or_default();
-        match &mut log.lease {
-            Some((t, at)) if *at > now && t == token => *at = now.saturating_add(ms(ttl)),
-            _ => return Ok(None),
-        }
-        // delivered and never acknowledged first (whoever read them), then new ones
-        if let Some(d) = log.delivered {
-            let pending: Vec<Write> = log
-                .records
-                .range(..=d)
-                .take(count)
-                .map(|(_, w)| w.clone())
-                .collect();
-            if !pending.is_empty() {
-                return Ok(Some(pending));
-            }
-        }
-        let from = log
-            .delivered
-            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
-        let out: Vec<Write> = log
-            .records
-            .range((from, std::ops::Bound::Unbounded))
-            .take(count)
-            .map(|(_, w)| w.clone())
-            .collect();
-        if let Some(v) = out.last().and_then(|w| w.version) {
-            log.delivered = Some(v);
-        }
-        Ok(Some(out))
+        Ok(log.records.values().take(count).cloned().collect())
     }
 
     async fn settle(

@@ -38,14 +38,8 @@ static BEHIND: LazyLock<Script> =
     LazyLock::new(|| Script::new("cache_behind", include_str!("../lua/behind.lua")));
 static LEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new("cache_lease", include_str!("../lua/lease.lua")));
-static READ: LazyLock<Script> =
-    LazyLock::new(|| Script::new("cache_read", include_str!("../lua/read.lua")));
 static SETTLE: LazyLock<Script> =
     LazyLock::new(|| Script::new("cache_settle", include_str!("../lua/settle.lua")));
-
-/// The consumer group of the write-behind logs. Each flusher reads as its own consumer
-/// (named by its lease token) and claims what earlier readers left pending.
-const GROUP: &str = "flush";
 
 /// The keys of one write-behind shard: its hash tag (shared by the shard's entries), the
 /// log, the flush lease and the dead letters.
@@ -707,48 +701,36 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn read_log(
-        &self,
-        shard: u16,
-        token: &str,
-        ttl: Duration,
-        count: usize,
-        tidy: bool,
-    ) -> Result<Option<Vec<Write>>> {
-        let s = self.shard_at(shard)?;
-        let reply: Option<(Vec<Value>, Vec<String>)> = READ
-            .call()
-            .key(s.log.as_str())
-            .key(s.owner.as_str())
-            .arg(token)
-            .arg(ms(ttl))
-            .arg(GROUP)
-            .arg(count)
-            .arg(if tidy { "1" } else { "0" })
-            .invoke(&self.redis)
+    async fn read_log(&self, shard: u16, count: usize) -> Result<Vec<Write>> {
+        let log = &self.shard_at(shard)?.log;
+        let range: StreamRangeReply = self
+            .redis
+            .query(
+                cmd("XRANGE")
+                    .arg(log.as_str())
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(count),
+            )
             .await?;
-        let Some((entries, mut gone)) = reply else {
-            return Ok(None);
-        };
-        let mut out = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let (id, fields): (String, Option<HashMap<String, Value>>) =
-                from_redis_value(entry).map_err(|_| unexpected("log record"))?;
-            let version = Version::parse(&id).ok_or_else(|| unexpected("log record id"))?;
-            match fields.as_ref().and_then(record) {
+        let mut out = Vec::with_capacity(range.ids.len());
+        let mut gone = Vec::new();
+        for entry in range.ids {
+            let version = Version::parse(&entry.id).ok_or_else(|| unexpected("log record id"))?;
+            match record(&entry.map) {
                 Some((key, value)) => out.push(Write::new(key, value, Some(version))),
-                // deleted from the log while pending (by hand, or Redis 6.2's XAUTOCLAIM
-                // reply for a deleted record): nothing to flush
-                None => gone.push(id),
+                // not a write (added by hand): nothing to flush
+                None => gone.push(entry.id),
             }
         }
         if !gone.is_empty() {
             let _: i64 = self
                 .redis
-                .query(cmd("XACK").arg(s.log.as_str()).arg(GROUP).arg(&gone))
+                .query(cmd("XDEL").arg(log.as_str()).arg(&gone))
                 .await?;
         }
-        Ok(Some(out))
+        Ok(out)
     }
 
     async fn settle(
@@ -765,7 +747,7 @@ impl Store for RedisStore {
             .key(s.owner.as_str())
             .key(s.dead.as_str())
             .arg(token)
-            .arg(GROUP)
+            .arg("")
             .arg(done.len());
         for v in done {
             call = call.arg(v.to_string());
@@ -886,7 +868,7 @@ mod tests {
     fn every_script_names_its_keys_and_stays_in_one_slot() {
         for s in [
             &*SET, &*FILL, &*BEGIN, &*ABANDON, &*UNLOCK, &*DELETE, &*TAG, &*BUMP, &*BEHIND,
-            &*LEASE, &*READ, &*SETTLE,
+            &*LEASE, &*SETTLE,
         ] {
             assert!(s.code().starts_with("-- KEYS["), "{}", s.name());
         }
@@ -922,7 +904,7 @@ mod tests {
         for one in [&*TAG, &*BUMP, &*UNLOCK, &*LEASE] {
             assert!(!one.code().contains("KEYS[2]"), "{}", one.name());
         }
-        for two in [&*BEGIN, &*ABANDON, &*READ] {
+        for two in [&*BEGIN, &*ABANDON] {
             assert!(!two.code().contains("KEYS[3]"), "{}", two.name());
         }
         assert!(!FILL.code().contains("KEYS[4]") && !SETTLE.code().contains("KEYS[4]"));

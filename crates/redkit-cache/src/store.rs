@@ -106,21 +106,16 @@ pub(crate) trait Store: Send + Sync + fmt::Debug + 'static {
         token: &str,
         ttl: Duration,
     ) -> impl Future<Output = Result<bool>> + Send;
-    /// Up to `count` records of a shard's log in version order, only while `token` holds
-    /// the lease (renewed for `ttl` in the same step; `None` when it does not): records
-    /// delivered earlier and never acknowledged, by any reader, first; only when there
-    /// are none, records not delivered yet. With `tidy`, forgets earlier readers that
-    /// hold nothing.
+    /// The first `count` records of a shard's log, in version order. The log holds only
+    /// records not flushed yet (settling deletes them), so a read changes nothing: a
+    /// flusher that lost its lease may read, and what it read stays for the next owner.
     fn read_log(
         &self,
         shard: u16,
-        token: &str,
-        ttl: Duration,
         count: usize,
-        tidy: bool,
-    ) -> impl Future<Output = Result<Option<Vec<crate::Write>>>> + Send;
-    /// Acknowledges records (removing them from the log) and keeps the dead ones in the
-    /// dead letters, only while `token` holds the shard's lease; false when it does not.
+    ) -> impl Future<Output = Result<Vec<crate::Write>>> + Send;
+    /// Deletes handled records from the log and keeps the dead ones in the dead letters,
+    /// only while `token` holds the shard's lease; false when it does not.
     fn settle(
         &self,
         shard: u16,

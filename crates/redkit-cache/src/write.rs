@@ -118,9 +118,9 @@ impl fmt::Debug for WriterRef {
 
 /// Options of write-behind: batching, retries, sharding of the log and the flusher.
 ///
-/// Writes go to the cache and to a durable log in Redis (one stream per shard, read
-/// through a consumer group) in one script; the flusher hands them to the [`Writer`] in
-/// batches, coalesced to the newest write per key, and acknowledges them only after the
+/// Writes go to the cache and to a durable log in Redis (one stream per shard, holding
+/// the records not flushed yet) in one script; the flusher hands them to the [`Writer`]
+/// in batches, coalesced to the newest write per key, and deletes them only after the
 /// writer returned. One flusher at a time owns a shard (a lease), so writes reach the
 /// writer in version order per key.
 #[derive(Debug, Clone, Copy)]
@@ -304,8 +304,6 @@ pub(crate) fn start<S: Store>(core: &Arc<Core<S>>, options: WriteBehind) -> Flus
 #[derive(Debug, Clone, Copy, Default)]
 struct Shard {
     held: bool,
-    /// The group's other consumers (earlier owners) that hold nothing were deleted.
-    tidied: bool,
 }
 
 async fn run<S: Store>(
@@ -359,35 +357,25 @@ async fn pass<S: Store>(
     i: u16,
     shard: &mut Shard,
 ) -> Result<bool> {
-    // a held lease is checked and renewed by the read itself
+    let renewed_at = std::time::Instant::now();
+    if !core.store.lease(i, token, options.lease).await? {
+        *shard = Shard::default();
+        return Ok(false);
+    }
     if !shard.held {
-        if !core.store.lease(i, token, options.lease).await? {
-            return Ok(false);
-        }
         tracing::debug!(shard = i, "write-behind shard taken over");
         shard.held = true;
     }
     pause!(core.config, "flusher:before-read");
-    let read_at = std::time::Instant::now();
-    // the read checks and renews the lease in the same step, and claims whatever any
-    // earlier reader left unacknowledged before it reads anything new
-    let Some(records) = core
-        .store
-        .read_log(i, token, options.lease, options.batch, !shard.tidied)
-        .await?
-    else {
-        pause!(core.config, "flusher:after-read");
-        tracing::warn!(shard = i, "write-behind lease lost before a read");
-        *shard = Shard::default();
-        return Ok(false);
-    };
+    // the log holds only what is not flushed yet: a read delivers nothing to anyone, so
+    // what a flusher read and did not settle is simply read again by the next owner
+    let records = core.store.read_log(i, options.batch).await?;
     pause!(core.config, "flusher:after-read");
-    shard.tidied = true;
     if records.is_empty() {
         return Ok(false);
     }
     pause!(core.config, "flusher:before-write");
-    if !flush(core, options, token, i, records, read_at).await? {
+    if !flush(core, options, token, i, records, renewed_at).await? {
         tracing::warn!(shard = i, "write-behind lease lost during a flush");
         *shard = Shard::default();
         return Ok(false);
@@ -456,7 +444,7 @@ async fn flush<S: Store>(
     token: &str,
     i: u16,
     records: Vec<Write>,
-    read_at: std::time::Instant,
+    renewed_at: std::time::Instant,
 ) -> Result<bool> {
     let Some(writer) = core.writer() else {
         return Ok(true);
@@ -479,7 +467,7 @@ async fn flush<S: Store>(
         options,
         token,
         i,
-        attempt(core, writer, options, token, i, &batch, read_at),
+        attempt(core, writer, options, token, i, &batch, renewed_at),
     )
     .await;
     let dead = match tried {
@@ -551,7 +539,7 @@ async fn call(writer: &Arc<dyn Writer>, batch: &[Write]) -> std::result::Result<
 
 /// Calls the writer up to `attempts` times with exponential backoff and jitter, each
 /// call right after a renewal of the lease: the first one, when it comes within a
-/// quarter of the lease of the read, after the read's own renewal; the others after
+/// quarter of the lease of the pass's renewal, after that one; the others after
 /// [`fenced`]'s.
 async fn attempt<S: Store>(
     core: &Core<S>,
@@ -560,14 +548,14 @@ async fn attempt<S: Store>(
     token: &str,
     i: u16,
     batch: &[Write],
-    read_at: std::time::Instant,
+    renewed_at: std::time::Instant,
 ) -> Tried {
     let mut pause = options.backoff.min(MAX_BACKOFF);
     let mut n: u32 = 1;
     loop {
-        // the read renewed the lease in its own step: a first call made soon after it
+        // the pass renewed the lease just before the read: a first call made soon after
         // needs no other renewal (one that comes late, after a pause, does)
-        let tried = if n == 1 && read_at.elapsed() < options.lease / 4 {
+        let tried = if n == 1 && renewed_at.elapsed() < options.lease / 4 {
             Some(call(writer, batch).await)
         } else {
             fenced(core, options, token, i, writer, batch).await
