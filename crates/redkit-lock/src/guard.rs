@@ -236,8 +236,11 @@ impl LockGuard {
     pub async fn release(mut self) -> Result<bool> {
         self.stop();
         let inner = &self.lease.inner;
+        let released = self.backend.release(&inner.resource, &inner.token).await;
+        // only now: a release future dropped before its call went out (a batch not yet
+        // sent skips callers who left) leaves the guard to release on drop, owner-checked
         self.released = true;
-        self.backend.release(&inner.resource, &inner.token).await
+        released
     }
 
     fn stop(&mut self) {

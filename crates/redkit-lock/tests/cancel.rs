@@ -132,3 +132,36 @@ async fn a_dropped_acquire_leaves_no_hold_behind() {
     .await;
     assert!(!exists(&observer, "cancel:multi:{g}:r:b").await);
 }
+
+/// A `release` whose future is dropped before its batch goes out (a timeout around it, a
+/// `select!`) was never sent, and the consumed guard did not release on drop either: the
+/// lock stayed held by nobody for its TTL. Dropping the release must release like dropping
+/// the guard does. The current-thread runtime makes the order exact: the release is queued
+/// by one poll and dropped before the batching task runs.
+#[tokio::test]
+async fn a_dropped_release_still_releases() {
+    let redis = redkit_testkit::redis().await;
+    let prefix = redkit_testkit::prefix("dropped-release");
+    for batching in [true, false] {
+        let locks = RedisLock::builder(redis.clone())
+            .prefix(&prefix)
+            .batching(batching)
+            .build()
+            .unwrap();
+        let r = format!("r-{batching}");
+        let key = format!("{prefix}:lock:{{{r}}}");
+        let guard = locks.try_acquire(&r, TTL).await.unwrap().unwrap();
+        assert!(exists(&redis, &key).await);
+        // one poll, then the future is dropped
+        let dropped = futures_util::FutureExt::now_or_never(guard.release());
+        assert!(dropped.is_none(), "the release finished within one poll");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while exists(&redis, &key).await {
+            assert!(
+                Instant::now() < deadline,
+                "batching {batching}: a dropped release left the lock held for its TTL"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
