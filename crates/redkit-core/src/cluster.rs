@@ -24,9 +24,18 @@ pub(crate) fn client_builder(
     nodes: &[String],
     protocol: ProtocolVersion,
 ) -> Result<ClusterClientBuilder> {
+    Ok(pool_client_builder(config, nodes, protocol)?.response_timeout(config.response_timeout))
+}
+
+/// [`client_builder`] without a response timeout: the dedicated pool's client (its
+/// blocking commands wait longer; [`crate::Dedicated`] applies a limit per call).
+fn pool_client_builder(
+    config: &RedisConfig,
+    nodes: &[String],
+    protocol: ProtocolVersion,
+) -> Result<ClusterClientBuilder> {
     let builder = ClusterClientBuilder::new(node_infos(config, nodes, protocol)?)
         .connection_timeout(config.connect_timeout)
-        .response_timeout(config.response_timeout)
         .use_protocol(protocol)
         .tcp_settings(config.tcp_settings());
     #[cfg(feature = "tls")]
@@ -64,12 +73,12 @@ pub(crate) async fn connect(
     let mut conn = client.get_async_connection().await?;
     let mut server = server;
     server.maxmemory_policy = masters_policy(&mut conn, config).await;
-    let manager = deadpool_redis::cluster::Manager::new(
-        node_infos(config, nodes, ProtocolVersion::RESP2)?,
-        false,
-    )
-    .map_err(|e| Error::Config(e.to_string()))?;
-    let pool = build_pool!(deadpool_redis::cluster::Pool, manager, config)?;
+    let manager = PoolManager {
+        client: pool_client_builder(config, nodes, ProtocolVersion::RESP2)?
+            .build()
+            .map_err(|e| Error::Config(e.to_string()))?,
+    };
+    let pool = build_pool!(ClusterPool, manager, config)?;
     Ok((
         Connection(ConnKind::Cluster(conn)),
         Pool::Cluster(pool),
@@ -120,4 +129,40 @@ async fn masters_policy(
         }
     }
     all_noeviction.then(|| "noeviction".to_string())
+}
+
+/// Dedicated cluster connections from a client built like the shared connection's (the
+/// configured CA and client certificate, TCP settings, connect timeout, credentials), so
+/// a `rediss://` cluster with a private CA serves them too (test
+/// `a_tls_cluster_with_a_private_ca_serves_shared_and_dedicated_connections`).
+pub(crate) struct PoolManager {
+    client: redis::cluster::ClusterClient,
+}
+
+/// The dedicated pool of a cluster handle, and one connection taken from it.
+pub(crate) type ClusterPool = deadpool::managed::Pool<PoolManager>;
+pub(crate) type ClusterConn = deadpool::managed::Object<PoolManager>;
+
+impl deadpool::managed::Manager for PoolManager {
+    type Type = redis::cluster_async::ClusterConnection;
+    type Error = redis::RedisError;
+
+    async fn create(&self) -> std::result::Result<Self::Type, redis::RedisError> {
+        self.client.get_async_connection().await
+    }
+
+    async fn recycle(
+        &self,
+        conn: &mut Self::Type,
+        _: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<redis::RedisError> {
+        let pong: String = redis::cmd("PING").query_async(conn).await?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(deadpool::managed::RecycleError::message(
+                "unexpected PING reply",
+            ))
+        }
+    }
 }

@@ -445,7 +445,7 @@ impl ConnectionLike for Connection {
 pub(crate) enum Pool {
     Single(deadpool_redis::Pool),
     #[cfg(feature = "cluster")]
-    Cluster(deadpool_redis::cluster::Pool),
+    Cluster(crate::cluster::ClusterPool),
     #[cfg(feature = "sentinel")]
     Sentinel(crate::sentinel::SentinelPool),
 }
@@ -502,7 +502,7 @@ impl Pool {
 enum DedicatedKind {
     Single(deadpool_redis::Connection),
     #[cfg(feature = "cluster")]
-    Cluster(deadpool_redis::cluster::Connection),
+    Cluster(crate::cluster::ClusterConn),
     #[cfg(feature = "sentinel")]
     Sentinel(crate::sentinel::SentinelConn),
 }
@@ -572,9 +572,7 @@ impl Drop for Dedicated {
             match self.conn.take() {
                 Some(DedicatedKind::Single(c)) => drop(deadpool_redis::Connection::take(c)),
                 #[cfg(feature = "cluster")]
-                Some(DedicatedKind::Cluster(c)) => {
-                    drop(deadpool_redis::cluster::Connection::take(c))
-                }
+                Some(DedicatedKind::Cluster(c)) => drop(crate::cluster::ClusterConn::take(c)),
                 #[cfg(feature = "sentinel")]
                 Some(DedicatedKind::Sentinel(c)) => drop(crate::sentinel::SentinelConn::take(c)),
                 None => {}
