@@ -18,18 +18,50 @@ struct LeaseInner {
     lost: CancellationToken,
     /// When this owner can no longer count on holding the lock, by its own clock:
     /// request sent + ttl - drift - safety margin. Pushed forward by every renewal.
-    safe_until: Mutex<Instant>,
+    /// With the send time of the renewal it comes from.
+    safe_until: Mutex<Renewal>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Renewal {
+    sent: Instant,
+    until: Instant,
 }
 
 impl LeaseInner {
     fn safe_until(&self) -> Instant {
-        *self.safe_until.lock().unwrap_or_else(|p| p.into_inner())
+        self.safe_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .until
     }
 
+    /// A renewal sent at `sent` succeeded. Only the latest-sent renewal counts: the
+    /// watchdog's and an explicit `extend` with another TTL can be answered in either
+    /// order, and the server keeps the TTL of the one it ran last (on one connection, the
+    /// one sent last); an earlier one answered late must not push the time back out.
     fn renewed(&self, sent: Instant, options: &AcquireOptions) {
         let until = sent + options.ttl - options.drift() - options.margin();
-        *self.safe_until.lock().unwrap_or_else(|p| p.into_inner()) = until;
+        let mut last = self.safe_until.lock().unwrap_or_else(|p| p.into_inner());
+        if sent >= last.sent {
+            *last = Renewal { sent, until };
+        }
     }
+}
+
+/// Test hook: while set, the watchdog stops after a successful renewal, before it records
+/// it, announcing itself on `arrived` and going on after `go`.
+#[cfg(feature = "__test-hooks")]
+pub static RENEWAL_GATE: Mutex<Option<Arc<RenewalGate>>> = Mutex::new(None);
+
+/// See [`RENEWAL_GATE`].
+#[cfg(feature = "__test-hooks")]
+#[derive(Debug, Default)]
+pub struct RenewalGate {
+    /// Notified when the watchdog reached the gate.
+    pub arrived: tokio::sync::Notify,
+    /// Notify to let it go on.
+    pub go: tokio::sync::Notify,
 }
 
 /// A cheap, cloneable view of a held lock, for the work done under it: the fencing token
@@ -142,7 +174,7 @@ impl LockGuard {
             token,
             fence,
             lost: CancellationToken::new(),
-            safe_until: Mutex::new(sent),
+            safe_until: Mutex::new(Renewal { sent, until: sent }),
         });
         inner.renewed(sent, &options);
         let watchdog = options.auto_extend.then(|| {
@@ -302,6 +334,17 @@ async fn watchdog(
         .await
         {
             Ok(Ok(true)) => {
+                #[cfg(feature = "__test-hooks")]
+                {
+                    let gate = RENEWAL_GATE
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone();
+                    if let Some(gate) = gate {
+                        gate.arrived.notify_one();
+                        gate.go.notified().await;
+                    }
+                }
                 inner.renewed(sent, &options);
                 pause = every;
             }

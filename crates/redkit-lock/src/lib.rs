@@ -29,6 +29,7 @@ pub use redlock::{Redlock, RedlockBuilder};
 #[doc(hidden)]
 pub mod __test_hooks {
     pub use crate::backend::WRITER_INTENT_OVERRIDE_MS;
+    pub use crate::guard::{RENEWAL_GATE, RenewalGate};
 }
 
 /// What can go wrong with a lock.
