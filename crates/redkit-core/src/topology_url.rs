@@ -101,7 +101,9 @@ pub(crate) fn builder_for(url: &str) -> Result<RedisConfigBuilder> {
         if !user.is_empty() {
             builder = builder.username(user);
         }
-        if let Some(p) = password {
+        // an empty password is no password, as redis-rs reads `redis://user:@host` (an
+        // `AUTH user ""` would fail against a server without one)
+        if let Some(p) = password.filter(|p| !p.is_empty()) {
             builder = builder.password(decode(p, &bad)?);
         }
     }
@@ -238,6 +240,33 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(c.password.as_ref().map(|p| p.expose()), Some("hunter2/x"));
+    }
+
+    #[test]
+    fn credentials_read_like_redis_rs_reads_them() {
+        use redis::IntoConnectionInfo;
+        for (userinfo, user, password) in [
+            ("u:@", Some("u"), None),
+            (":@", None, None),
+            ("u@", Some("u"), None),
+            (":p@", None, Some("p")),
+        ] {
+            let one = format!("redis://{userinfo}127.0.0.1:7000")
+                .into_connection_info()
+                .unwrap();
+            assert_eq!(one.redis_settings().username(), user, "{userinfo}");
+            assert_eq!(one.redis_settings().password(), password, "{userinfo}");
+            let c = builder_for(&format!("redis+cluster://{userinfo}127.0.0.1:7000"))
+                .unwrap()
+                .build()
+                .unwrap();
+            assert_eq!(c.username.as_deref(), user, "{userinfo}");
+            assert_eq!(
+                c.password.as_ref().map(|p| p.expose()),
+                password,
+                "{userinfo}"
+            );
+        }
     }
 
     #[test]

@@ -67,3 +67,17 @@ async fn a_pipeline_runs_each_command_once_while_its_slot_migrates() {
     assert_eq!(values, [redis::Value::Int(2), redis::Value::Int(1)]);
     assert_eq!(src.cli(&["lrange", present, "0", "-1"]).lines().count(), 2);
 }
+
+#[tokio::test]
+async fn a_cluster_url_with_an_empty_password_connects_like_a_plain_url() {
+    let cluster = redkit_testkit::cluster();
+    let addr = cluster.nodes()[0].addr();
+    for url in [
+        format!("redis+cluster://:@{addr}"),
+        format!("redis://:@{addr}"),
+    ] {
+        redkit_core::Redis::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
+}
