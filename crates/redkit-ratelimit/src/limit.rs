@@ -140,11 +140,18 @@ impl Limit {
         self
     }
 
-    /// Names the limit: the policy name in `RateLimit` headers (default: its key suffix).
-    /// A label only: the state is keyed by the limit's parameters, not by its name.
+    /// Names the limit: the policy name in `RateLimit` headers (default: its key suffix),
+    /// and part of its state's keys. Unnamed limits with equal parameters on one key
+    /// share state; name them (`"login"`, `"password-reset"`) to keep two purposes with
+    /// the same numbers apart. Renaming a limit starts its keys afresh.
     pub fn name(mut self, name: impl Into<String>) -> Limit {
         self.name = Some(name.into());
         self
+    }
+
+    /// The name given with [`Limit::name`], if any.
+    pub(crate) fn given_name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     /// After a check is denied by this limit, deny every check of that key for `block`
@@ -369,11 +376,17 @@ mod tests {
         let suffixes: std::collections::HashSet<String> =
             limits.iter().map(Limit::suffix).collect();
         assert_eq!(suffixes.len(), limits.len(), "{suffixes:?}");
-        assert_eq!(
-            Limit::fixed_window(5, s).name("login").suffix(),
-            Limit::fixed_window(5, s).suffix(),
-            "the name is a label, not the identity"
-        );
+        let state = |l: &Limit, aligned| crate::policy::state_suffix(l, aligned);
+        let login = Limit::fixed_window(5, s).name("login");
+        let reset = Limit::fixed_window(5, s).name("password-reset");
+        let unnamed = Limit::fixed_window(5, s);
+        assert_eq!(state(&login, false), "fw60000000_5=login");
+        assert_ne!(state(&login, false), state(&reset, false));
+        assert_ne!(state(&login, false), state(&unnamed, false));
+        // a name cannot mimic the aligned marker or another parameter
+        let tricky = Limit::fixed_window(5, s).name("login_a");
+        assert_ne!(state(&tricky, false), state(&login, true));
+        assert_eq!(state(&login, true), "fw60000000_5_a=login");
         assert_eq!(Limit::fixed_window(100, s).suffix(), "fw60000000_100");
         assert_eq!(
             Limit::sliding_log(5, s)

@@ -41,8 +41,10 @@ pub(crate) struct Prepared {
 
 /// The key suffix of a limit's state in a limiter: the limit's own (every parameter),
 /// plus `_a` for a window limit of a limiter with aligned windows, whose windows start at
-/// other instants than per-key offset ones.
-fn state_suffix(l: &Limit, aligned: bool) -> String {
+/// other instants than per-key offset ones, plus `=<name>` for a named limit, so two
+/// purposes with equal numbers (login and password reset, 5 a minute each) keep apart
+/// when named. `=` appears in no parameter and in no name.
+pub(crate) fn state_suffix(l: &Limit, aligned: bool) -> String {
     let mut s = l.suffix();
     if aligned
         && matches!(
@@ -51,6 +53,10 @@ fn state_suffix(l: &Limit, aligned: bool) -> String {
         )
     {
         s.push_str("_a");
+    }
+    if let Some(name) = l.given_name() {
+        s.push('=');
+        s.push_str(name);
     }
     s
 }

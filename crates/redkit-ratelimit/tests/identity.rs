@@ -77,14 +77,27 @@ async fn limits_differing_only_in_capacity_keep_apart_on_redis() {
         lb.reset("user:8").await.unwrap();
     }
 
-    // the same limit under another name is the same state (the name is a label)
-    let named = on_redis(
+    // a name is part of the identity: two purposes with equal numbers keep apart
+    let login = on_redis(
         &redis,
         &prefix,
         Limit::fixed_window(5, MINUTE).name("login"),
         false,
     );
-    assert_eq!(named.peek("user:7").await.unwrap().remaining, 4);
+    let reset = on_redis(
+        &redis,
+        &prefix,
+        Limit::fixed_window(5, MINUTE).name("password-reset"),
+        false,
+    );
+    assert_eq!(login.peek("user:7").await.unwrap().remaining, 5);
+    assert!(login.check("user:7", 5).await.unwrap().allowed);
+    assert!(!login.check("user:7", 1).await.unwrap().allowed);
+    let d = reset.check("user:7", 1).await.unwrap();
+    assert!(
+        d.allowed && d.remaining == 4,
+        "password resets spent the login quota: {d:?}"
+    );
 }
 
 /// The memory backend keeps each limiter's states in its own map, so two limiters never
