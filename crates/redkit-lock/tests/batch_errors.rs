@@ -188,3 +188,44 @@ async fn write_acquire_with_a_bad_waiting_set_writes_nothing() {
         );
     }
 }
+
+/// Releases batched together when one lock key was overwritten with another type: that
+/// caller's release answers "not held", every other caller's lock is released (before,
+/// the batch script failed at the bad key, after releasing the ones before it, and every
+/// caller of the batch got an error with the later locks left held for their TTL).
+#[tokio::test]
+async fn one_bad_key_in_a_release_batch_fails_no_other_release() {
+    let redis = testkit::redis().await;
+    let prefix = testkit::prefix("release-batch-errors");
+    let locks = RedisLock::builder(redis.clone())
+        .prefix(&prefix)
+        .batching(true)
+        .build()
+        .unwrap();
+    let lock_key = |r: &str| format!("{prefix}:lock:{{{r}}}");
+    let mut guards = Vec::new();
+    for i in 0..12 {
+        let r = format!("r{i}");
+        guards.push(locks.try_acquire(&r, TTL).await.unwrap().unwrap());
+    }
+    // the first lock's key is replaced by a list
+    let _: i64 = redis
+        .query(redis::cmd("DEL").arg(lock_key("r0")))
+        .await
+        .unwrap();
+    let _: i64 = redis
+        .query(redis::cmd("RPUSH").arg(lock_key("r0")).arg("x"))
+        .await
+        .unwrap();
+    // released at once: the calls go in one batch, the bad one first
+    let answers = futures_util::future::join_all(guards.into_iter().map(|g| g.release())).await;
+    for (i, answer) in answers.into_iter().enumerate() {
+        let r = format!("r{i}");
+        if i == 0 {
+            assert!(!answer.unwrap_or(false), "{r}: not held");
+        } else {
+            assert!(answer.unwrap(), "{r}: released");
+            assert!(!exists(&redis, &lock_key(&r)).await, "{r} is left held");
+        }
+    }
+}
