@@ -229,3 +229,32 @@ async fn one_bad_key_in_a_release_batch_fails_no_other_release() {
         }
     }
 }
+
+/// A group whose middle resource's key was overwritten with another type: releasing the
+/// group must still free the other resources (before, the script failed at the bad key
+/// after deleting the ones before it, and the ones after stayed held for their TTL).
+#[tokio::test]
+async fn a_bad_key_in_a_group_does_not_keep_the_rest_held() {
+    let redis = testkit::redis().await;
+    let prefix = testkit::prefix("multi-release-errors");
+    let locks = RedisLock::builder(redis.clone())
+        .prefix(&prefix)
+        .build()
+        .unwrap();
+    let key = |r: &str| format!("{prefix}:multi:{{g}}:r:{r}");
+    let guard = locks
+        .try_acquire_all("g", &["a", "b", "c"], TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    let _: i64 = redis.query(redis::cmd("DEL").arg(key("b"))).await.unwrap();
+    let _: i64 = redis
+        .query(redis::cmd("RPUSH").arg(key("b")).arg("x"))
+        .await
+        .unwrap();
+    let released = guard.release().await;
+    assert!(!released.unwrap_or(false), "b was not held any more");
+    for r in ["a", "c"] {
+        assert!(!exists(&redis, &key(r)).await, "{r} is left held");
+    }
+}
