@@ -712,7 +712,7 @@ impl Queue for RedisQueue {
                     &k.uniques,
                     &k.removed,
                 ],
-                false,
+                true,
             )
             .arg(id.as_str())
             .invoke(&self.inner.redis)

@@ -280,3 +280,69 @@ async fn a_leased_job_is_never_leased_again_through_a_second_place_in_line() {
         "the first delivery's token was overwritten"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_corrupt_waiting_job_leaves_no_place_for_its_id() {
+    let redis = redkit_testkit::redis().await;
+    let kept = Retention::Keep {
+        count: None,
+        age: None,
+    };
+    let (q, keys) = queue(&redis, QueueConfig::new().keep_completed(kept)).await;
+    let id = JobId::custom("c-1").unwrap();
+    let opts = JobOptions::new().id("c-1");
+    // an older removed place of the id, then a waiting job whose stored data is not a job
+    q.enqueue(&0, &opts).await.unwrap();
+    assert!(q.remove(&id).await.unwrap());
+    q.enqueue(&1, &opts).await.unwrap();
+    run(&redis, &["HSET", &format!("{keys}jobs"), "c-1", "x"]).await;
+    assert!(q.remove(&id).await.unwrap());
+    // the id enqueued again runs once, and once completed is not handed out again
+    q.enqueue(&2, &opts).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got = q.fetch(1, VIS).await.unwrap().deliveries;
+        if !got.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(got.len(), 1);
+    assert_eq!(serde_json::from_slice::<i32>(&got[0].payload).unwrap(), 2);
+    assert_eq!(
+        q.complete(&[(got[0].lease.clone(), Bytes::new())])
+            .await
+            .unwrap(),
+        vec![true]
+    );
+    for _ in 0..3 {
+        let again = q.fetch(1, VIS).await.unwrap().deliveries;
+        assert!(again.is_empty(), "a completed job was delivered again");
+    }
+    assert_eq!(
+        q.job(&id).await.unwrap().unwrap().state,
+        JobState::Completed
+    );
+
+    // the same for a delayed job whose stored data is not a job: its entry does not come
+    // due later as a second place of the id
+    let (q, keys) = queue(&redis, QueueConfig::new().keep_completed(kept)).await;
+    q.enqueue(&1, &opts.clone().delay(Duration::from_millis(200)))
+        .await
+        .unwrap();
+    run(&redis, &["HSET", &format!("{keys}jobs"), "c-1", "x"]).await;
+    assert!(q.remove(&id).await.unwrap());
+    q.enqueue(&2, &opts).await.unwrap();
+    let got = q.fetch(10, VIS).await.unwrap().deliveries;
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        q.complete(&[(got[0].lease.clone(), Bytes::new())])
+            .await
+            .unwrap(),
+        vec![true]
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        q.fetch(10, VIS).await.unwrap().deliveries.is_empty(),
+        "a completed job was delivered again"
+    );
+}
