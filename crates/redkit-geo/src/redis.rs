@@ -280,25 +280,6 @@ mod tests {
     /// concatenation at all, so any `..` outside a comment fails.
     #[test]
     fn no_script_builds_a_key_name() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lua");
-        let mut scanned = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_none_or(|e| e != "lua") {
-                continue;
-            }
-            scanned += 1;
-            let text = std::fs::read_to_string(&path).unwrap();
-            for (n, line) in text.lines().enumerate() {
-                let code = line.split("--").next().unwrap_or("");
-                assert!(
-                    !code.contains(".."),
-                    "{}:{}: a concatenation; keys are passed in KEYS\n{line}",
-                    path.display(),
-                    n + 1
-                );
-            }
-        }
-        assert!(scanned >= 2, "found {scanned} scripts in {}", dir.display());
+        redkit_testkit::assert_no_lua_concatenation(concat!(env!("CARGO_MANIFEST_DIR"), "/lua"), 2);
     }
 }

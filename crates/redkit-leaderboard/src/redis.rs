@@ -795,15 +795,9 @@ mod tests {
                 .iter()
                 .any(|(l, r)| keyish(l) || keyish(r))
         );
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lua");
-        let mut scanned = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_none_or(|e| e != "lua") {
-                continue;
-            }
-            scanned += 1;
-            let text = std::fs::read_to_string(&path).unwrap();
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/lua");
+        let scripts = redkit_testkit::lua_scripts(dir);
+        for (path, text) in &scripts {
             for (n, line) in text.lines().enumerate() {
                 for (left, right) in concatenations(line) {
                     assert!(
@@ -816,6 +810,10 @@ mod tests {
                 }
             }
         }
-        assert!(scanned >= 5, "found {scanned} scripts in {}", dir.display());
+        assert!(
+            scripts.len() >= 5,
+            "found {} scripts in {dir}",
+            scripts.len()
+        );
     }
 }

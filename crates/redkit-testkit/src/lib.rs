@@ -17,6 +17,7 @@ mod server;
 mod tls;
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -172,6 +173,48 @@ pub async fn local_redis() -> redkit_core::Result<Option<LocalRedis>> {
 pub fn prefix(name: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
     format!("t-{name}-{}", &id[..12])
+}
+
+/// Every `*.lua` file in `dir` with its text, sorted by path. Panics (a test helper) when
+/// the folder or a file cannot be read.
+pub fn lua_scripts(dir: impl AsRef<Path>) -> Vec<(PathBuf, String)> {
+    let dir = dir.as_ref();
+    let mut scripts: Vec<(PathBuf, String)> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|entry| entry.unwrap_or_else(|e| panic!("{e}")).path())
+        .filter(|path| path.extension().is_some_and(|e| e == "lua"))
+        .map(|path| {
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+            (path, text)
+        })
+        .collect();
+    scripts.sort();
+    scripts
+}
+
+/// Asserts that no script in `dir` (at least `min_scripts` of them) concatenates strings
+/// outside a comment: scripts that need no `..` at all cannot build a key name, so every
+/// key they touch comes in KEYS.
+pub fn assert_no_lua_concatenation(dir: impl AsRef<Path>, min_scripts: usize) {
+    let scripts = lua_scripts(&dir);
+    assert!(
+        scripts.len() >= min_scripts,
+        "found {} scripts in {}",
+        scripts.len(),
+        dir.as_ref().display()
+    );
+    for (path, text) in &scripts {
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("--").next().unwrap_or("");
+            assert!(
+                !code.contains(".."),
+                "{}:{}: a concatenation; keys are passed in KEYS\n{line}",
+                path.display(),
+                n + 1
+            );
+        }
+    }
 }
 
 /// Asserts that all keys hash to one cluster slot (every key a script touches must).
