@@ -135,6 +135,36 @@ impl MemoryStreamStore {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Checks the names and ids, then runs `act` on each id that `consumer` holds in
+    /// `group` (with the stream's entries and the group's pending list) and returns the
+    /// ids it does not hold (claimed by another consumer, acknowledged, never held,
+    /// unparsable) or that `act` answered `false` for: the memory side of the owner-checked
+    /// scripts `ack_owned.lua` and `keep_alive.lua`.
+    fn owned_ids(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+        mut act: impl FnMut(&BTreeMap<Id, Fields>, &mut BTreeMap<Id, Held>, Id) -> bool,
+    ) -> Result<Vec<String>> {
+        check_name("group", group)?;
+        check_name("consumer", consumer)?;
+        let ids = check_ids(ids)?;
+        self.with_group(stream, group, |log, group| {
+            let Some(g) = log.groups.get_mut(group) else {
+                return ids;
+            };
+            ids.into_iter()
+                .filter(|id| {
+                    let held = parse_id(id)
+                        .filter(|key| g.pending.get(key).is_some_and(|h| h.consumer == consumer));
+                    !held.is_some_and(|key| act(&log.entries, &mut g.pending, key))
+                })
+                .collect()
+        })
+    }
+
     fn with_group<R>(
         &self,
         stream: &str,
@@ -405,25 +435,9 @@ impl StreamStore for MemoryStreamStore {
         consumer: &str,
         ids: &[String],
     ) -> Result<Vec<String>> {
-        check_name("group", group)?;
-        check_name("consumer", consumer)?;
-        let ids = check_ids(ids)?;
-        self.with_group(stream, group, |log, group| {
-            let Some(g) = log.groups.get_mut(group) else {
-                return ids;
-            };
-            ids.into_iter()
-                .filter(|id| {
-                    let Some(key) = parse_id(id) else {
-                        return true;
-                    };
-                    let mine = g.pending.get(&key).is_some_and(|h| h.consumer == consumer);
-                    if mine {
-                        g.pending.remove(&key);
-                    }
-                    !mine
-                })
-                .collect()
+        self.owned_ids(stream, group, consumer, ids, |_, pending, key| {
+            pending.remove(&key);
+            true
         })
     }
 
@@ -489,31 +503,16 @@ impl StreamStore for MemoryStreamStore {
         consumer: &str,
         ids: &[String],
     ) -> Result<Vec<String>> {
-        check_name("group", group)?;
-        check_name("consumer", consumer)?;
-        let ids = check_ids(ids)?;
-        self.with_group(stream, group, |log, group| {
-            let Some(g) = log.groups.get_mut(group) else {
-                return ids;
-            };
-            ids.into_iter()
-                .filter(|id| {
-                    let Some(key) = parse_id(id) else {
-                        return true;
-                    };
-                    let Some(h) = g.pending.get_mut(&key).filter(|h| h.consumer == consumer) else {
-                        // claimed by another consumer, acknowledged, or never held
-                        return true;
-                    };
-                    if !log.entries.contains_key(&key) {
-                        // deleted from the stream: it leaves the pending list
-                        g.pending.remove(&key);
-                        return true;
-                    }
-                    h.since = Instant::now();
-                    false
-                })
-                .collect()
+        self.owned_ids(stream, group, consumer, ids, |entries, pending, key| {
+            if !entries.contains_key(&key) {
+                // deleted from the stream: it leaves the pending list
+                pending.remove(&key);
+                return false;
+            }
+            if let Some(h) = pending.get_mut(&key) {
+                h.since = Instant::now();
+            }
+            true
         })
     }
 
